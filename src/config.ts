@@ -1,0 +1,135 @@
+// The only reader of process.env. One TypeBox schema describes every variable (type, default,
+// bounds, documentation); env-schema coerces and validates it; the result is frozen.
+// docs/configuration.md is generated from this schema.
+import fp from 'fastify-plugin'
+import envSchema from 'env-schema'
+import { Type, type Static, type TSchema } from 'typebox'
+import { ConfigInvalidError } from './errors.js'
+
+export const APP_ENVS = ['development', 'test', 'staging', 'production'] as const
+export type AppEnv = (typeof APP_ENVS)[number]
+
+const int = (description: string, defaultValue: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER) =>
+  Type.Integer({ description, default: defaultValue, minimum, maximum })
+// `writeOnly` marks a secret: docs and error messages never show its value.
+const secret = (description: string) => Type.Optional(Type.String({ description, writeOnly: true }))
+const bool = (description: string, defaultValue: boolean) => Type.Boolean({ description, default: defaultValue })
+
+// Secrets may be set per environment (JWT_SECRET_PRODUCTION, …); their variables derive from the
+// one list of environments so no environment is ever spelled twice.
+const envSpecific = (base: string, description: string) => Object.fromEntries(
+  APP_ENVS.map((env) => [`${base}_${env.toUpperCase()}`, secret(`${description} Used only when APP_ENV=${env}; wins over ${base}.`)])
+) as Record<string, ReturnType<typeof secret>>
+
+export const ConfigSchema = Type.Object({
+  PORT: int('TCP port to listen on.', 3000, 0, 65535),
+  HOST: Type.String({ description: 'Interface to listen on. Use 0.0.0.0 in a container.', default: '127.0.0.1', minLength: 1 }),
+  APP_ENV: Type.Enum([...APP_ENVS], {
+    description: 'Deployment environment. Selects the JWT_SECRET_<APP_ENV> variable and how strict secret checks are.',
+    default: 'development'
+  }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { description: 'Log level.', default: 'info' }),
+
+  JWT_SECRET: secret('HS256 signing and verification secret, shared with every service that mints tokens. At least 32 bytes of key material. Optional in development and test (a random one is generated per process).'),
+  ...envSpecific('JWT_SECRET', 'Environment-specific JWT secret.'),
+  JWT_PREVIOUS_SECRET: secret('The previous secret during a rotation: accepted for verifying tokens, never used to sign.'),
+  ...envSpecific('JWT_PREVIOUS_SECRET', 'Environment-specific previous secret.'),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'When set, tokens must carry this `iss`.' })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'When set, tokens must carry one of these `aud` values (comma-separated).' })),
+  JWT_REQUIRE_EXP: bool('Refuse tokens without an `exp` claim.', true),
+  JWT_CLOCK_SKEW_SEC: int('Leeway for `exp` and `nbf`, in seconds.', 30, 0, 60),
+  ALLOW_QUERY_TOKEN: bool('Accept `?token=` on the WebSocket URL. Off by default: URLs end up in logs.', false),
+  ALLOWED_ORIGINS: Type.String({
+    description: 'Comma-separated browser origins allowed to open a WebSocket (e.g. https://app.example.com). Empty: any origin.',
+    default: ''
+  }),
+
+  MAX_MESSAGE_BYTES: int('Largest client frame accepted; larger frames close the connection with 1009.', 65536, 256, 16 * 1024 * 1024),
+  MAX_CONCURRENT_RUNS: int('Runs one user may have in flight at once (TOO_MANY_RUNS beyond).', 4, 1, 10_000),
+  MAX_CONNECTIONS_PER_USER: int('Open WebSocket connections per user (HTTP 429 beyond).', 16, 1, 100_000),
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: int('Runs one connection may follow at once.', 64, 1, 10_000),
+  MESSAGE_RATE_PER_SEC: int('Client messages per second a connection may send on average.', 20, 1, 100_000),
+  MESSAGE_RATE_BURST: int('Client messages a connection may send in a burst. Beyond it: RATE_LIMITED, then close 4429 if it goes on.', 40, 1, 100_000),
+  SEND_BUFFER_BYTES: int('Bytes queued for one socket before live delivery to it pauses and it catches up from the log.', 512 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  HEARTBEAT_MS: int('Interval of the server ping; a connection that misses a whole interval is closed with 4408.', 30_000, 50, 3_600_000),
+  RUN_TIMEOUT_MS: int('Deadline of a run; past it the run fails with TIMEOUT.', 300_000, 10, 86_400_000),
+  TOOL_TIMEOUT_MS: int('Default deadline of a tool call (a tool may set its own).', 30_000, 10, 86_400_000),
+  RUN_HISTORY_TTL_MS: int('How long a finished run\'s events stay available to `subscribe`.', 3_600_000, 0, 30 * 86_400_000),
+  SHUTDOWN_GRACE_MS: int('On shutdown, how long running runs may take to finish before they are ended with SHUTDOWN.', 10_000, 0, 3_600_000),
+  DEMO_STEP_DELAY_MS: int('Pause between the demo agent\'s steps, so a person can watch them. 0 in tests.', 250, 0, 60_000)
+}, { additionalProperties: false })
+
+type RawConfig = Static<typeof ConfigSchema>
+export type Config = Readonly<Omit<RawConfig, 'ALLOWED_ORIGINS' | 'JWT_AUDIENCE'> & {
+  ALLOWED_ORIGINS: readonly string[]
+  JWT_AUDIENCE: readonly string[]
+} & Record<`JWT_SECRET_${Uppercase<AppEnv>}` | `JWT_PREVIOUS_SECRET_${Uppercase<AppEnv>}`, string | undefined>>
+
+/** Where configuration values come from: `process.env` unless a caller (a test, an embedding app) says otherwise. */
+export type EnvSource = Readonly<Record<string, string | undefined>>
+
+const list = (value: string | undefined): string[] =>
+  (value ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '')
+
+/**
+ * Reads, validates and freezes the configuration. Throws AGW_ERR_CONFIG_INVALID naming every bad
+ * variable (never its value: some are secrets).
+ */
+export function loadConfig (source: EnvSource = process.env): Config {
+  // Only the variables the schema knows are read; the rest of the environment is ignored.
+  const data: Record<string, string> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = source[key]
+    if (value !== undefined && value !== '') data[key] = value
+  }
+  let raw: RawConfig
+  try {
+    raw = envSchema<RawConfig>({ schema: ConfigSchema as TSchema, data, dotenv: false })
+  } catch (err) {
+    throw new ConfigInvalidError(describeEnvErrors(err))
+  }
+  return Object.freeze({
+    ...raw,
+    ALLOWED_ORIGINS: Object.freeze(list(raw.ALLOWED_ORIGINS)),
+    JWT_AUDIENCE: Object.freeze(list(raw.JWT_AUDIENCE))
+  }) as Config
+}
+
+interface AjvError { instancePath: string, message?: string, keyword: string, params: Record<string, unknown> }
+
+function describeEnvErrors (err: unknown): string {
+  const errors = (err as { errors?: AjvError[] }).errors
+  /* c8 ignore next -- env-schema always attaches ajv errors; this guards a future change */
+  if (!Array.isArray(errors)) return (err as Error).message
+  const problems = new Map<string, string>()
+  for (const error of errors) {
+    const variable = error.instancePath.slice(1)
+    if (problems.has(variable)) continue
+    const allowed = Array.isArray(error.params.allowedValues) ? ` (${error.params.allowedValues.join(', ')})` : ''
+    problems.set(variable, `${variable} ${error.message ?? 'is invalid'}${allowed}`)
+  }
+  return [...problems.values()].join('; ')
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+export interface ConfigPluginOptions {
+  /** An already-loaded configuration (what server.ts passes). */
+  config?: Config
+  /** Variables to load the configuration from instead of process.env. */
+  env?: EnvSource
+}
+
+/** Decorates `fastify.config`; every other plugin depends on it. */
+export const configPlugin = fp<ConfigPluginOptions>(async function configPlugin (fastify, opts) {
+  fastify.decorate('config', opts.config ?? loadConfig(opts.env))
+}, { name: 'config', fastify: '5.x' })
+
+/** Names and schemas of every variable, for the generated configuration docs. */
+export function configVariables (): Array<{ name: string, schema: TSchema & Record<string, unknown> }> {
+  return Object.entries(ConfigSchema.properties).map(([name, schema]) => ({ name, schema: schema as unknown as TSchema & Record<string, unknown> }))
+}

@@ -1,0 +1,121 @@
+// The error catalogue: every error the gateway raises, one prefix (AGW_ERR_<AREA>_<PROBLEM>),
+// explicit status codes. docs/errors.md lists them; a test keeps the two in step.
+import createError from '@fastify/error'
+import type { WireErrorCode } from './protocol.js'
+
+// --- start-up and registration -------------------------------------------------------------
+export const ConfigInvalidError = createError<'AGW_ERR_CONFIG_INVALID', 500, [string]>(
+  'AGW_ERR_CONFIG_INVALID', 'Invalid configuration: %s', 500)
+export const SecretInvalidError = createError<'AGW_ERR_SECRET_INVALID', 500, [string]>(
+  'AGW_ERR_SECRET_INVALID', 'Refusing to start, the JWT secret configuration is unsafe: %s', 500)
+export const ToolInvalidError = createError<'AGW_ERR_TOOL_INVALID', 500, [string]>(
+  'AGW_ERR_TOOL_INVALID', 'Invalid tool definition: %s', 500)
+export const ToolDuplicateError = createError<'AGW_ERR_TOOL_DUPLICATE', 500, [string]>(
+  'AGW_ERR_TOOL_DUPLICATE', 'A tool named "%s" is already registered', 500)
+export const ToolRegistryClosedError = createError<'AGW_ERR_TOOL_REGISTRY_CLOSED', 500, [string]>(
+  'AGW_ERR_TOOL_REGISTRY_CLOSED', 'Cannot add tool "%s": tools can only be added before the server is ready', 500)
+export const DispatcherPrivateError = createError<'AGW_ERR_TOOL_DISPATCHER_PRIVATE', 500, []>(
+  'AGW_ERR_TOOL_DISPATCHER_PRIVATE', 'A ToolDispatcher can only be made by fastify.createToolDispatcher()', 500)
+export const AgentInvalidError = createError<'AGW_ERR_AGENT_INVALID', 500, [string]>(
+  'AGW_ERR_AGENT_INVALID', 'Invalid agent configuration: %s', 500)
+export const WebSocketPresentError = createError<'AGW_ERR_WEBSOCKET_PRESENT', 500, []>(
+  'AGW_ERR_WEBSOCKET_PRESENT',
+  '@fastify/websocket is already registered on this instance; agent-gateway registers and configures it itself', 500)
+
+// --- authentication (answered before any WebSocket upgrade) --------------------------------
+export const NoTokenError = createError<'AGW_ERR_AUTH_NO_TOKEN', 401, []>(
+  'AGW_ERR_AUTH_NO_TOKEN',
+  'No token: send "Authorization: Bearer <jwt>" or the WebSocket subprotocol "bearer.<jwt>"', 401)
+export const QueryTokenError = createError<'AGW_ERR_AUTH_QUERY_TOKEN', 401, []>(
+  'AGW_ERR_AUTH_QUERY_TOKEN',
+  'Tokens in the query string are refused (URLs end up in logs); send the Authorization header or the bearer.<jwt> subprotocol', 401)
+export const TokenMalformedError = createError<'AGW_ERR_AUTH_TOKEN_MALFORMED', 401, []>(
+  'AGW_ERR_AUTH_TOKEN_MALFORMED', 'The token is not a well-formed JWT', 401)
+export const TokenAlgorithmError = createError<'AGW_ERR_AUTH_TOKEN_ALGORITHM', 401, []>(
+  'AGW_ERR_AUTH_TOKEN_ALGORITHM', 'The token is not signed with HS256, the only accepted algorithm', 401)
+export const TokenSignatureError = createError<'AGW_ERR_AUTH_TOKEN_SIGNATURE', 401, []>(
+  'AGW_ERR_AUTH_TOKEN_SIGNATURE', 'The token signature does not verify', 401)
+export const TokenExpiredError = createError<'AGW_ERR_AUTH_TOKEN_EXPIRED', 401, []>(
+  'AGW_ERR_AUTH_TOKEN_EXPIRED', 'The token has expired', 401)
+export const TokenInactiveError = createError<'AGW_ERR_AUTH_TOKEN_INACTIVE', 401, []>(
+  'AGW_ERR_AUTH_TOKEN_INACTIVE', 'The token is not valid yet (nbf is in the future)', 401)
+export const TokenClaimError = createError<'AGW_ERR_AUTH_TOKEN_CLAIM', 401, [string]>(
+  'AGW_ERR_AUTH_TOKEN_CLAIM', 'The token claims are not acceptable: %s', 401)
+export const TokenInvalidError = createError<'AGW_ERR_AUTH_TOKEN_INVALID', 401, []>(
+  'AGW_ERR_AUTH_TOKEN_INVALID', 'The token is invalid', 401)
+export const SubjectInvalidError = createError<'AGW_ERR_AUTH_SUBJECT_INVALID', 401, [string]>(
+  'AGW_ERR_AUTH_SUBJECT_INVALID', 'The token has no usable "sub" claim: %s', 401)
+
+// --- connection admission -------------------------------------------------------------------
+export const OriginForbiddenError = createError<'AGW_ERR_ORIGIN_FORBIDDEN', 403, []>(
+  'AGW_ERR_ORIGIN_FORBIDDEN', 'This Origin is not allowed to connect', 403)
+export const ConnectionLimitError = createError<'AGW_ERR_CONNECTION_LIMIT', 429, [number]>(
+  'AGW_ERR_CONNECTION_LIMIT', 'Too many open connections for this user (limit %s)', 429)
+
+// --- runs (these also travel as protocol `error` codes) --------------------------------------
+export const UnknownAgentError = createError<'AGW_ERR_RUN_UNKNOWN_AGENT', 400, [string]>(
+  'AGW_ERR_RUN_UNKNOWN_AGENT', 'No agent named "%s"', 400)
+export const RunNotFoundError = createError<'AGW_ERR_RUN_NOT_FOUND', 404, [string]>(
+  'AGW_ERR_RUN_NOT_FOUND', 'Run "%s" not found', 404)
+export const RunEndedError = createError<'AGW_ERR_RUN_ENDED', 409, [string]>(
+  'AGW_ERR_RUN_ENDED', 'Run "%s" has already ended', 409)
+export const HistoryExpiredError = createError<'AGW_ERR_RUN_HISTORY_EXPIRED', 410, [string]>(
+  'AGW_ERR_RUN_HISTORY_EXPIRED', 'The history of run "%s" has expired', 410)
+export const TooManyRunsError = createError<'AGW_ERR_RUN_TOO_MANY', 429, [string]>(
+  'AGW_ERR_RUN_TOO_MANY', '%s', 429)
+export const ShuttingDownError = createError<'AGW_ERR_SHUTTING_DOWN', 503, []>(
+  'AGW_ERR_SHUTTING_DOWN', 'The server is shutting down; reconnect to another node', 503)
+export const NotReadyError = createError<'AGW_ERR_NOT_READY', 503, [string]>(
+  'AGW_ERR_NOT_READY', 'Not ready: %s', 503)
+
+/** How a gateway error is named on the wire (`error.code` of the protocol). */
+const wireCodes: Record<string, WireErrorCode> = {
+  AGW_ERR_RUN_UNKNOWN_AGENT: 'UNKNOWN_AGENT',
+  AGW_ERR_RUN_NOT_FOUND: 'NOT_FOUND',
+  AGW_ERR_RUN_ENDED: 'RUN_ENDED',
+  AGW_ERR_RUN_HISTORY_EXPIRED: 'HISTORY_EXPIRED',
+  AGW_ERR_RUN_TOO_MANY: 'TOO_MANY_RUNS'
+}
+
+/** The protocol error for any thrown value; anything unexpected becomes INTERNAL with no detail. */
+export function toWireError (err: unknown): { code: WireErrorCode, message: string } {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && Object.hasOwn(wireCodes, code)) {
+    return { code: wireCodes[code] as WireErrorCode, message: (err as Error).message }
+  }
+  if (code === 'AGW_ERR_SHUTTING_DOWN') return { code: 'INTERNAL', message: (err as Error).message }
+  return { code: 'INTERNAL', message: 'Internal error' }
+}
+
+/**
+ * An error whose code and message are safe to show the end user. Tools and agents throw it to
+ * explain a failure (`new RunError('DIVISION_BY_ZERO', 'Cannot divide by zero')`); anything
+ * else they throw is reported with a generic message and logged server-side only.
+ */
+export class RunError extends Error {
+  readonly code: string
+  constructor (code: string, message: string) {
+    super(message)
+    this.name = 'RunError'
+    this.code = code
+  }
+}
+
+interface HttpErrorLike { statusCode?: number, code?: string, message: string, validation?: unknown }
+interface ReplyLike { code(statusCode: number): ReplyLike, send(payload: unknown): unknown }
+interface RequestLike { log: { error(obj: unknown, msg: string): void } }
+
+/**
+ * Error handler for the gateway's own routes: the status code plus `{ code, message }`, as the
+ * protocol promises. Server errors are logged and never explained to the client.
+ */
+export function httpErrorHandler (error: HttpErrorLike, request: RequestLike, reply: ReplyLike): void {
+  const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 500
+  if (statusCode >= 500) {
+    request.log.error({ err: error }, 'request failed')
+    const known = typeof error.code === 'string' && error.code.startsWith('AGW_ERR_')
+    reply.code(statusCode).send(known ? { code: error.code, message: error.message } : { code: 'AGW_ERR_INTERNAL', message: 'Internal error' })
+    return
+  }
+  reply.code(statusCode).send({ code: error.code ?? 'AGW_ERR_BAD_REQUEST', message: error.message })
+}
