@@ -1,0 +1,281 @@
+// tool-dispatcher: the registry of tools and the factory that makes one dispatcher per run.
+// The dispatcher, not the tool, emits `tool_executing` and exactly one `tool_completed` per call,
+// so no tool can forget them; it validates arguments, checks the scope, enforces the timeout,
+// passes the run's abort signal, and never throws into the agent.
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { Static, TSchema } from 'typebox'
+import { Compile, type Validator } from 'typebox/compile'
+import type { ErrorInfo, RunEventData, ToolStatus } from '../protocol.js'
+import { DispatcherPrivateError, RunError, ToolDuplicateError, ToolInvalidError, ToolRegistryClosedError } from '../errors.js'
+import type { RunContext } from './user-context.js'
+
+export interface ToolContext {
+  readonly context: RunContext
+  /** Aborted when the run is cancelled, times out or shuts down, or when this call times out. */
+  readonly signal: AbortSignal
+}
+
+export interface Tool<P extends TSchema = TSchema> {
+  /** Unique; letters, digits, `_` and `-` (what LLM function calling accepts). */
+  readonly name: string
+  readonly description: string
+  /** TypeBox object schema of the arguments. */
+  readonly parameters: P
+  /** When set, only users whose token carries this scope may call the tool. */
+  readonly scope?: string
+  /** Deadline of one call; TOOL_TIMEOUT_MS when omitted. */
+  readonly timeoutMs?: number
+  execute(args: Static<P>, ctx: ToolContext): Promise<unknown> | unknown
+}
+
+/** Identity function that infers `args` from `parameters`. */
+export function defineTool<P extends TSchema> (tool: Tool<P>): Tool<P> {
+  return tool
+}
+
+export interface ToolInfo {
+  readonly name: string
+  readonly description: string
+  readonly parameters: TSchema
+}
+
+export type ToolOutcome = RunEventData<'tool_completed'>
+
+/** What an agent gets as `tools`. `call` never throws: every failure is an outcome. */
+export interface ToolDispatcher {
+  call(name: string, args?: unknown): Promise<ToolOutcome>
+  /** The tools this run may call (tools whose scope the user lacks are left out). */
+  list(): ToolInfo[]
+}
+
+/** The run engine's handle on a run's dispatcher. */
+export interface RunToolDispatcher extends ToolDispatcher {
+  /** Ends every open call with `cancelled` and refuses new ones (no events after the run ends). */
+  close(): void
+  readonly openCalls: number
+}
+
+/** The part of the run's emitter a dispatcher needs. */
+export interface ToolEventSink {
+  emit(type: 'tool_executing', data: RunEventData<'tool_executing'>): unknown
+  emit(type: 'tool_completed', data: RunEventData<'tool_completed'>): unknown
+}
+
+export interface DispatcherOptions {
+  readonly context: RunContext
+  readonly events: ToolEventSink
+  readonly signal: AbortSignal
+}
+
+interface RegisteredTool {
+  readonly tool: Tool
+  readonly validator: Validator
+  readonly timeoutMs: number
+}
+
+interface OpenCall {
+  readonly toolCallId: string
+  readonly tool: string
+  readonly started: number
+  resolve?: (outcome: ToolOutcome) => void
+  timer?: NodeJS.Timeout
+}
+
+const TOOL_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+// Only the factory below holds this token, so only it can construct a dispatcher.
+const factoryToken: unique symbol = Symbol('tool-dispatcher factory')
+
+class Dispatcher implements RunToolDispatcher {
+  readonly #tools: ReadonlyMap<string, RegisteredTool>
+  readonly #options: DispatcherOptions
+  readonly #log: FastifyBaseLogger
+  readonly #open = new Map<string, OpenCall>()
+  #closed = false
+
+  constructor (token: typeof factoryToken, tools: ReadonlyMap<string, RegisteredTool>, options: DispatcherOptions, log: FastifyBaseLogger) {
+    if (token !== factoryToken) throw new DispatcherPrivateError()
+    this.#tools = tools
+    this.#options = options
+    this.#log = log
+  }
+
+  get openCalls (): number {
+    return this.#open.size
+  }
+
+  list (): ToolInfo[] {
+    const infos: ToolInfo[] = []
+    for (const { tool } of this.#tools.values()) {
+      if (this.#allowed(tool)) infos.push({ name: tool.name, description: tool.description, parameters: tool.parameters })
+    }
+    return infos
+  }
+
+  async call (name: string, args: unknown = {}): Promise<ToolOutcome> {
+    const call: OpenCall = { toolCallId: randomUUID(), tool: String(name), started: performance.now() }
+    if (this.#closed) return this.#outcome(call, 'cancelled', { error: { code: 'RUN_ENDED', message: 'The run has ended' } })
+    try {
+      this.#options.events.emit('tool_executing', { toolCallId: call.toolCallId, tool: call.tool, args })
+    } catch {
+      this.#options.events.emit('tool_executing', { toolCallId: call.toolCallId, tool: call.tool, args: null })
+      this.#open.set(call.toolCallId, call)
+      return this.#finish(call, 'error', { code: 'INVALID_ARGS', message: 'The arguments are not JSON-serialisable' })
+    }
+    this.#open.set(call.toolCallId, call)
+
+    const registered = this.#tools.get(call.tool)
+    if (registered === undefined) {
+      return this.#finish(call, 'error', { code: 'UNKNOWN_TOOL', message: `No tool named "${call.tool}"` })
+    }
+    if (!registered.validator.Check(args)) {
+      return this.#finish(call, 'error', { code: 'INVALID_ARGS', message: describeArgErrors(registered.validator, args) })
+    }
+    if (!this.#allowed(registered.tool)) {
+      return this.#finish(call, 'error', { code: 'FORBIDDEN', message: `Calling "${call.tool}" needs the scope "${registered.tool.scope ?? ''}"` })
+    }
+    if (this.#options.signal.aborted) return this.#finish(call, 'cancelled')
+    return this.#execute(call, registered, args)
+  }
+
+  close (): void {
+    this.#closed = true
+    for (const call of [...this.#open.values()]) this.#finish(call, 'cancelled')
+  }
+
+  #allowed (tool: Tool): boolean {
+    return tool.scope === undefined || this.#options.context.scopes.includes(tool.scope)
+  }
+
+  #execute (call: OpenCall, registered: RegisteredTool, args: unknown): Promise<ToolOutcome> {
+    const timeout = new AbortController()
+    const runSignal = this.#options.signal
+    const onRunAbort = (): void => { this.#finish(call, 'cancelled') }
+    runSignal.addEventListener('abort', onRunAbort, { once: true })
+    return new Promise<ToolOutcome>((resolve) => {
+      call.resolve = (outcome) => {
+        runSignal.removeEventListener('abort', onRunAbort)
+        timeout.abort()
+        resolve(outcome)
+      }
+      call.timer = setTimeout(() => {
+        this.#finish(call, 'timeout', { code: 'TIMEOUT', message: `"${call.tool}" did not finish within ${registered.timeoutMs} ms` })
+      }, registered.timeoutMs)
+      const signal = AbortSignal.any([runSignal, timeout.signal])
+      Promise.resolve()
+        .then(() => registered.tool.execute(args, { context: this.#options.context, signal }))
+        .then(
+          (result) => { this.#finish(call, 'success', undefined, result) },
+          (err: unknown) => { this.#finish(call, 'error', this.#toolError(call, err)) }
+        )
+    })
+  }
+
+  #toolError (call: OpenCall, err: unknown): ErrorInfo {
+    if (err instanceof RunError) return { code: err.code, message: err.message }
+    this.#log.warn({ err, tool: call.tool, runId: this.#options.context.runId }, 'tool failed')
+    return { code: 'TOOL_FAILED', message: `"${call.tool}" failed` }
+  }
+
+  /** Ends a call exactly once: emits its `tool_completed` and resolves the agent's promise. */
+  #finish (call: OpenCall, status: ToolStatus, error?: ErrorInfo, result?: unknown): Promise<ToolOutcome> {
+    if (!this.#open.delete(call.toolCallId)) return Promise.resolve(this.#outcome(call, status, { error }))
+    clearTimeout(call.timer)
+    let outcome = this.#outcome(call, status, status === 'success' ? { result } : { error })
+    try {
+      this.#options.events.emit('tool_completed', outcome)
+    } catch {
+      outcome = this.#outcome(call, 'error', { error: { code: 'BAD_RESULT', message: `"${call.tool}" returned a value that is not JSON-serialisable` } })
+      this.#options.events.emit('tool_completed', outcome)
+    }
+    call.resolve?.(outcome)
+    return Promise.resolve(outcome)
+  }
+
+  #outcome (call: OpenCall, status: ToolStatus, extra: { result?: unknown, error?: ErrorInfo | undefined }): ToolOutcome {
+    const outcome: ToolOutcome = {
+      toolCallId: call.toolCallId,
+      tool: call.tool,
+      status,
+      durationMs: Math.round((performance.now() - call.started) * 10) / 10
+    }
+    if (extra.result !== undefined) outcome.result = extra.result
+    if (extra.error !== undefined) outcome.error = extra.error
+    return outcome
+  }
+}
+
+function describeArgErrors (validator: Validator, args: unknown): string {
+  const first = [...validator.Errors(args)].find((error) => error.keyword !== 'boolean')
+  /* c8 ignore next -- a failed Check always reports at least one error */
+  if (first === undefined) return 'Invalid arguments'
+  const where = first.instancePath === '' ? 'arguments' : first.instancePath.slice(1).replaceAll('/', '.')
+  return `Invalid arguments: ${where} ${first.message}`
+}
+
+function checkTool (tool: unknown): asserts tool is Tool {
+  const t = tool as Partial<Tool> | null
+  if (typeof t !== 'object' || t === null) throw new ToolInvalidError('a tool must be an object')
+  const label = typeof t.name === 'string' ? `"${t.name}"` : 'a tool'
+  if (typeof t.name !== 'string' || !TOOL_NAME.test(t.name)) {
+    throw new ToolInvalidError(`${label}: name must match ${TOOL_NAME.source}`)
+  }
+  if (typeof t.description !== 'string' || t.description.trim() === '') throw new ToolInvalidError(`${label}: description is required`)
+  const parameters = t.parameters as { type?: unknown } | undefined
+  if (typeof parameters !== 'object' || parameters === null || parameters.type !== 'object') {
+    throw new ToolInvalidError(`${label}: parameters must be a TypeBox object schema (Type.Object)`)
+  }
+  if (typeof t.execute !== 'function') throw new ToolInvalidError(`${label}: execute must be a function`)
+  if (t.scope !== undefined && (typeof t.scope !== 'string' || t.scope === '')) throw new ToolInvalidError(`${label}: scope must be a non-empty string`)
+  if (t.timeoutMs !== undefined && (!Number.isInteger(t.timeoutMs) || t.timeoutMs <= 0)) {
+    throw new ToolInvalidError(`${label}: timeoutMs must be a positive integer`)
+  }
+}
+
+export interface ToolRegistry {
+  /** Adds a tool; only before the server is ready. Throws AGW_ERR_TOOL_DUPLICATE / _INVALID. */
+  add(tool: Tool): void
+  readonly names: readonly string[]
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    toolRegistry: ToolRegistry
+    /** The only way to get a ToolDispatcher: one per run. */
+    createToolDispatcher(options: DispatcherOptions): RunToolDispatcher
+  }
+}
+
+export interface ToolDispatcherPluginOptions {
+  tools?: readonly Tool[]
+}
+
+async function toolDispatcher (fastify: FastifyInstance, opts: ToolDispatcherPluginOptions): Promise<void> {
+  const tools = new Map<string, RegisteredTool>()
+  let sealed = false
+  const registry: ToolRegistry = {
+    add (tool: Tool): void {
+      checkTool(tool)
+      if (sealed) throw new ToolRegistryClosedError(tool.name)
+      if (tools.has(tool.name)) throw new ToolDuplicateError(tool.name)
+      tools.set(tool.name, {
+        tool,
+        validator: Compile(tool.parameters),
+        timeoutMs: tool.timeoutMs ?? fastify.config.TOOL_TIMEOUT_MS
+      })
+    },
+    get names () {
+      return [...tools.keys()]
+    }
+  }
+  for (const tool of opts.tools ?? []) registry.add(tool)
+
+  fastify.decorate('toolRegistry', registry)
+  fastify.decorate('createToolDispatcher', (options: DispatcherOptions): RunToolDispatcher =>
+    new Dispatcher(factoryToken, tools, options, fastify.log))
+  fastify.addHook('onReady', async () => { sealed = true })
+}
+
+export default fp(toolDispatcher, { name: 'tool-dispatcher', fastify: '5.x', dependencies: ['config'] })

@@ -1,0 +1,221 @@
+import t, { type Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import { configPlugin, type EnvSource } from '../../src/config.js'
+import { RunError } from '../../src/errors.js'
+import toolDispatcher, { defineTool, type DispatcherOptions, type Tool, type ToolDispatcher } from '../../src/plugins/tool-dispatcher.js'
+import { createRunContext, createUserContext } from '../../src/plugins/user-context.js'
+
+const add = defineTool({
+  name: 'add',
+  description: 'Adds two numbers',
+  parameters: Type.Object({ a: Type.Number(), b: Type.Number() }, { additionalProperties: false }),
+  async execute ({ a, b }) { return { sum: a + b } }
+})
+const secretTool = defineTool({
+  name: 'read_secrets',
+  description: 'Needs a scope',
+  scope: 'admin',
+  parameters: Type.Object({}),
+  async execute () { return 'classified' }
+})
+const failing = defineTool({
+  name: 'failing',
+  description: 'Throws',
+  parameters: Type.Object({ explain: Type.Boolean() }),
+  async execute ({ explain }) {
+    if (explain) throw new RunError('OUT_OF_STOCK', 'No widgets left')
+    throw new Error('database password is hunter2')
+  }
+})
+const hanging = defineTool({
+  name: 'hanging',
+  description: 'Never returns unless aborted',
+  timeoutMs: 50,
+  parameters: Type.Object({}),
+  execute: (_args, { signal }) => new Promise((resolve) => { signal.addEventListener('abort', () => { resolve('too late') }) })
+})
+const circular = defineTool({
+  name: 'circular',
+  description: 'Returns something JSON cannot hold',
+  parameters: Type.Object({}),
+  async execute () { const value: Record<string, unknown> = {}; value.self = value; return value }
+})
+let seenSignal: AbortSignal | undefined
+const slow = defineTool({
+  name: 'slow',
+  description: 'Takes a while',
+  parameters: Type.Object({}),
+  async execute (_args, { signal }) {
+    seenSignal = signal
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    return 'done'
+  }
+})
+
+async function dispatcherApp (t: Test, tools: readonly Tool[], env: EnvSource = {}): Promise<FastifyInstance> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(configPlugin, { env: { APP_ENV: 'test', ...env } })
+  app.register(toolDispatcher, { tools })
+  await app.ready()
+  return app
+}
+
+function recorder (): { events: Array<{ type: string, data: Record<string, unknown> }>, sink: DispatcherOptions['events'] } {
+  const events: Array<{ type: string, data: Record<string, unknown> }> = []
+  // Like the real emitter: serialise first, throw on what JSON cannot hold.
+  const sink = { emit (type: string, data: unknown) { events.push({ type, data: JSON.parse(JSON.stringify(data)) as Record<string, unknown> }); return true } }
+  return { events, sink: sink as DispatcherOptions['events'] }
+}
+
+function makeDispatcher (app: FastifyInstance, scopes = '', controller = new AbortController()) {
+  const { events, sink } = recorder()
+  const context = createRunContext(createUserContext({ sub: 'alice', scope: scopes }, 'req-1'), { runId: 'run-1', threadId: 'thread-1', agent: 'demo' })
+  const dispatcher = app.createToolDispatcher({ context, events: sink, signal: controller.signal })
+  return { dispatcher, events, controller }
+}
+
+t.test('a successful call emits tool_executing then exactly one tool_completed', async (t) => {
+  const app = await dispatcherApp(t, [add])
+  const { dispatcher, events } = makeDispatcher(app)
+  const outcome = await dispatcher.call('add', { a: 2, b: 3 })
+  t.match(outcome, { tool: 'add', status: 'success', result: { sum: 5 } })
+  t.type(outcome.durationMs, 'number')
+  t.same(events.map((e) => e.type), ['tool_executing', 'tool_completed'])
+  t.same(events[0]?.data, { toolCallId: outcome.toolCallId, tool: 'add', args: { a: 2, b: 3 } })
+  t.same(events[1]?.data, outcome)
+})
+
+t.test('every failure is an outcome with a code, never a throw', async (t) => {
+  const app = await dispatcherApp(t, [add, secretTool, failing, circular])
+  const { dispatcher, events } = makeDispatcher(app)
+  const cases: Array<[string, unknown, string, RegExp]> = [
+    ['nope', {}, 'UNKNOWN_TOOL', /No tool named "nope"/],
+    ['add', { a: 'two', b: 3 }, 'INVALID_ARGS', /a must be number/],
+    ['add', { a: 1 }, 'INVALID_ARGS', /required/],
+    ['add', { a: 1, b: 2, c: 3 }, 'INVALID_ARGS', /additional/],
+    ['read_secrets', {}, 'FORBIDDEN', /needs the scope "admin"/],
+    ['failing', { explain: true }, 'OUT_OF_STOCK', /^No widgets left$/],
+    ['failing', { explain: false }, 'TOOL_FAILED', /^"failing" failed$/],
+    ['circular', {}, 'BAD_RESULT', /not JSON-serialisable/]
+  ]
+  for (const [name, args, code, message] of cases) {
+    const outcome = await dispatcher.call(name, args)
+    t.equal(outcome.status, 'error', `${name} ${JSON.stringify(args)}`)
+    t.equal(outcome.error?.code, code)
+    t.match(outcome.error?.message, message)
+  }
+  t.notOk(JSON.stringify(events).includes('hunter2'), 'internal error details never reach the events')
+  t.equal(events.filter((e) => e.type === 'tool_executing').length, cases.length)
+  t.equal(events.filter((e) => e.type === 'tool_completed').length, cases.length)
+})
+
+t.test('arguments that JSON cannot hold are refused as INVALID_ARGS', async (t) => {
+  const app = await dispatcherApp(t, [add])
+  const { dispatcher, events } = makeDispatcher(app)
+  const args: Record<string, unknown> = { a: 1, b: 2 }
+  args.loop = args
+  const outcome = await dispatcher.call('add', args)
+  t.equal(outcome.error?.code, 'INVALID_ARGS')
+  t.same(events.map((e) => e.type), ['tool_executing', 'tool_completed'])
+  t.equal(events[0]?.data.args, null)
+})
+
+t.test('a scope in the token unlocks a scoped tool, and list() shows only callable tools', async (t) => {
+  const app = await dispatcherApp(t, [add, secretTool])
+  t.same(makeDispatcher(app).dispatcher.list().map((tool) => tool.name), ['add'])
+  const { dispatcher } = makeDispatcher(app, 'admin')
+  t.same(dispatcher.list().map((tool) => tool.name), ['add', 'read_secrets'])
+  t.match(dispatcher.list()[0], { name: 'add', description: 'Adds two numbers', parameters: { type: 'object' } })
+  t.match(await dispatcher.call('read_secrets', {}), { status: 'success', result: 'classified' })
+})
+
+t.test('a tool past its deadline completes with timeout, and its signal is aborted', async (t) => {
+  const app = await dispatcherApp(t, [hanging])
+  const { dispatcher, events } = makeDispatcher(app)
+  const outcome = await dispatcher.call('hanging', {})
+  t.match(outcome, { status: 'timeout', error: { code: 'TIMEOUT', message: /did not finish within 50 ms/ } })
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(events.filter((e) => e.type === 'tool_completed').length, 1, 'the late result is ignored')
+})
+
+t.test('TOOL_TIMEOUT_MS is the default deadline', async (t) => {
+  const app = await dispatcherApp(t, [slow], { TOOL_TIMEOUT_MS: '20' })
+  const outcome = await makeDispatcher(app).dispatcher.call('slow', {})
+  t.equal(outcome.status, 'timeout')
+})
+
+t.test('aborting the run cancels open calls at once and passes the signal to the tool', async (t) => {
+  const app = await dispatcherApp(t, [slow])
+  const { dispatcher, events, controller } = makeDispatcher(app)
+  const pending = dispatcher.call('slow', {})
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(dispatcher.openCalls, 1)
+  controller.abort()
+  t.equal(seenSignal?.aborted, true, "the tool's signal follows the run's")
+  t.match(await pending, { status: 'cancelled' })
+  t.equal(dispatcher.openCalls, 0)
+  t.same(events.map((e) => e.type), ['tool_executing', 'tool_completed'])
+  t.match(await dispatcher.call('slow', {}), { status: 'cancelled' }, 'a call after the abort is cancelled before it runs')
+})
+
+t.test('close() ends open calls with cancelled and silences later calls', async (t) => {
+  const app = await dispatcherApp(t, [slow])
+  const { dispatcher, events } = makeDispatcher(app)
+  const pending = dispatcher.call('slow', {})
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  dispatcher.close()
+  t.match(await pending, { status: 'cancelled' })
+  const late = await dispatcher.call('slow', {})
+  t.match(late, { status: 'cancelled', error: { code: 'RUN_ENDED' } })
+  t.same(events.map((e) => e.type), ['tool_executing', 'tool_completed'], 'no events after the run ended')
+})
+
+t.test('the dispatcher can only come from the factory', async (t) => {
+  const app = await dispatcherApp(t, [add])
+  const { dispatcher } = makeDispatcher(app)
+  const Ctor = dispatcher.constructor as unknown as new (...args: unknown[]) => ToolDispatcher
+  t.throws(() => new Ctor(Symbol('tool-dispatcher factory'), new Map(), {}, app.log), { code: 'AGW_ERR_TOOL_DISPATCHER_PRIVATE' })
+  t.throws(() => new Ctor(), { code: 'AGW_ERR_TOOL_DISPATCHER_PRIVATE' })
+  // @ts-expect-error ToolDispatcher is only a type: there is no class to construct.
+  t.throws(() => new ToolDispatcher())
+})
+
+t.test('registration: duplicates and invalid tools fail ready() with coded errors', async (t) => {
+  const cases: Array<[readonly unknown[], string, RegExp]> = [
+    [[add, add], 'AGW_ERR_TOOL_DUPLICATE', /"add" is already registered/],
+    [[{ ...add, name: 'has space' }], 'AGW_ERR_TOOL_INVALID', /name must match/],
+    [[{ ...add, description: '' }], 'AGW_ERR_TOOL_INVALID', /description is required/],
+    [[{ ...add, parameters: Type.String() }], 'AGW_ERR_TOOL_INVALID', /Type.Object/],
+    [[{ ...add, execute: 'nope' }], 'AGW_ERR_TOOL_INVALID', /execute must be a function/],
+    [[{ ...add, timeoutMs: -1 }], 'AGW_ERR_TOOL_INVALID', /timeoutMs/],
+    [[{ ...add, scope: '' }], 'AGW_ERR_TOOL_INVALID', /scope/],
+    [[null], 'AGW_ERR_TOOL_INVALID', /must be an object/]
+  ]
+  for (const [tools, code, message] of cases) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    app.register(configPlugin, { env: { APP_ENV: 'test' } })
+    app.register(toolDispatcher, { tools: tools as Tool[] })
+    await t.rejects(async () => { await app.ready() }, { code, message })
+  }
+})
+
+t.test('tools may be added by other plugins until the server is ready', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(configPlugin, { env: { APP_ENV: 'test' } })
+  app.register(toolDispatcher, { tools: [add] })
+  app.register(async (scope) => { scope.toolRegistry.add(slow) })
+  await app.ready()
+  t.same(app.toolRegistry.names, ['add', 'slow'])
+  t.throws(() => { app.toolRegistry.add(hanging) }, { code: 'AGW_ERR_TOOL_REGISTRY_CLOSED' })
+})
+
+t.test('tool-dispatcher cannot be registered without config', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(toolDispatcher, { tools: [] })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED' })
+})
