@@ -1,0 +1,139 @@
+// The embedded EventStore: one process, no dependencies. Runs live in a Map; a finished run's
+// history expires `historyTtlMs` after it ends, leaving a small tombstone so its owner is told
+// HISTORY_EXPIRED rather than NOT_FOUND.
+import { encodeRunEvent, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
+import type { EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent } from './event-store.js'
+
+export interface MemoryStoreOptions {
+  historyTtlMs: number
+  /** Clock, for tests. */
+  now?: () => number
+  /** How long (and how many) expired runs are remembered as tombstones. */
+  tombstoneTtlMs?: number
+  maxTombstones?: number
+}
+
+interface MemoryRun {
+  /** Everything but lastSeq, which is the length of the log. */
+  meta: Omit<RunMeta, 'lastSeq'>
+  readonly head: string
+  readonly events: StoredEvent[]
+  readonly listeners: Set<EventListener>
+  endedAtMs: number
+}
+
+const DAY_MS = 86_400_000
+
+export function createMemoryStore (options: MemoryStoreOptions): EventStore {
+  const now = options.now ?? Date.now
+  const ttl = options.historyTtlMs
+  const tombstoneTtl = options.tombstoneTtlMs ?? Math.max(DAY_MS, ttl)
+  const maxTombstones = options.maxTombstones ?? 100_000
+  const runs = new Map<string, MemoryRun>()
+  // Ended runs in the order they ended: with one TTL for all, the oldest is always first.
+  const ended: MemoryRun[] = []
+  let endedHead = 0
+  const tombstones = new Map<string, { ownerId: string, at: number }>()
+  let closed = false
+
+  function sweep (): void {
+    const t = now()
+    while (endedHead < ended.length) {
+      const run = ended[endedHead] as MemoryRun
+      if (run.endedAtMs + ttl > t) break
+      endedHead++
+      runs.delete(run.meta.runId)
+      run.listeners.clear()
+      tombstones.set(run.meta.runId, { ownerId: run.meta.ownerId, at: t })
+    }
+    if (endedHead > 1024 && endedHead * 2 > ended.length) {
+      ended.splice(0, endedHead)
+      endedHead = 0
+    }
+    for (const [runId, tombstone] of tombstones) {
+      if (tombstones.size <= maxTombstones && tombstone.at + tombstoneTtl > t) break
+      tombstones.delete(runId)
+    }
+  }
+  // Lookups sweep lazily, so expiry is exact; the timer only frees memory of idle stores.
+  const timer = setInterval(sweep, Math.min(Math.max(ttl, 1000), 60_000))
+  timer.unref()
+
+  function live (runId: string): MemoryRun {
+    const run = runs.get(runId)
+    if (run === undefined || run.meta.status !== 'running') {
+      throw new Error(`cannot append to run ${runId}: ${run === undefined ? 'unknown run' : 'run has ended'}`)
+    }
+    return run
+  }
+
+  return {
+    async createRun (newRun: NewRun): Promise<RunMeta> {
+      sweep()
+      if (runs.has(newRun.runId) || tombstones.has(newRun.runId)) throw new Error(`run ${newRun.runId} already exists`)
+      const meta = Object.freeze({ ...newRun, status: 'running' as const, createdAt: new Date(now()).toISOString() })
+      runs.set(newRun.runId, {
+        meta,
+        head: runFrameHead(newRun.runId, newRun.threadId),
+        events: [],
+        listeners: new Set(),
+        endedAtMs: 0
+      })
+      return { ...meta, lastSeq: 0 }
+    },
+
+    async getRun (runId: string): Promise<RunLookup> {
+      sweep()
+      const run = runs.get(runId)
+      if (run !== undefined) return { state: 'found', meta: { ...run.meta, lastSeq: run.events.length } }
+      const tombstone = tombstones.get(runId)
+      return tombstone === undefined ? { state: 'missing' } : { state: 'expired', ownerId: tombstone.ownerId }
+    },
+
+    async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
+      const run = live(runId)
+      const seq = run.events.length + 1
+      const event: StoredEvent = { seq, type, frame: encodeRunEvent(run.head, type, seq, new Date(now()).toISOString(), dataJson) }
+      run.events.push(event)
+      for (const listener of run.listeners) {
+        try {
+          listener(event)
+        } catch {
+          // A subscriber's failure must not stop the log or the other subscribers.
+        }
+      }
+      return event
+    },
+
+    async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
+      const events = runs.get(runId)?.events
+      if (events === undefined) return []
+      // seq n lives at index n - 1.
+      return events.slice(Math.max(0, afterSeq), Math.max(0, afterSeq) + limit)
+    },
+
+    subscribe (runId: string, listener: EventListener): () => void {
+      const listeners = runs.get(runId)?.listeners
+      if (listeners === undefined) return () => {}
+      listeners.add(listener)
+      return () => { listeners.delete(listener) }
+    },
+
+    async endRun (runId: string, status: TerminalStatus): Promise<void> {
+      const run = live(runId)
+      const t = now()
+      run.meta = Object.freeze({ ...run.meta, status, endedAt: new Date(t).toISOString() })
+      run.endedAtMs = t
+      ended.push(run)
+    },
+
+    async ping (): Promise<void> {
+      if (closed) throw new Error('memory store is closed')
+    },
+
+    async close (): Promise<void> {
+      closed = true
+      clearInterval(timer)
+    }
+  }
+}

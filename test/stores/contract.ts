@@ -1,0 +1,129 @@
+// The EventStore contract: every implementation runs these same tests.
+import type { Test } from 'tap'
+import { Compile } from 'typebox/compile'
+import { RunEvent } from '../../src/protocol.js'
+import type { EventStore, NewRun, StoredEvent } from '../../src/stores/event-store.js'
+
+export interface StoreFactory {
+  /** A fresh store whose history expires `historyTtlMs` after a run ends. */
+  (options: { historyTtlMs: number }): Promise<EventStore>
+}
+
+const validEvent = Compile(RunEvent)
+let counter = 0
+const newRun = (ownerId = 'alice'): NewRun => ({ runId: `run-${process.pid}-${Date.now()}-${++counter}`, threadId: 'thread-1', agent: 'demo', ownerId })
+const data = (n: number): string => JSON.stringify({ thought: `step ${n}`, step: n })
+
+export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
+  async function open (t: Test, historyTtlMs = 60_000): Promise<EventStore> {
+    const store = await makeStore({ historyTtlMs })
+    t.teardown(() => store.close())
+    return store
+  }
+
+  t.test('createRun then getRun returns the metadata, running with lastSeq 0', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    const meta = await store.createRun(run)
+    t.match(meta, { ...run, status: 'running', lastSeq: 0 })
+    t.ok(Number.isFinite(Date.parse(meta.createdAt)))
+    t.match(await store.getRun(run.runId), { state: 'found', meta: { ...run, status: 'running', lastSeq: 0 } })
+    t.same(await store.getRun('no-such-run'), { state: 'missing' })
+    await t.rejects(store.createRun(run), 'a runId is created once')
+  })
+
+  t.test('append assigns gapless seq from 1 and builds a valid wire frame', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run)
+    const appended: StoredEvent[] = []
+    for (let n = 1; n <= 5; n++) appended.push(await store.append(run.runId, 'agent_thinking', data(n)))
+    t.same(appended.map((e) => e.seq), [1, 2, 3, 4, 5])
+    for (const event of appended) {
+      const parsed: unknown = JSON.parse(event.frame)
+      t.ok(validEvent.Check(parsed), `frame ${event.seq} matches the RunEvent schema`)
+      t.match(parsed, { type: 'agent_thinking', runId: run.runId, threadId: run.threadId, seq: event.seq, data: { step: event.seq } })
+    }
+    t.match(await store.getRun(run.runId), { state: 'found', meta: { lastSeq: 5 } })
+  })
+
+  t.test('concurrent appends to one run are assigned seq in call order', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run)
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => store.append(run.runId, 'agent_thinking', data(i + 1))))
+    t.same(results.map((e) => e.seq), Array.from({ length: 200 }, (_, i) => i + 1))
+    const read = await store.read(run.runId, 0, 1000)
+    t.same(read.map((e) => (JSON.parse(e.frame) as { data: { step: number } }).data.step), Array.from({ length: 200 }, (_, i) => i + 1))
+  })
+
+  t.test('read returns events after a seq, in order, at most limit', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run)
+    for (let n = 1; n <= 10; n++) await store.append(run.runId, 'agent_thinking', data(n))
+    t.same((await store.read(run.runId, 0, 100)).map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    t.same((await store.read(run.runId, 4, 3)).map((e) => e.seq), [5, 6, 7])
+    t.same((await store.read(run.runId, 10, 100)), [])
+    t.same((await store.read('no-such-run', 0, 100)), [])
+  })
+
+  t.test('subscribers receive every later append, in order, until they unsubscribe', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run)
+    await store.append(run.runId, 'agent_thinking', data(1))
+    const seen: number[] = []
+    const unsubscribe = store.subscribe(run.runId, (event) => { seen.push(event.seq) })
+    for (let n = 2; n <= 6; n++) await store.append(run.runId, 'agent_thinking', data(n))
+    const deadline = Date.now() + 5000
+    while (seen.length < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    t.same(seen, [2, 3, 4, 5, 6])
+    unsubscribe()
+    await store.append(run.runId, 'agent_thinking', data(7))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    t.same(seen, [2, 3, 4, 5, 6], 'nothing after unsubscribe')
+  })
+
+  t.test('a throwing subscriber affects neither the log nor other subscribers', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run)
+    const seen: number[] = []
+    store.subscribe(run.runId, () => { throw new Error('subscriber bug') })
+    store.subscribe(run.runId, (event) => { seen.push(event.seq) })
+    await store.append(run.runId, 'agent_thinking', data(1))
+    const deadline = Date.now() + 5000
+    while (seen.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    t.same(seen, [1])
+  })
+
+  t.test('endRun records the status; appends after it are refused', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run)
+    await store.append(run.runId, 'agent_completed', JSON.stringify({ status: 'completed', durationMs: 1 }))
+    await store.endRun(run.runId, 'completed')
+    t.match(await store.getRun(run.runId), { state: 'found', meta: { status: 'completed', lastSeq: 1, endedAt: String } })
+    await t.rejects(store.append(run.runId, 'agent_thinking', data(2)))
+    await t.rejects(store.append('no-such-run', 'agent_thinking', data(1)))
+    t.equal((await store.read(run.runId, 0, 10)).length, 1, 'history stays readable')
+  })
+
+  t.test('history expires after the TTL, and the run is then reported as expired to its owner', async (t) => {
+    const store = await open(t, 100)
+    const run = newRun('bob')
+    await store.createRun(run)
+    await store.append(run.runId, 'agent_started', JSON.stringify({ agent: 'demo', input: { message: 'hi' } }))
+    await store.endRun(run.runId, 'completed')
+    t.match(await store.getRun(run.runId), { state: 'found' })
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    t.same(await store.getRun(run.runId), { state: 'expired', ownerId: 'bob' })
+    t.same(await store.read(run.runId, 0, 10), [])
+  })
+
+  t.test('ping resolves while the store is open', async (t) => {
+    const store = await open(t)
+    await t.resolves(store.ping())
+  })
+}
