@@ -1,0 +1,546 @@
+// agent-bridge: the one path from a run to sockets, and the only module that writes to one.
+// Every event is serialised once, written to the run's log (the EventStore) before any socket
+// sees it, and delivered only to subscribed connections of the run's owner. Each subscription
+// keeps a seq cursor, so replay, live delivery and catch-up after backpressure join without a
+// gap or a duplicate: anything not sent live is read back from the log.
+import fp from 'fastify-plugin'
+import fastifyWebsocket from '@fastify/websocket'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { WebSocket } from 'ws'
+import {
+  CloseCode, PROTOCOL, TERMINAL_EVENT_TYPE, type Reply, type RunEventData, type RunEventType, type TerminalStatus
+} from '../protocol.js'
+import { ConnectionLimitError, HistoryExpiredError, RunNotFoundError, ShuttingDownError, WebSocketPresentError } from '../errors.js'
+import type { EventStore, NewRun, RunMeta, StoredEvent } from '../stores/event-store.js'
+import { createMemoryStore } from '../stores/memory-store.js'
+import type { UserContext } from './user-context.js'
+
+/** Events read from the log per batch when a subscription replays or catches up. */
+const READ_BATCH = 256
+/** How long an admitted handshake holds a connection slot if the upgrade never completes. */
+const ADMISSION_TTL_MS = 10_000
+/** Bound on waiting for runs to write their terminal event and sockets to flush at shutdown. */
+const SHUTDOWN_FLUSH_MS = 5_000
+/** How long a peer may take to answer our close frame before it is cut off. */
+const CLOSE_HANDSHAKE_MS = 2_000
+
+export type NonTerminalEventType = Exclude<RunEventType, typeof TERMINAL_EVENT_TYPE>
+
+/** A run's handle on the bridge: the only way a run's events reach the log and the sockets. */
+export interface RunEmitter {
+  readonly runId: string
+  readonly threadId: string
+  /** True once the terminal event has been written; later emits are dropped. */
+  readonly ended: boolean
+  /**
+   * Logs and delivers one event, in call order. Throws a TypeError at once (logging nothing)
+   * when `data` is not JSON-serialisable. Returns false after the run has ended.
+   */
+  emit<T extends NonTerminalEventType>(type: T, data: RunEventData<T>): boolean
+  /** Writes the single `agent_completed` and ends the run in the store. Only the first call counts. */
+  complete(data: RunEventData<'agent_completed'>): Promise<void>
+}
+
+export interface OpenRunOptions {
+  /** Called at shutdown (after the grace period) for runs still going; must end the run soon. */
+  stop(reason: 'shutdown'): void
+}
+
+export interface AgentBridge {
+  readonly store: EventStore
+  /** True once shutdown has begun: no new runs or connections. */
+  readonly closing: boolean
+  /** Registers a run in the store and returns its emitter. */
+  openRun(run: NewRun, options: OpenRunOptions): Promise<RunEmitter>
+  /** The run's metadata if `user` owns it; otherwise exactly the error of a run that does not exist. */
+  lookupOwnedRun(user: UserContext, runId: string): Promise<RunMeta>
+  /** Reserves a connection slot for a handshake, or throws AGW_ERR_CONNECTION_LIMIT (429). */
+  admit(userId: string): void
+  /** Takes over an upgraded socket: sends `welcome`, runs heartbeats, owns every write. */
+  attach(socket: WebSocket, user: UserContext, options?: { expiresAtMs?: number }): Connection
+  connectionCount(userId: string): number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    agentBridge: AgentBridge
+  }
+}
+
+export interface AgentBridgePluginOptions {
+  /** An EventStore to use instead of the embedded memory store (the bridge closes it on shutdown). */
+  store?: EventStore
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Live fan-out of one run on this node: one store subscription shared by local subscribers. */
+class Hub {
+  lastSeq = 0
+  readonly subs = new Set<Subscription>()
+  readonly unsubscribe: () => void
+
+  constructor (readonly runId: string, store: EventStore, private readonly hubs: Map<string, Hub>) {
+    this.unsubscribe = store.subscribe(runId, (event) => { this.onEvent(event) })
+  }
+
+  onEvent (event: StoredEvent): void {
+    if (event.seq > this.lastSeq) this.lastSeq = event.seq
+    for (const sub of this.subs) sub.offer(event)
+  }
+
+  remove (sub: Subscription): void {
+    this.subs.delete(sub)
+    if (this.subs.size === 0) {
+      this.unsubscribe()
+      this.hubs.delete(this.runId)
+    }
+  }
+}
+
+type SubscriptionMode = 'catchup' | 'live' | 'closed'
+
+/** One connection following one run, from a cursor: the seq of the last event sent. */
+class Subscription {
+  mode: SubscriptionMode = 'catchup'
+  #catchingUp = false
+
+  constructor (
+    readonly conn: Connection,
+    readonly hub: Hub,
+    public cursor: number
+  ) {}
+
+  offer (event: StoredEvent): void {
+    if (this.mode !== 'live' || event.seq <= this.cursor) return
+    if (event.seq !== this.cursor + 1 || this.conn.congested) {
+      this.mode = 'catchup'
+      this.catchUp()
+      return
+    }
+    this.#deliver(event)
+  }
+
+  #deliver (event: StoredEvent): void {
+    this.conn.sendFrame(event.frame)
+    this.cursor = event.seq
+    if (event.type === TERMINAL_EVENT_TYPE) this.conn.endSubscription(this)
+  }
+
+  /** Sends from the log until the cursor reaches the live edge with room in the socket's buffer. */
+  catchUp (): void {
+    if (this.#catchingUp) return
+    this.#catchingUp = true
+    this.#catchUpLoop().catch((err: unknown) => {
+      this.conn.log.error({ err, runId: this.hub.runId }, 'catch-up from the event log failed')
+      this.conn.close(1011, 'event log unavailable')
+    }).finally(() => { this.#catchingUp = false })
+  }
+
+  async #catchUpLoop (): Promise<void> {
+    const { conn, hub } = this
+    while (this.mode === 'catchup') {
+      if (conn.congested) {
+        await conn.drained()
+        continue
+      }
+      const batch = await conn.bridge.store.read(hub.runId, this.cursor, READ_BATCH)
+      for (const event of batch) {
+        if (this.mode !== 'catchup' || conn.congested) break
+        if (event.seq === this.cursor + 1) this.#deliver(event)
+      }
+      // The hub's lastSeq is updated synchronously by live events, so this check cannot race:
+      // an event appended while the read was in flight keeps the loop going.
+      if (this.mode === 'catchup' && batch.length < READ_BATCH && this.cursor >= hub.lastSeq && !conn.congested) {
+        this.mode = 'live'
+      }
+    }
+  }
+}
+
+/** One WebSocket connection. Every write to the socket goes through here. */
+export class Connection {
+  readonly id: string
+  readonly log: FastifyBaseLogger
+  readonly subs = new Map<string, Subscription>()
+  alive = true
+  #closed = false
+  #expiryTimer: NodeJS.Timeout | undefined
+  #drainWaiters: Array<() => void> = []
+  readonly #highWater: number
+  readonly #lowWater: number
+  readonly #onFlushed = (): void => { this.#checkDrained() }
+
+  constructor (
+    readonly bridge: BridgeCore,
+    readonly socket: WebSocket,
+    readonly user: UserContext
+  ) {
+    this.id = user.connectionId
+    this.log = bridge.log.child({ connectionId: this.id, userId: user.userId })
+    this.#highWater = bridge.config.SEND_BUFFER_BYTES
+    this.#lowWater = Math.floor(this.#highWater / 2)
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  get congested (): boolean {
+    return this.socket.bufferedAmount > this.#highWater
+  }
+
+  /** Resolves once the socket's send buffer is back under the low-water mark (or it closed). */
+  drained (): Promise<void> {
+    if (this.#closed || this.socket.bufferedAmount <= this.#lowWater) return Promise.resolve()
+    return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
+  }
+
+  #checkDrained (): void {
+    if (this.#drainWaiters.length === 0) return
+    if (!this.#closed && this.socket.bufferedAmount > this.#lowWater) return
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  sendFrame (frame: string): void {
+    if (this.#closed || this.socket.readyState !== this.socket.OPEN) return
+    // A flush callback is only needed while the buffer is filling: it is how a paused
+    // subscription learns the socket drained. The callback is shared, not allocated per frame.
+    // (3 bytes per UTF-16 unit bounds the frame's UTF-8 size without measuring it.)
+    const filling = this.socket.bufferedAmount + frame.length * 3 > this.#lowWater
+    this.socket.send(frame, filling ? this.#onFlushed : undefined)
+  }
+
+  reply (message: Reply): void {
+    this.sendFrame(JSON.stringify(message))
+  }
+
+  get subscriptionCount (): number {
+    return this.subs.size
+  }
+
+  /** Follows a run this connection's user owns, from `after`, replying `subscribed` first. */
+  async subscribe (runId: string, after: number, id?: string): Promise<void> {
+    await this.bridge.lookupOwnedRun(this.user, runId)
+    if (this.#closed) return
+    this.reply(id === undefined
+      ? { type: 'subscribed', runId, recovered: true, fromSeq: after + 1 }
+      : { type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
+    this.follow(runId, after)
+  }
+
+  /** Starts (or restarts) following a run from `after` without an ownership check or reply. */
+  follow (runId: string, after: number): void {
+    if (this.#closed) return
+    this.unsubscribe(runId)
+    let hub = this.bridge.hubs.get(runId)
+    if (hub === undefined) {
+      hub = new Hub(runId, this.bridge.store, this.bridge.hubs)
+      this.bridge.hubs.set(runId, hub)
+    }
+    const sub = new Subscription(this, hub, after)
+    this.subs.set(runId, sub)
+    hub.subs.add(sub)
+    sub.catchUp()
+  }
+
+  unsubscribe (runId: string): void {
+    const sub = this.subs.get(runId)
+    if (sub !== undefined) this.endSubscription(sub)
+  }
+
+  endSubscription (sub: Subscription): void {
+    sub.mode = 'closed'
+    if (this.subs.get(sub.hub.runId) === sub) this.subs.delete(sub.hub.runId)
+    sub.hub.remove(sub)
+  }
+
+  /** Arms (or re-arms after an `auth` refresh) the close at token expiry. */
+  setExpiry (expiresAtMs: number | undefined): void {
+    clearTimeout(this.#expiryTimer)
+    this.#expiryTimer = undefined
+    if (expiresAtMs === undefined || this.#closed) return
+    // setTimeout cannot wait longer than ~24.8 days; re-check when a long timer fires.
+    const delay = Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1)
+    this.#expiryTimer = setTimeout(() => {
+      if (Date.now() >= expiresAtMs) this.close(CloseCode.UNAUTHORIZED, 'token expired')
+      else this.setExpiry(expiresAtMs)
+    }, delay)
+    this.#expiryTimer.unref()
+  }
+
+  /**
+   * Idempotent; frees everything the connection holds at once. The close frame tells the peer
+   * why; a peer that does not complete the closing handshake within `terminateAfterMs` is cut
+   * off (ws would otherwise hold the socket for 30 s).
+   */
+  close (code: number, reason: string, terminateAfterMs = CLOSE_HANDSHAKE_MS): void {
+    if (!this.#closed && this.socket.readyState === this.socket.OPEN) {
+      this.socket.close(code, reason)
+      setTimeout(() => { this.terminate() }, terminateAfterMs).unref()
+    }
+    this.release()
+  }
+
+  /** Drops the TCP connection without a closing handshake (a peer that no longer answers). */
+  terminate (): void {
+    if (this.socket.readyState !== this.socket.CLOSED) this.socket.terminate()
+    this.release()
+  }
+
+  /** Called when the socket is gone, whoever closed it. */
+  release (): void {
+    if (this.#closed) return
+    this.#closed = true
+    clearTimeout(this.#expiryTimer)
+    for (const sub of [...this.subs.values()]) this.endSubscription(sub)
+    this.#checkDrained()
+    this.bridge.forget(this)
+  }
+
+  heartbeat (): void {
+    if (!this.alive) {
+      // The peer has not answered for a whole interval: say why, but do not wait long for it.
+      this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', Math.min(this.bridge.config.HEARTBEAT_MS, CLOSE_HANDSHAKE_MS))
+      return
+    }
+    this.alive = false
+    if (this.socket.readyState === this.socket.OPEN) this.socket.ping()
+  }
+}
+
+interface OpenRun {
+  readonly emitter: Emitter
+  readonly options: OpenRunOptions
+}
+
+class Emitter implements RunEmitter {
+  #ended = false
+
+  constructor (
+    private readonly core: BridgeCore,
+    readonly runId: string,
+    readonly threadId: string
+  ) {}
+
+  get ended (): boolean {
+    return this.#ended
+  }
+
+  emit<T extends NonTerminalEventType> (type: T, data: RunEventData<T>): boolean {
+    if (this.#ended) return false
+    // Failures are logged inside #append; the agent is not made to wait for the log.
+    void this.#append(type, JSON.stringify(data))
+    return true
+  }
+
+  #append (type: RunEventType, dataJson: string): Promise<unknown> {
+    const append = this.core.store.append(this.runId, type, dataJson)
+    append.catch((err: unknown) => {
+      this.core.log.error({ err, runId: this.runId, type }, 'could not write a run event to the log')
+    })
+    return append
+  }
+
+  async complete (data: RunEventData<'agent_completed'>): Promise<void> {
+    if (this.#ended) return
+    let dataJson: string
+    try {
+      dataJson = JSON.stringify(data)
+    } catch {
+      dataJson = JSON.stringify({
+        status: 'failed',
+        error: { code: 'BAD_OUTPUT', message: 'The agent returned an output that is not JSON-serialisable' },
+        durationMs: data.durationMs
+      })
+    }
+    this.#ended = true
+    const status = (JSON.parse(dataJson) as { status: TerminalStatus }).status
+    try {
+      await this.#append(TERMINAL_EVENT_TYPE, dataJson)
+      await this.core.store.endRun(this.runId, status)
+    } finally {
+      this.core.runs.delete(this.runId)
+      this.core.runEnded()
+    }
+  }
+}
+
+/** The bridge's state, shared by its connections, subscriptions and emitters. */
+class BridgeCore implements AgentBridge {
+  readonly hubs = new Map<string, Hub>()
+  readonly runs = new Map<string, OpenRun>()
+  readonly connections = new Set<Connection>()
+  readonly byUser = new Map<string, Set<Connection>>()
+  readonly admissions = new Map<string, number[]>()
+  closing = false
+  #runEndedWaiters: Array<() => void> = []
+  #heartbeat: NodeJS.Timeout | undefined
+
+  constructor (
+    readonly store: EventStore,
+    readonly config: FastifyInstance['config'],
+    readonly log: FastifyBaseLogger
+  ) {}
+
+  async openRun (run: NewRun, options: OpenRunOptions): Promise<RunEmitter> {
+    if (this.closing) throw new ShuttingDownError()
+    await this.store.createRun(run)
+    const emitter = new Emitter(this, run.runId, run.threadId)
+    this.runs.set(run.runId, { emitter, options })
+    return emitter
+  }
+
+  runEnded (): void {
+    const waiters = this.#runEndedWaiters
+    this.#runEndedWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  async lookupOwnedRun (user: UserContext, runId: string): Promise<RunMeta> {
+    const lookup = await this.store.getRun(runId)
+    if (lookup.state === 'found' && lookup.meta.ownerId === user.userId) return lookup.meta
+    if (lookup.state === 'expired' && lookup.ownerId === user.userId) throw new HistoryExpiredError(runId)
+    // Missing, or someone else's: the same error, so nobody learns that another user's run exists.
+    throw new RunNotFoundError(runId)
+  }
+
+  admit (userId: string): void {
+    if (this.closing) throw new ShuttingDownError()
+    const now = Date.now()
+    const pending = (this.admissions.get(userId) ?? []).filter((expiresAt) => expiresAt > now)
+    if (this.connectionCount(userId) + pending.length >= this.config.MAX_CONNECTIONS_PER_USER) {
+      throw new ConnectionLimitError(this.config.MAX_CONNECTIONS_PER_USER)
+    }
+    pending.push(now + ADMISSION_TTL_MS)
+    this.admissions.set(userId, pending)
+  }
+
+  attach (socket: WebSocket, user: UserContext, options: { expiresAtMs?: number } = {}): Connection {
+    const pending = this.admissions.get(user.userId)
+    pending?.shift()
+    if (pending?.length === 0) this.admissions.delete(user.userId)
+
+    const conn = new Connection(this, socket, user)
+    this.connections.add(conn)
+    let userConnections = this.byUser.get(user.userId)
+    if (userConnections === undefined) {
+      userConnections = new Set()
+      this.byUser.set(user.userId, userConnections)
+    }
+    userConnections.add(conn)
+    // A pong, or any frame, proves the peer is alive.
+    socket.on('pong', () => { conn.alive = true })
+    socket.on('message', () => { conn.alive = true })
+    socket.on('close', () => { conn.release() })
+    conn.setExpiry(options.expiresAtMs)
+    this.#ensureHeartbeat()
+    conn.reply({
+      type: 'welcome',
+      protocol: PROTOCOL,
+      connectionId: conn.id,
+      userId: user.userId,
+      heartbeatMs: this.config.HEARTBEAT_MS,
+      limits: { maxMessageBytes: this.config.MAX_MESSAGE_BYTES, maxConcurrentRuns: this.config.MAX_CONCURRENT_RUNS }
+    })
+    return conn
+  }
+
+  forget (conn: Connection): void {
+    this.connections.delete(conn)
+    const userConnections = this.byUser.get(conn.user.userId)
+    userConnections?.delete(conn)
+    if (userConnections?.size === 0) this.byUser.delete(conn.user.userId)
+    if (this.connections.size === 0) {
+      clearInterval(this.#heartbeat)
+      this.#heartbeat = undefined
+    }
+  }
+
+  connectionCount (userId: string): number {
+    return this.byUser.get(userId)?.size ?? 0
+  }
+
+  // One timer for every connection, not one per connection.
+  #ensureHeartbeat (): void {
+    if (this.#heartbeat !== undefined) return
+    this.#heartbeat = setInterval(() => {
+      for (const conn of [...this.connections]) conn.heartbeat()
+    }, this.config.HEARTBEAT_MS)
+    this.#heartbeat.unref()
+  }
+
+  #waitForRuns (deadline: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.runs.size === 0 || Date.now() >= deadline) {
+          clearTimeout(timer)
+          resolve()
+        } else {
+          this.#runEndedWaiters.push(check)
+        }
+      }
+      const timer = setTimeout(() => {
+        this.#runEndedWaiters = this.#runEndedWaiters.filter((waiter) => waiter !== check)
+        resolve()
+      }, Math.max(0, deadline - Date.now()))
+      check()
+    })
+  }
+
+  /**
+   * Shutdown, in order: refuse new runs and connections; give running runs the grace period;
+   * stop the rest (they write their terminal event); let every subscriber receive what was
+   * logged; close every socket with 1001 so clients reconnect elsewhere and resume by seq.
+   */
+  async shutdown (): Promise<void> {
+    this.closing = true
+    await this.#waitForRuns(Date.now() + this.config.SHUTDOWN_GRACE_MS)
+    for (const run of [...this.runs.values()]) run.options.stop('shutdown')
+    await this.#waitForRuns(Date.now() + SHUTDOWN_FLUSH_MS)
+    const flushDeadline = Date.now() + SHUTDOWN_FLUSH_MS
+    while (Date.now() < flushDeadline && [...this.connections].some((conn) => conn.subscriptionCount > 0 || conn.socket.bufferedAmount > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    const sockets = [...this.connections].map((conn) => conn.socket)
+    for (const conn of [...this.connections]) conn.close(CloseCode.GOING_AWAY, 'server shutting down')
+    clearInterval(this.#heartbeat)
+    // The server's close waits for every socket: give peers a moment to answer the close frame,
+    // then drop the ones that do not.
+    const closeDeadline = Date.now() + CLOSE_HANDSHAKE_MS
+    while (Date.now() < closeDeadline && sockets.some((socket) => socket.readyState !== socket.CLOSED)) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    for (const socket of sockets) if (socket.readyState !== socket.CLOSED) socket.terminate()
+  }
+}
+
+async function agentBridge (fastify: FastifyInstance, opts: AgentBridgePluginOptions): Promise<void> {
+  if (fastify.hasDecorator('websocketServer')) throw new WebSocketPresentError()
+  const { config } = fastify
+  const store = opts.store ?? createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
+  const core = new BridgeCore(store, config, fastify.log)
+
+  await fastify.register(fastifyWebsocket, {
+    options: {
+      maxPayload: config.MAX_MESSAGE_BYTES,
+      clientTracking: false,
+      // Select only our protocol: without this, ws would echo the client's first offer, which
+      // can be `bearer.<jwt>` — the token, in the response headers.
+      handleProtocols: (protocols: Set<string>) => (protocols.has(PROTOCOL) ? PROTOCOL : false)
+    },
+    // Replaces the plugin's default (close every client at once) with an orderly shutdown.
+    preClose: async function preClose () {
+      await core.shutdown()
+    }
+  })
+
+  fastify.decorate('agentBridge', core as AgentBridge)
+  fastify.addHook('onClose', async () => {
+    await store.close()
+  })
+}
+
+export default fp(agentBridge, { name: 'agent-bridge', fastify: '5.x', dependencies: ['config'] })

@@ -1,0 +1,270 @@
+import t, { type Test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import { configPlugin } from '../../src/config.js'
+import { RunError } from '../../src/errors.js'
+import authSecret from '../../src/plugins/auth-secret.js'
+import userContext, { createUserContext, type UserContext } from '../../src/plugins/user-context.js'
+import toolDispatcher, { defineTool, type Tool } from '../../src/plugins/tool-dispatcher.js'
+import agentBridge from '../../src/plugins/agent-bridge.js'
+import runEngine, { type Agent, type AgentRun } from '../../src/plugins/run-engine.js'
+import type { RunEvent } from '../../src/protocol.js'
+import { TEST_SECRET, runProblems } from '../helpers.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+const echo = defineTool({
+  name: 'echo',
+  description: 'Echoes',
+  parameters: Type.Object({ text: Type.String() }),
+  async execute ({ text }) { return text }
+})
+const stuck = defineTool({
+  name: 'stuck',
+  description: 'Never returns',
+  parameters: Type.Object({}),
+  execute: () => new Promise(() => {})
+})
+
+interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string }
+
+async function engineApp (t: Test, options: EngineOptions): Promise<FastifyInstance> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '0', ...options.env } })
+  app.register(authSecret)
+  app.register(userContext)
+  app.register(toolDispatcher, { tools: options.tools ?? [echo, stuck] })
+  app.register(agentBridge)
+  app.register(runEngine, { agents: options.agents, defaultAgent: options.defaultAgent })
+  await app.ready()
+  return app
+}
+
+const alice: UserContext = createUserContext({ sub: 'alice', scope: 'read' }, 'req-1')
+
+/** Waits for the run to end, then returns its whole log, parsed. */
+async function finished (app: FastifyInstance, runId: string, timeoutMs = 5000): Promise<RunEvent[]> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const lookup = await app.agentBridge.store.getRun(runId)
+    if (lookup.state === 'found' && lookup.meta.status !== 'running') break
+    if (Date.now() > deadline) throw new Error(`run ${runId} did not end`)
+    await sleep(5)
+  }
+  const events = await app.agentBridge.store.read(runId, 0, 10_000)
+  return events.map((event) => JSON.parse(event.frame) as RunEvent)
+}
+
+t.test('the engine emits agent_started and the single agent_completed around the agent', async (t) => {
+  let received: AgentRun | undefined
+  const app = await engineApp(t, {
+    agents: {
+      helper: async (run) => {
+        received = run
+        run.think('Looking at the question')
+        const outcome = await run.tools.call('echo', { text: 'hi' })
+        run.think('Got it')
+        run.say('Hello ')
+        run.say('world')
+        return { answer: 'Hello world', tool: outcome.status }
+      }
+    }
+  })
+  const started = await app.runEngine.start(alice, { input: { message: 'hi', extra: 1 } })
+  t.match(started, { agent: 'helper', runId: String, threadId: String })
+  const events = await finished(app, started.runId)
+  t.same(runProblems(events), [])
+  t.same(events.map((e) => e.type), ['agent_started', 'agent_thinking', 'tool_executing', 'tool_completed', 'agent_thinking', 'agent_message', 'agent_message', 'agent_completed'])
+  t.same(events[0]?.data, { agent: 'helper', input: { message: 'hi', extra: 1 } })
+  t.same(events.filter((e) => e.type === 'agent_thinking').map((e) => e.data), [{ thought: 'Looking at the question', step: 1 }, { thought: 'Got it', step: 2 }])
+  const messages = events.filter((e) => e.type === 'agent_message')
+  t.equal(new Set(messages.map((e) => e.type === 'agent_message' && e.data.messageId)).size, 1, 'consecutive deltas share a messageId')
+  t.match(events.at(-1), { type: 'agent_completed', data: { status: 'completed', output: { answer: 'Hello world', tool: 'success' }, durationMs: Number } })
+  t.match(received?.context, { userId: 'alice', scopes: ['read'], runId: started.runId, threadId: started.threadId, agent: 'helper' })
+  t.ok(Object.isFrozen(received?.context), 'the run context is frozen')
+  t.ok(Object.isFrozen(received?.input), 'the input is frozen')
+})
+
+t.test('a thought or a tool call between deltas starts a new message', async (t) => {
+  const app = await engineApp(t, {
+    agents: {
+      chatty: async (run) => {
+        run.say('a'); run.say('b')
+        await run.tools.call('echo', { text: 'x' })
+        run.say('c')
+        run.think('hmm')
+        run.say('d')
+        return null
+      }
+    }
+  })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  const ids = (await finished(app, runId)).flatMap((e) => (e.type === 'agent_message' ? [e.data.messageId] : []))
+  t.equal(ids.length, 4)
+  t.equal(ids[0], ids[1])
+  t.not(ids[1], ids[2])
+  t.not(ids[2], ids[3])
+})
+
+t.test('threadId is kept when given, agent is chosen by name, unknown agents are refused', async (t) => {
+  const app = await engineApp(t, { agents: { a: async () => 'a', b: async () => 'b' }, defaultAgent: 'b' })
+  t.same(app.runEngine.agents, ['a', 'b'])
+  const byDefault = await app.runEngine.start(alice, { input: { message: 'x' }, threadId: 'thread-42' })
+  t.match(byDefault, { agent: 'b', threadId: 'thread-42' })
+  t.match((await finished(app, byDefault.runId)).at(-1), { data: { output: 'b' } })
+  const named = await app.runEngine.start(alice, { agent: 'a', input: { message: 'x' } })
+  t.match((await finished(app, named.runId)).at(-1), { data: { output: 'a' } })
+  await t.rejects(app.runEngine.start(alice, { agent: 'zeta', input: { message: 'x' } }), { code: 'AGW_ERR_RUN_UNKNOWN_AGENT', message: 'No agent named "zeta"' })
+})
+
+t.test('an agent that throws fails with AGENT_FAILED and no details; a RunError keeps its code', async (t) => {
+  const app = await engineApp(t, {
+    agents: {
+      broken: async () => { throw new Error('secret stack detail at /srv/app.js:12') },
+      honest: async () => { throw new RunError('QUOTA', 'Your quota is used up') }
+    }
+  })
+  const broken = await app.runEngine.start(alice, { agent: 'broken', input: { message: 'x' } })
+  const last = (await finished(app, broken.runId)).at(-1)
+  t.match(last, { type: 'agent_completed', data: { status: 'failed', error: { code: 'AGENT_FAILED', message: 'The agent failed' } } })
+  t.notMatch(JSON.stringify(last), /secret stack|app\.js/)
+  const honest = await app.runEngine.start(alice, { agent: 'honest', input: { message: 'x' } })
+  t.match((await finished(app, honest.runId)).at(-1), { data: { status: 'failed', error: { code: 'QUOTA', message: 'Your quota is used up' } } })
+})
+
+t.test('an agent that never returns is ended at RUN_TIMEOUT_MS with TIMEOUT, its tool calls cancelled first', async (t) => {
+  const app = await engineApp(t, {
+    env: { RUN_TIMEOUT_MS: '100' },
+    agents: { hang: async (run) => { await run.tools.call('stuck', {}); await new Promise(() => {}) } }
+  })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  const events = await finished(app, runId)
+  t.same(runProblems(events), [])
+  t.same(events.map((e) => e.type), ['agent_started', 'tool_executing', 'tool_completed', 'agent_completed'])
+  t.match(events[2], { data: { status: 'cancelled' } })
+  t.match(events[3], { data: { status: 'failed', error: { code: 'TIMEOUT' } } })
+})
+
+t.test('cancel ends the run with cancelled, open tool calls first; later cancels say RUN_ENDED', async (t) => {
+  let signal: AbortSignal | undefined
+  const app = await engineApp(t, {
+    agents: { slow: async (run) => { signal = run.signal; run.think('working'); await run.tools.call('stuck', {}); return 'never' } }
+  })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  while ((await app.agentBridge.store.read(runId, 0, 10)).length < 3) await sleep(2)
+  await app.runEngine.cancel(alice, runId)
+  const events = await finished(app, runId)
+  t.same(runProblems(events), [])
+  t.same(events.slice(-2).map((e) => [e.type, (e.data as { status?: string }).status]), [['tool_completed', 'cancelled'], ['agent_completed', 'cancelled']])
+  t.equal(signal?.aborted, true, "the agent's signal fired")
+  await t.rejects(app.runEngine.cancel(alice, runId), { code: 'AGW_ERR_RUN_ENDED' })
+})
+
+t.test("cancelling another user's run is indistinguishable from cancelling a missing one", async (t) => {
+  const app = await engineApp(t, { agents: { slow: async (run) => { await new Promise((resolve) => run.signal.addEventListener('abort', resolve)) } } })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  const mallory = createUserContext({ sub: 'mallory' }, 'req-2')
+  const theirs = await app.runEngine.cancel(mallory, runId).catch((err: Error & { code: string }) => ({ code: err.code, message: err.message.replace(runId, 'ID') }))
+  const missing = await app.runEngine.cancel(mallory, 'no-such-run').catch((err: Error & { code: string }) => ({ code: err.code, message: err.message.replace('no-such-run', 'ID') }))
+  t.same(theirs, missing)
+  t.same(theirs, { code: 'AGW_ERR_RUN_NOT_FOUND', message: 'Run "ID" not found' })
+  await app.runEngine.cancel(alice, runId)
+})
+
+t.test('MAX_CONCURRENT_RUNS is per user and counts runs in flight', async (t) => {
+  const app = await engineApp(t, {
+    env: { MAX_CONCURRENT_RUNS: '2' },
+    agents: { wait: async (run) => { await new Promise((resolve) => run.signal.addEventListener('abort', resolve)) } }
+  })
+  const first = await app.runEngine.start(alice, { input: { message: '1' } })
+  const both = await Promise.allSettled([
+    app.runEngine.start(alice, { input: { message: '2' } }),
+    app.runEngine.start(alice, { input: { message: '3' } })
+  ])
+  t.same(both.map((r) => r.status).sort(), ['fulfilled', 'rejected'], 'concurrent starts cannot overshoot')
+  t.match(both.find((r) => r.status === 'rejected'), { reason: { code: 'AGW_ERR_RUN_TOO_MANY', message: /limit 2/ } })
+  const bob = createUserContext({ sub: 'bob' }, 'req-3')
+  await t.resolves(app.runEngine.start(bob, { input: { message: 'bob is not limited by alice' } }))
+  t.equal(app.runEngine.activeRuns('alice'), 2)
+  await app.runEngine.cancel(alice, first.runId)
+  await finished(app, first.runId)
+  await t.resolves(app.runEngine.start(alice, { input: { message: 'a slot is free again' } }))
+})
+
+t.test('an output JSON cannot hold fails the run with BAD_OUTPUT', async (t) => {
+  const app = await engineApp(t, { agents: { odd: async () => { const o: Record<string, unknown> = {}; o.o = o; return o } } })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  t.match((await finished(app, runId)).at(-1), { data: { status: 'failed', error: { code: 'BAD_OUTPUT' } } })
+})
+
+t.test('an agent that keeps going after the end emits nothing more', async (t) => {
+  let late: Promise<unknown> | undefined
+  const app = await engineApp(t, {
+    env: { RUN_TIMEOUT_MS: '50' },
+    agents: {
+      stubborn: async (run) => {
+        await sleep(120)
+        run.think('still here')
+        run.say('hello?')
+        late = run.tools.call('echo', { text: 'late' })
+        return 'ignored'
+      }
+    }
+  })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  await finished(app, runId)
+  await sleep(150)
+  t.match(await late, { status: 'cancelled' })
+  const events = (await app.agentBridge.store.read(runId, 0, 100)).map((e) => e.type)
+  t.same(events, ['agent_started', 'agent_completed'])
+})
+
+t.test('options are checked at registration', async (t) => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ agents: {} }, /at least one agent/],
+    [{ agents: { 'bad name!': async () => 1 } }, /agent name "bad name!"/],
+    [{ agents: { a: 'not a function' } }, /must be a function/],
+    [{ agents: { a: async () => 1 }, defaultAgent: 'b' }, /default agent "b" is not registered/]
+  ]
+  for (const [options, message] of cases) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
+    app.register(authSecret)
+    app.register(userContext)
+    app.register(toolDispatcher, {})
+    app.register(agentBridge)
+    app.register(runEngine, options as never)
+    await t.rejects(async () => { await app.ready() }, { code: 'AGW_ERR_AGENT_INVALID', message })
+  }
+})
+
+t.test('the engine cannot be registered without the bridge', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
+  app.register(authSecret)
+  app.register(userContext)
+  app.register(toolDispatcher, {})
+  app.register(runEngine, { agents: { a: async () => 1 } })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /agent-bridge/ })
+})
+
+t.test('shutdown ends runs still going with SHUTDOWN after the grace period', async (t) => {
+  const app = await engineApp(t, {
+    env: { SHUTDOWN_GRACE_MS: '50' },
+    agents: {
+      quick: async () => { await sleep(10); return 'made it' },
+      forever: async (run) => { await new Promise((resolve) => run.signal.addEventListener('abort', resolve)) }
+    }
+  })
+  const quick = await app.runEngine.start(alice, { agent: 'quick', input: { message: 'x' } })
+  const forever = await app.runEngine.start(alice, { agent: 'forever', input: { message: 'x' } })
+  await app.close()
+  const store = app.agentBridge.store
+  const last = async (runId: string): Promise<unknown> => JSON.parse((await store.read(runId, 0, 100)).at(-1)?.frame ?? 'null')
+  t.match(await last(quick.runId), { data: { status: 'completed', output: 'made it' } }, 'finished within the grace period')
+  t.match(await last(forever.runId), { data: { status: 'failed', error: { code: 'SHUTDOWN' } } })
+  await t.rejects(app.runEngine.start(alice, { input: { message: 'x' } }), { code: 'AGW_ERR_SHUTTING_DOWN' })
+})
