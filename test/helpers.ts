@@ -12,7 +12,7 @@ export const TEST_SECRET = 'f3c1T9qLw0ZkVb7NxR2mYpHs8uJd4GaE6oWi5CtKzQv'
 export const OTHER_SECRET = 'Nq7Wc2Lr9Xv4Tb1Ms8Kd5Gz3Hp6Yf0Je'.padEnd(44, 'x') // never the server's
 
 export function testEnv (overrides: Record<string, string> = {}): Record<string, string> {
-  return { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, DEMO_STEP_DELAY_MS: '0', LOG_LEVEL: 'silent', ...overrides }
+  return { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, DEMO_STEP_DELAY_MS: '0', LOG_LEVEL: 'silent', SHUTDOWN_GRACE_MS: '0', ...overrides }
 }
 
 export async function buildApp (t: Test, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -20,6 +20,7 @@ export async function buildApp (t: Test, options: BuildOptions = {}): Promise<Fa
   const { build } = await import('../src/app.js')
   const app = await build({ env: testEnv(), ...options })
   t.teardown(() => app.close())
+  await app.ready()
   return app
 }
 
@@ -164,11 +165,7 @@ export async function refusedUpgrade (wsUrl: string, headers: Record<string, str
       response.on('data', (chunk: Buffer) => { body += chunk.toString() })
       response.on('end', () => {
         socket.terminate()
-        try {
-          resolve({ status: response.statusCode ?? 0, body: JSON.parse(body) as { code: string, message: string } })
-        } catch (err) {
-          reject(err)
-        }
+        resolve({ status: response.statusCode ?? 0, body: JSON.parse(body) as { code: string, message: string } })
       })
     })
   })

@@ -1,0 +1,75 @@
+// The composition root: the whole gateway, registered in order on one screen. It never listens
+// (src/server.ts does). `agentGateway` is the plugin other Fastify apps register; `build()`
+// makes a standalone instance.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { configPlugin, type Config, type EnvSource } from './config.js'
+import authSecret from './plugins/auth-secret.js'
+import userContext from './plugins/user-context.js'
+import toolDispatcher, { type Tool } from './plugins/tool-dispatcher.js'
+import agentBridge from './plugins/agent-bridge.js'
+import runEngine, { type Agent } from './plugins/run-engine.js'
+import healthRoutes from './routes/health.js'
+import wsRoute from './routes/ws.js'
+import devTokenRoute from './routes/dev-token.js'
+import type { EventStore } from './stores/event-store.js'
+import { createDemoAgent } from './agents/demo.js'
+import { demoTools } from './tools/index.js'
+
+export interface AgentGatewayOptions {
+  /** A loaded configuration; otherwise it is read from `env` (default: process.env). */
+  config?: Config
+  env?: EnvSource
+  /** Agents by name. Default: `{ demo }`, the built-in demo agent. */
+  agents?: Readonly<Record<string, Agent>>
+  /** The agent of runs that name none. Default: the first of `agents`. */
+  defaultAgent?: string
+  /** Tools agents may call. Default: the demo tools when `agents` is omitted, none otherwise. */
+  tools?: readonly Tool[]
+  /** The event store. Default: the embedded memory store. */
+  store?: EventStore
+}
+
+async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Promise<void> {
+  const builtIn = opts.agents === undefined
+  fastify.register(configPlugin, { config: opts.config, env: opts.env })
+  fastify.register(authSecret)
+  fastify.register(userContext)
+  fastify.register(toolDispatcher, { tools: opts.tools ?? (builtIn ? demoTools : []) })
+  fastify.register(agentBridge, { store: opts.store })
+  fastify.register(runEngine, (instance) => ({
+    agents: opts.agents ?? { demo: createDemoAgent({ stepDelayMs: instance.config.DEMO_STEP_DELAY_MS }) },
+    defaultAgent: opts.defaultAgent
+  }))
+  fastify.register(healthRoutes)
+  fastify.register(wsRoute)
+  fastify.register(devTokenRoute)
+}
+
+/** The gateway as a plugin for your own Fastify app. */
+export const agentGateway = fp(gateway, { name: 'agent-gateway', fastify: '5.x' })
+
+export interface BuildOptions extends AgentGatewayOptions {
+  logger?: FastifyServerOptions['logger']
+}
+
+/** A standalone gateway instance (not listening). */
+export async function build (options: BuildOptions = {}): Promise<FastifyInstance> {
+  const { logger = false, ...gatewayOptions } = options
+  const app = Fastify({ logger })
+  await app.register(agentGateway, gatewayOptions)
+  return app
+}
+
+export { loadConfig, type Config, type EnvSource } from './config.js'
+export { RunError } from './errors.js'
+export { defineTool, type Tool, type ToolContext, type ToolDispatcher, type ToolOutcome, type ToolInfo } from './plugins/tool-dispatcher.js'
+export type { Agent, AgentRun, RunEngine, StartRequest, StartedRun } from './plugins/run-engine.js'
+export type { AgentBridge, RunEmitter } from './plugins/agent-bridge.js'
+export type { UserContext, RunContext } from './plugins/user-context.js'
+export type { AuthSecret, TokenClaims } from './plugins/auth-secret.js'
+export type { EventStore, RunMeta, StoredEvent, RunLookup, NewRun } from './stores/event-store.js'
+export { createMemoryStore } from './stores/memory-store.js'
+export { createDemoAgent } from './agents/demo.js'
+export { demoTools } from './tools/index.js'
+export * from './protocol.js'

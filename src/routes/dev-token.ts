@@ -1,0 +1,28 @@
+// GET /dev/token — mints a token for any user, for local development only. It exists only when
+// APP_ENV=development (every other environment answers 404), and backs `npm run token` when the
+// server runs with a generated per-process secret.
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { Type, type Static } from 'typebox'
+import { httpErrorHandler } from '../errors.js'
+import { userIdFromClaims } from '../plugins/user-context.js'
+
+const DevTokenQuery = Type.Object({
+  user: Type.String({ default: 'dev', minLength: 1, maxLength: 256 }),
+  ttl: Type.Integer({ default: 43_200, minimum: 60, maximum: 7 * 86_400, description: 'Lifetime in seconds.' }),
+  scope: Type.Optional(Type.String({ maxLength: 1024, description: 'Space-separated scopes.' }))
+}, { additionalProperties: false })
+
+async function devTokenRoute (fastify: FastifyInstance): Promise<void> {
+  if (fastify.config.APP_ENV !== 'development') return
+  fastify.setErrorHandler(httpErrorHandler)
+  fastify.get<{ Querystring: Static<typeof DevTokenQuery> }>('/dev/token', { schema: { querystring: DevTokenQuery } }, async (request) => {
+    const { user, ttl, scope } = request.query
+    const claims = scope === undefined ? { sub: user } : { sub: user, scope }
+    userIdFromClaims(claims)
+    const token = fastify.authSecret.sign(claims, { expiresInSec: ttl })
+    return { token, userId: user, expiresAt: new Date(Date.now() + ttl * 1000).toISOString() }
+  })
+}
+
+export default fp(devTokenRoute, { name: 'routes/dev-token', fastify: '5.x', encapsulate: true, dependencies: ['config', 'auth-secret'] })

@@ -1,0 +1,25 @@
+// GET /healthz (the process is alive) and GET /readyz (it can serve: not shutting down, and the
+// event store answers). Load balancers route by /readyz; orchestrators restart by /healthz.
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { NotReadyError, httpErrorHandler } from '../errors.js'
+
+async function healthRoutes (fastify: FastifyInstance): Promise<void> {
+  const bridge = fastify.agentBridge
+  fastify.setErrorHandler(httpErrorHandler)
+
+  fastify.get('/healthz', async () => ({ status: 'ok' }))
+
+  fastify.get('/readyz', async () => {
+    if (bridge.closing) throw new NotReadyError('shutting down')
+    try {
+      await bridge.store.ping()
+    } catch (err) {
+      fastify.log.warn({ err }, 'event store is not reachable')
+      throw new NotReadyError('the event store is not reachable')
+    }
+    return { status: 'ready' }
+  })
+}
+
+export default fp(healthRoutes, { name: 'routes/health', fastify: '5.x', encapsulate: true, dependencies: ['agent-bridge'] })

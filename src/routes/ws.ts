@@ -1,0 +1,162 @@
+// GET /ws — the agent-events.v1 WebSocket endpoint. It composes the plugins per connection:
+// admission before the upgrade (origin, token, user, connection limit), then every frame is
+// rate-limited, validated against the protocol schemas and handed to the engine or the bridge.
+// The route never writes to the socket itself: the bridge's Connection does.
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { RawData, WebSocket } from 'ws'
+import { CloseCode, parseClientMessage, type ClientMessage, type WireErrorCode } from '../protocol.js'
+import { OriginForbiddenError, httpErrorHandler, toWireError } from '../errors.js'
+import type { Connection } from '../plugins/agent-bridge.js'
+import { userIdFromClaims } from '../plugins/user-context.js'
+
+/** A token bucket per connection; a client that keeps sending into an empty bucket is closed. */
+class RateLimiter {
+  #tokens: number
+  #last = Date.now()
+  #strikes = 0
+
+  constructor (private readonly perSecond: number, private readonly burst: number) {
+    this.#tokens = burst
+  }
+
+  /** 'ok', 'limited' (answer RATE_LIMITED) or 'abusive' (close 4429). */
+  take (): 'ok' | 'limited' | 'abusive' {
+    const now = Date.now()
+    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.perSecond)
+    this.#last = now
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1
+      this.#strikes = 0
+      return 'ok'
+    }
+    this.#strikes++
+    return this.#strikes > this.burst ? 'abusive' : 'limited'
+  }
+}
+
+/** The text of a frame (ws hands a server text frame over as one Buffer, but the type allows more). */
+function frameText (data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8')
+  return Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8')
+}
+
+async function wsRoute (fastify: FastifyInstance): Promise<void> {
+  const { config, agentBridge: bridge, runEngine: engine, authSecret } = fastify
+  fastify.setErrorHandler(httpErrorHandler)
+
+  async function checkOrigin (request: FastifyRequest): Promise<void> {
+    const origin = request.headers.origin
+    // Browsers always send Origin; other clients may not, and are not subject to CORS-style checks.
+    if (config.ALLOWED_ORIGINS.length > 0 && origin !== undefined && !config.ALLOWED_ORIGINS.includes(origin)) {
+      throw new OriginForbiddenError()
+    }
+  }
+
+  async function admitConnection (request: FastifyRequest): Promise<void> {
+    bridge.admit((request.userContext as NonNullable<FastifyRequest['userContext']>).userId)
+  }
+
+  fastify.get('/ws', {
+    websocket: true,
+    onRequest: [checkOrigin, fastify.requireUser, admitConnection]
+  }, (socket: WebSocket, request: FastifyRequest) => {
+    const user = request.userContext as NonNullable<FastifyRequest['userContext']>
+    const exp = request.tokenClaims?.exp
+    const conn = bridge.attach(socket, user, { expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined })
+    const limiter = new RateLimiter(config.MESSAGE_RATE_PER_SEC, config.MESSAGE_RATE_BURST)
+
+    const fail = (id: string | undefined, code: WireErrorCode, message: string): void => {
+      conn.reply({ type: 'error', id, code, message })
+    }
+
+    async function handle (message: ClientMessage): Promise<void> {
+      switch (message.type) {
+        case 'run': {
+          if (conn.subscriptionCount >= config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+            fail(message.id, 'TOO_MANY_RUNS', `This connection already follows ${conn.subscriptionCount} runs; unsubscribe from one first`)
+            return
+          }
+          const run = await engine.start(user, message)
+          conn.reply({ type: 'run_accepted', id: message.id, ...run })
+          conn.follow(run.runId, 0)
+          return
+        }
+        case 'cancel':
+          await engine.cancel(user, message.runId)
+          return
+        case 'subscribe':
+          if (!conn.subs.has(message.runId) && conn.subscriptionCount >= config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+            fail(message.id, 'TOO_MANY_RUNS', `This connection already follows ${conn.subscriptionCount} runs; unsubscribe from one first`)
+            return
+          }
+          await conn.subscribe(message.runId, message.after ?? 0, message.id)
+          return
+        case 'unsubscribe':
+          conn.unsubscribe(message.runId)
+          conn.reply({ type: 'unsubscribed', id: message.id, runId: message.runId })
+          return
+        case 'auth':
+          refresh(conn, message.token, message.id)
+          return
+        case 'ping':
+          conn.reply({ type: 'pong', id: message.id })
+      }
+    }
+
+    function refresh (conn: Connection, token: string, id: string | undefined): void {
+      let userId: string
+      let exp: number | undefined
+      try {
+        const claims = authSecret.verify(token)
+        userId = userIdFromClaims(claims)
+        exp = claims.exp
+      } catch (err) {
+        conn.close(CloseCode.UNAUTHORIZED, (err as Error).message.slice(0, 120))
+        return
+      }
+      if (userId !== user.userId) {
+        conn.close(CloseCode.UNAUTHORIZED, 'auth token is for another user')
+        return
+      }
+      conn.setExpiry(exp === undefined ? undefined : exp * 1000)
+      conn.reply({ type: 'auth_ok', id, expiresAt: exp === undefined ? undefined : new Date(exp * 1000).toISOString() })
+    }
+
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      if (conn.closed) return
+      const verdict = limiter.take()
+      if (verdict === 'abusive') {
+        conn.close(CloseCode.RATE_LIMITED, 'message rate limit exceeded')
+        return
+      }
+      if (verdict === 'limited') {
+        fail(undefined, 'RATE_LIMITED', `Too many messages: at most ${config.MESSAGE_RATE_PER_SEC} per second (bursts of ${config.MESSAGE_RATE_BURST})`)
+        return
+      }
+      if (isBinary) {
+        fail(undefined, 'BAD_MESSAGE', 'binary frames are not accepted; send UTF-8 JSON text frames')
+        return
+      }
+      const parsed = parseClientMessage(frameText(data))
+      if (!parsed.ok) {
+        fail(parsed.id, 'BAD_MESSAGE', parsed.reason)
+        return
+      }
+      handle(parsed.message).catch((err: unknown) => {
+        const wire = toWireError(err)
+        if (wire.code === 'INTERNAL' && (err as { code?: string }).code !== 'AGW_ERR_SHUTTING_DOWN') {
+          conn.log.error({ err, type: parsed.message.type }, 'message handling failed')
+        }
+        fail(parsed.message.id, wire.code, wire.message)
+      })
+    })
+  })
+}
+
+export default fp(wsRoute, {
+  name: 'routes/ws',
+  fastify: '5.x',
+  encapsulate: true,
+  dependencies: ['config', 'auth-secret', 'user-context', 'agent-bridge', 'run-engine']
+})
