@@ -1,0 +1,98 @@
+// ESLint flat config: @eslint/js + typescript-eslint's type-aware recommended rules, and the
+// architecture guard (the local `agw` plugin in eslint-rules/) on src/. Which file may do what is
+// decided here, and test/architecture.test.ts proves it.
+import { defineConfig, globalIgnores } from 'eslint/config'
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+import agw from './eslint-rules/index.js'
+
+const TS_FILES = ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts']
+
+export default defineConfig([
+  // Fixtures are deliberately bad code; test/architecture.test.ts lints them on purpose.
+  globalIgnores(['dist/', 'node_modules/', 'coverage/', '.tap/', 'test/fixtures/**']),
+
+  {
+    name: 'agw/javascript',
+    files: ['**/*.js', '**/*.mjs'],
+    extends: [js.configs.recommended],
+    languageOptions: { ecmaVersion: 'latest', sourceType: 'module' }
+  },
+
+  {
+    name: 'agw/typescript',
+    files: TS_FILES,
+    extends: [js.configs.recommended, tseslint.configs.recommendedTypeChecked],
+    languageOptions: {
+      parserOptions: {
+        projectService: true,
+        tsconfigRootDir: import.meta.dirname
+      }
+    },
+    rules: {
+      // TypeScript resolves identifiers itself (and knows Node's globals from @types/node);
+      // typescript-eslint recommends turning this core rule off for TS files.
+      'no-undef': 'off',
+      // Fastify's plugin and hook API is promise-based: an async plugin or hook with no `await`
+      // is how Fastify says "no done callback" (fastify docs, Plugins / Hooks), not a mistake.
+      '@typescript-eslint/require-await': 'off',
+      // `_`-prefixed names mark parameters kept for a signature (Fastify handlers, hooks).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }]
+    }
+  },
+
+  {
+    name: 'agw/tests',
+    files: ['test/**/*.ts'],
+    rules: {
+      // Tests poke at internals and feed deliberately wrong input: `any` casts and `!` are allowed.
+      '@typescript-eslint/no-explicit-any': 'off',
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-unsafe-argument': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-call': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-return': 'off',
+      // tap awaits its subtests itself: `t.test(...)` need not be awaited.
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafeCalls: [
+          { from: 'package', package: '@tapjs/test', name: ['test', 'only', 'skip', 'todo'] },
+          { from: 'package', package: '@tapjs/core', name: ['test', 'only', 'skip', 'todo'] }
+        ]
+      }]
+    }
+  },
+
+  // ---- The architecture guard (eslint-rules/index.js) ------------------------------------------
+  {
+    name: 'agw/architecture',
+    files: ['src/**/*.ts'],
+    plugins: { agw },
+    rules: {
+      'agw/no-process-env': 'error',
+      'agw/socket-writes-only-in-bridge': 'error'
+    }
+  },
+  {
+    name: 'agw/architecture/config-reads-env',
+    // The one typed, validated reader of the environment.
+    files: ['src/config.ts'],
+    rules: { 'agw/no-process-env': 'off' }
+  },
+  {
+    name: 'agw/architecture/bridge-writes-sockets',
+    files: [
+      // The one writer to server sockets.
+      'src/plugins/agent-bridge.ts',
+      // The command-line client's socket is its own outgoing connection to the gateway, not one
+      // of the gateway's sockets: sending its requests is that program's whole job.
+      'src/cli/client.ts'
+    ],
+    rules: { 'agw/socket-writes-only-in-bridge': 'off' }
+  },
+  {
+    name: 'agw/architecture/plugins',
+    files: ['src/plugins/**/*.ts'],
+    rules: { 'agw/no-module-side-effects': 'error' }
+  }
+])
