@@ -290,16 +290,16 @@ export interface AuthSecret {
   readonly source: string
   readonly generated: boolean
   /** Verifies a token (current secret, then the previous one); throws an AGW_ERR_AUTH_* 401 error. */
-  verify(token: string): TokenClaims
+  verify: (token: string) => TokenClaims
   /** Signs claims with the current secret (never the previous one), adding `exp`, `iss`, `aud`. */
-  sign(claims: Record<string, unknown>, options?: SignOptions): string
+  sign: (claims: Record<string, unknown>, options?: SignOptions) => string
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     authSecret: AuthSecret
     /** onRequest hook: extracts and verifies the token, or answers 401 { code, message }. */
-    authenticate(request: FastifyRequest): Promise<void>
+    authenticate: (request: FastifyRequest) => Promise<void>
   }
   interface FastifyRequest {
     /** The verified claims, set by `fastify.authenticate`. */

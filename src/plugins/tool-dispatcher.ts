@@ -28,7 +28,8 @@ export interface Tool<P extends TSchema = TSchema> {
   readonly scope?: string
   /** Deadline of one call; TOOL_TIMEOUT_MS when omitted. */
   readonly timeoutMs?: number
-  execute(args: Static<P>, ctx: ToolContext): Promise<unknown> | unknown
+  /** Returns (or resolves to) the result: anything JSON-serialisable. */
+  execute(args: Static<P>, ctx: ToolContext): unknown
 }
 
 /** Identity function that infers `args` from `parameters`. */
@@ -180,8 +181,8 @@ class Dispatcher implements RunToolDispatcher {
   }
 
   /** Ends a call exactly once: emits its `tool_completed` and resolves the agent's promise. */
-  #finish (call: OpenCall, status: ToolStatus, error?: ErrorInfo, result?: unknown): Promise<ToolOutcome> {
-    if (!this.#open.delete(call.toolCallId)) return Promise.resolve(this.#outcome(call, status, { error }))
+  #finish (call: OpenCall, status: ToolStatus, error?: ErrorInfo, result?: unknown): ToolOutcome {
+    if (!this.#open.delete(call.toolCallId)) return this.#outcome(call, status, { error })
     clearTimeout(call.timer)
     let outcome = this.#outcome(call, status, status === 'success' ? { result } : { error })
     try {
@@ -191,7 +192,7 @@ class Dispatcher implements RunToolDispatcher {
       this.#options.events.emit('tool_completed', outcome)
     }
     call.resolve?.(outcome)
-    return Promise.resolve(outcome)
+    return outcome
   }
 
   #outcome (call: OpenCall, status: ToolStatus, extra: { result?: unknown, error?: ErrorInfo | undefined }): ToolOutcome {
@@ -223,7 +224,7 @@ function checkTool (tool: unknown): asserts tool is Tool {
     throw new ToolInvalidError(`${label}: name must match ${TOOL_NAME.source}`)
   }
   if (typeof t.description !== 'string' || t.description.trim() === '') throw new ToolInvalidError(`${label}: description is required`)
-  const parameters = t.parameters as { type?: unknown } | undefined
+  const parameters: { type?: unknown } | undefined = t.parameters
   if (typeof parameters !== 'object' || parameters === null || parameters.type !== 'object') {
     throw new ToolInvalidError(`${label}: parameters must be a TypeBox object schema (Type.Object)`)
   }

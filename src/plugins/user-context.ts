@@ -23,7 +23,7 @@ export const MAX_USER_ID_LENGTH = 256
 const MAX_SCOPES = 100
 // Values that systems write into `sub` when they have no user; they must never become a user id
 // (they would make strangers share one event stream).
-const PLACEHOLDER_SUBJECTS = new Set(['none', 'null', 'undefined', 'nil', 'nan', 'unknown', 'anonymous', '[object object]', 'false', 'true'])
+const PLACEHOLDER_SUBJECTS: readonly string[] = ['none', 'null', 'undefined', 'nil', 'nan', 'unknown', 'anonymous', '[object object]', 'false', 'true']
 
 /** The user id of verified claims, or AGW_ERR_AUTH_SUBJECT_INVALID (401). */
 export function userIdFromClaims (claims: TokenClaims): string {
@@ -34,7 +34,7 @@ export function userIdFromClaims (claims: TokenClaims): string {
   if (sub !== sub.trim()) throw new SubjectInvalidError('it has leading or trailing whitespace')
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   if (/[\u0000-\u001f\u007f]/.test(sub)) throw new SubjectInvalidError('it contains control characters')
-  if (PLACEHOLDER_SUBJECTS.has(sub.toLowerCase())) throw new SubjectInvalidError('it is a placeholder value')
+  if (PLACEHOLDER_SUBJECTS.includes(sub.toLowerCase())) throw new SubjectInvalidError('it is a placeholder value')
   return sub
 }
 
@@ -72,7 +72,7 @@ export function createRunContext (parent: UserContext, run: { runId: string, thr
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: authenticates the request and sets `request.userContext`, or answers 401. */
-    requireUser(request: FastifyRequest): Promise<void>
+    requireUser: (request: FastifyRequest) => Promise<void>
     createRunContext: typeof createRunContext
   }
   interface FastifyRequest {

@@ -65,8 +65,8 @@ async function dispatcherApp (t: Test, tools: readonly Tool[], env: EnvSource = 
 function recorder (): { events: Array<{ type: string, data: Record<string, unknown> }>, sink: DispatcherOptions['events'] } {
   const events: Array<{ type: string, data: Record<string, unknown> }> = []
   // Like the real emitter: serialise first, throw on what JSON cannot hold.
-  const sink = { emit (type: string, data: unknown) { events.push({ type, data: JSON.parse(JSON.stringify(data)) as Record<string, unknown> }); return true } }
-  return { events, sink: sink as DispatcherOptions['events'] }
+  const sink: DispatcherOptions['events'] = { emit (type: string, data: unknown) { events.push({ type, data: JSON.parse(JSON.stringify(data)) }); return true } }
+  return { events, sink }
 }
 
 function makeDispatcher (app: FastifyInstance, scopes = '', controller = new AbortController()) {
