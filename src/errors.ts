@@ -62,7 +62,7 @@ export const RunEndedError = createError<'AGW_ERR_RUN_ENDED', 409, [string]>(
 export const HistoryExpiredError = createError<'AGW_ERR_RUN_HISTORY_EXPIRED', 410, [string]>(
   'AGW_ERR_RUN_HISTORY_EXPIRED', 'The history of run "%s" has expired', 410)
 export const TooManyRunsError = createError<'AGW_ERR_RUN_TOO_MANY', 429, [string]>(
-  'AGW_ERR_RUN_TOO_MANY', '%s', 429)
+  'AGW_ERR_RUN_TOO_MANY', 'Too many runs: %s', 429)
 export const ShuttingDownError = createError<'AGW_ERR_SHUTTING_DOWN', 503, []>(
   'AGW_ERR_SHUTTING_DOWN', 'The server is shutting down; reconnect to another node', 503)
 export const NotReadyError = createError<'AGW_ERR_NOT_READY', 503, [string]>(

@@ -40,18 +40,15 @@ export function configTable (): string {
 export function errorTable (): string {
   const rows: string[] = []
   for (const value of Object.values(errors)) {
-    if (typeof value !== 'function') continue
-    let sample: unknown
-    try {
-      sample = new (value as new (...args: unknown[]) => unknown)('…', '…')
-    } catch {
-      continue
-    }
-    const { code, statusCode, message } = sample as { code?: unknown, statusCode?: unknown, message: string }
+    // Constructors made by @fastify/error carry this marker on their prototype.
+    const prototype = (value as { prototype?: Record<symbol, unknown> }).prototype
+    if (prototype?.[Symbol.for('fastify-error-generic')] !== true) continue
+    // Constructed without arguments, an @fastify/error keeps its `%s` placeholders.
+    const { code, statusCode, message } = new (value as new () => { code?: unknown, statusCode?: unknown, message: string })()
     if (typeof code !== 'string' || !code.startsWith('AGW_ERR_')) continue
-    rows.push(`| \`${code}\` | ${String(statusCode)} | ${escapeCell(message)} |`)
+    rows.push(`| \`${code}\` | ${text(statusCode)} | ${escapeCell(message)} |`)
   }
-  return ['| code | status | message |', '| --- | --- | --- |', ...rows].join('\n')
+  return ['| code | status | message |', '| --- | --- | --- |', ...rows.sort()].join('\n')
 }
 
 export const generatedFiles: readonly GeneratedFile[] = [

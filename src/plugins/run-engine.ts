@@ -18,10 +18,10 @@ export interface AgentRun {
   readonly input: RunInput
   /** Frozen: userId, scopes, requestId, connectionId, runId, threadId, agent. */
   readonly context: RunContext
-  /** Emits `agent_thinking`. Steps are numbered automatically unless given. */
-  think(thought: string, step?: number): void
-  /** Emits `agent_message`: a piece of the streamed answer. */
-  say(delta: string): void
+  /** Emits `agent_thinking`. Steps are numbered automatically unless given. (Safe to destructure.) */
+  think: (thought: string, step?: number) => void
+  /** Emits `agent_message`: a piece of the streamed answer. (Safe to destructure.) */
+  say: (delta: string) => void
   /** Runs tools; emits their events. Never throws. */
   readonly tools: ToolDispatcher
   /** Aborted on cancel, deadline and shutdown: stop work promptly when it fires. */
@@ -192,7 +192,7 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       if (agent === undefined) throw new UnknownAgentError(name)
       const running = perUser.get(user.userId) ?? 0
       if (running >= config.MAX_CONCURRENT_RUNS) {
-        throw new TooManyRunsError(`You already have ${running} runs in progress (limit ${config.MAX_CONCURRENT_RUNS}); wait for one to finish or cancel one`)
+        throw new TooManyRunsError(`${running} of yours are in progress (limit ${config.MAX_CONCURRENT_RUNS}); wait for one to finish or cancel one`)
       }
       // Counted before the first await, so concurrent starts cannot overshoot the limit.
       perUser.set(user.userId, running + 1)
