@@ -1,0 +1,103 @@
+// The built server process (dist/server.js, built by `pretest`): how it starts, refuses to start,
+// and stops.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import { TEST_SECRET, connect, runProblems } from './helpers.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+interface Started { child: ChildProcessWithoutNullStreams, stdout: () => string, stderr: () => string }
+
+function start (t: Test, env: Record<string, string>, script = 'dist/server.js', args: string[] = []): Started {
+  // A clean environment: nothing of the developer's own JWT_* settings leaks in.
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', DEMO_STEP_DELAY_MS: '0', ...env }
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  return { child, stdout: () => out, stderr: () => err }
+}
+
+async function exitCode (started: Started, timeoutMs = 15_000): Promise<number | null> {
+  if (started.child.exitCode !== null) return started.child.exitCode
+  const timer = setTimeout(() => started.child.kill('SIGKILL'), timeoutMs)
+  const [code] = await once(started.child, 'exit') as [number | null]
+  clearTimeout(timer)
+  return code
+}
+
+async function address (started: Started, timeoutMs = 15_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(started.stdout())
+    if (match?.[1] !== undefined) return match[1]
+    if (started.child.exitCode !== null) throw new Error(`server exited: ${started.stderr()}`)
+    if (Date.now() > deadline) throw new Error(`server did not start: ${started.stdout()} ${started.stderr()}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+t.test('the process refuses to start, before listening, on bad secrets or bad configuration', async (t) => {
+  // Started side by side: each is a whole Node process.
+  const badSecrets = start(t, { APP_ENV: 'production', JWT_SECRET_PRODUCTION: 'changeme', JWT_PREVIOUS_SECRET: 'hunter2hunter2hunter2hunter2hunter2' })
+  const noSecret = start(t, { APP_ENV: 'production' })
+  const badConfig = start(t, { PORT: 'eighty', HEARTBEAT_MS: '-5' })
+  const codes = await Promise.all([exitCode(badSecrets), exitCode(noSecret), exitCode(badConfig)])
+  t.same(codes, [1, 1, 1], 'every one exits non-zero')
+
+  const stderr = badSecrets.stderr()
+  t.match(stderr, /Refusing to start, the JWT secret configuration is unsafe/)
+  t.match(stderr, /- JWT_SECRET_PRODUCTION: needs at least 32 bytes of key material; it has 8 \[rule: min-bytes\]/)
+  t.match(stderr, /- JWT_SECRET_PRODUCTION: .*\[rule: not-weak\]/)
+  t.match(stderr, /- JWT_PREVIOUS_SECRET: is a repeated pattern .*\[rule: no-repeated-pattern\]/)
+  t.notMatch(stderr + badSecrets.stdout(), /changeme|hunter2/, 'no secret value is printed')
+  t.notMatch(badSecrets.stdout(), /Server listening/, 'it never listened')
+
+  t.match(noSecret.stderr(), /no JWT secret is configured: set JWT_SECRET_PRODUCTION or JWT_SECRET/)
+  t.match(badConfig.stderr(), /Invalid configuration: PORT must be integer; HEARTBEAT_MS must be >= 50/)
+})
+
+t.test('development without a secret: a generated secret, a working dev token, and npm run token', async (t) => {
+  const server = start(t, { APP_ENV: 'development' })
+  const http = await address(server)
+  const banner = server.stdout()
+  t.match(banner, /No JWT secret is configured, so this process generated one/)
+  const token = /Dev token for user "dev".*\n\s+(\S+)/.exec(banner)?.[1] ?? ''
+  t.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/)
+  t.match(banner, /npm run token -- --user alice/)
+
+  const client = await connect(t, `${http.replace('http', 'ws')}/ws`, { token })
+  client.send({ type: 'run', input: { message: 'What is 3 * 4?' } })
+  const { runId } = await client.nextOf('run_accepted')
+  const events = await client.runEvents(runId)
+  t.same(runProblems(events), [])
+
+  const port = new URL(http).port
+  const minted = start(t, { APP_ENV: 'development', PORT: port }, 'dist/cli/token.js', ['--user', 'alice', '--ttl', '600'])
+  t.equal(await exitCode(minted), 0, minted.stderr())
+  const aliceToken = minted.stdout().trim()
+  const alice = await connect(t, `${http.replace('http', 'ws')}/ws`, { token: aliceToken })
+  t.equal(alice.messages[0]?.type === 'welcome' && alice.messages[0].userId, 'alice', 'the minted token works on the running server')
+
+  server.child.kill('SIGTERM')
+  t.match(await client.waitClosed(), { code: 1001 }, 'SIGTERM closes sockets with 1001')
+  t.equal(await exitCode(server), 0, 'and the process exits 0')
+})
+
+t.test('with a configured secret, npm run token signs locally; /dev/token exists only in development', async (t) => {
+  const minted = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET }, 'dist/cli/token.js', ['--user', 'bob'])
+  t.equal(await exitCode(minted), 0, minted.stderr())
+  const server = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET })
+  const http = await address(server)
+  t.notMatch(server.stdout(), /Dev token/, 'no dev token is printed when a secret is configured')
+  const bob = await connect(t, `${http.replace('http', 'ws')}/ws`, { token: minted.stdout().trim() })
+  t.equal(bob.messages[0]?.type === 'welcome' && bob.messages[0].userId, 'bob')
+  const devToken = await fetch(`${http}/dev/token?user=eve`)
+  t.equal(devToken.status, 404)
+})
