@@ -144,9 +144,9 @@ t.test('eslint.config.js applies each architecture rule to the right paths', asy
   }
 })
 
-/** Runs the project's jscpd (with the repo's .jscpd.json) on `target`. */
+/** Runs the project's jscpd (`npm run duplication`, with the repo's .jscpd.json) on `target`. */
 function jscpd (target: string): { status: number | null, output: string } {
-  const run = spawnSync(process.execPath, [join(root, 'node_modules/jscpd/run-jscpd.js'), '--no-colors', target], {
+  const run = spawnSync('npm', ['run', '-s', 'duplication', '--', '--no-colors', target], {
     cwd: root,
     encoding: 'utf8',
     timeout: 60_000
