@@ -28,15 +28,21 @@ const stuck = defineTool({
 
 interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string }
 
-async function engineApp (t: Test, options: EngineOptions): Promise<FastifyInstance> {
+/** The engine and its dependencies on a bare Fastify (optionally without the bridge). */
+function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], bridge = true }: { env?: Record<string, string>, tools?: Tool[], bridge?: boolean } = {}): FastifyInstance {
   const app = Fastify()
   t.teardown(() => app.close())
-  app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '0', ...options.env } })
+  app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '0', ...env } })
   app.register(authSecret)
   app.register(userContext)
-  app.register(toolDispatcher, { tools: options.tools ?? [echo, stuck] })
-  app.register(agentBridge)
-  app.register(runEngine, { agents: options.agents, defaultAgent: options.defaultAgent })
+  app.register(toolDispatcher, { tools })
+  if (bridge) app.register(agentBridge)
+  app.register(runEngine, options as never)
+  return app
+}
+
+async function engineApp (t: Test, options: EngineOptions): Promise<FastifyInstance> {
+  const app = engineStack(t, { agents: options.agents, defaultAgent: options.defaultAgent }, options)
   await app.ready()
   return app
 }
@@ -228,26 +234,13 @@ t.test('options are checked at registration', async (t) => {
     [{ agents: { a: async () => 1 }, defaultAgent: 'b' }, /default agent "b" is not registered/]
   ]
   for (const [options, message] of cases) {
-    const app = Fastify()
-    t.teardown(() => app.close())
-    app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
-    app.register(authSecret)
-    app.register(userContext)
-    app.register(toolDispatcher, {})
-    app.register(agentBridge)
-    app.register(runEngine, options as never)
+    const app = engineStack(t, options)
     await t.rejects(async () => { await app.ready() }, { code: 'AGW_ERR_AGENT_INVALID', message })
   }
 })
 
 t.test('the engine cannot be registered without the bridge', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
-  app.register(authSecret)
-  app.register(userContext)
-  app.register(toolDispatcher, {})
-  app.register(runEngine, { agents: { a: async () => 1 } })
+  const app = engineStack(t, { agents: { a: async () => 1 } }, { bridge: false })
   await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /agent-bridge/ })
 })
 

@@ -169,13 +169,19 @@ t.test("another user's run is answered exactly like one that does not exist", as
   t.notOk(mallory.messages.some((m) => 'runId' in m && m.runId === runId && 'seq' in m), 'mallory saw none of its events')
 })
 
-t.test('cancel ends a run; cancelling again says RUN_ENDED', async (t) => {
+/** A connection of alice with a `waiting` run under way (its first thought received). */
+async function runUnderWay (t: Test): Promise<{ client: TestClient, runId: string }> {
   const app = await buildApp(t, { agents: { waiting } })
   const client = await open(t, app, tokenFor('alice'))
   client.send({ type: 'run', input: { message: 'x' } })
   const { runId } = await client.nextOf('run_accepted')
   await client.nextOf('agent_started')
   await client.nextOf('agent_thinking')
+  return { client, runId }
+}
+
+t.test('cancel ends a run; cancelling again says RUN_ENDED', async (t) => {
+  const { client, runId } = await runUnderWay(t)
   client.send({ type: 'cancel', id: 'c1', runId })
   const completed = await client.nextOf('agent_completed')
   t.match(completed, { seq: 3, data: { status: 'cancelled' } })
@@ -184,12 +190,7 @@ t.test('cancel ends a run; cancelling again says RUN_ENDED', async (t) => {
 })
 
 t.test('unsubscribe stops delivery and is acknowledged', async (t) => {
-  const app = await buildApp(t, { agents: { waiting } })
-  const client = await open(t, app, tokenFor('alice'))
-  client.send({ type: 'run', input: { message: 'x' } })
-  const { runId } = await client.nextOf('run_accepted')
-  await client.nextOf('agent_started')
-  await client.nextOf('agent_thinking')
+  const { client, runId } = await runUnderWay(t)
   client.send({ type: 'unsubscribe', id: 'u', runId })
   t.same(await client.next(), { type: 'unsubscribed', id: 'u', runId })
   client.send({ type: 'cancel', runId })
