@@ -55,6 +55,8 @@ export const ConnectionLimitError = createError<'AGW_ERR_CONNECTION_LIMIT', 429,
 // --- runs (these also travel as protocol `error` codes) --------------------------------------
 export const UnknownAgentError = createError<'AGW_ERR_RUN_UNKNOWN_AGENT', 400, [string]>(
   'AGW_ERR_RUN_UNKNOWN_AGENT', 'No agent named "%s"', 400)
+export const RunRequestInvalidError = createError<'AGW_ERR_RUN_REQUEST_INVALID', 400, [string]>(
+  'AGW_ERR_RUN_REQUEST_INVALID', 'Invalid run request: %s', 400)
 export const RunNotFoundError = createError<'AGW_ERR_RUN_NOT_FOUND', 404, [string]>(
   'AGW_ERR_RUN_NOT_FOUND', 'Run "%s" not found', 404)
 export const RunEndedError = createError<'AGW_ERR_RUN_ENDED', 409, [string]>(
@@ -70,6 +72,7 @@ export const NotReadyError = createError<'AGW_ERR_NOT_READY', 503, [string]>(
 
 /** How a gateway error is named on the wire (`error.code` of the protocol). */
 const wireCodes: Record<string, WireErrorCode> = {
+  AGW_ERR_RUN_REQUEST_INVALID: 'BAD_MESSAGE',
   AGW_ERR_RUN_UNKNOWN_AGENT: 'UNKNOWN_AGENT',
   AGW_ERR_RUN_NOT_FOUND: 'NOT_FOUND',
   AGW_ERR_RUN_ENDED: 'RUN_ENDED',

@@ -39,6 +39,10 @@ export const RunMessage = Type.Object({
   input: RunInput
 }, { additionalProperties: false })
 
+/** What starting a run takes, without the message envelope: `{ agent?, threadId?, input }`. */
+export const RunRequest = Type.Omit(RunMessage, ['type', 'id'])
+export type RunRequest = Static<typeof RunRequest>
+
 export const CancelMessage = Type.Object({
   type: Type.Literal('cancel'),
   id: Type.Optional(RequestId),

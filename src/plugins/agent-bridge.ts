@@ -162,7 +162,7 @@ class Subscription {
 export class Connection {
   readonly id: string
   readonly log: FastifyBaseLogger
-  readonly subs = new Map<string, Subscription>()
+  readonly #subs = new Map<string, Subscription>()
   alive = true
   #closed = false
   #expiryTimer: NodeJS.Timeout | undefined
@@ -218,16 +218,18 @@ export class Connection {
   }
 
   get subscriptionCount (): number {
-    return this.subs.size
+    return this.#subs.size
+  }
+
+  follows (runId: string): boolean {
+    return this.#subs.has(runId)
   }
 
   /** Follows a run this connection's user owns, from `after`, replying `subscribed` first. */
   async subscribe (runId: string, after: number, id?: string): Promise<void> {
     await this.bridge.lookupOwnedRun(this.user, runId)
     if (this.#closed) return
-    this.reply(id === undefined
-      ? { type: 'subscribed', runId, recovered: true, fromSeq: after + 1 }
-      : { type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
+    this.reply({ type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
     this.follow(runId, after)
   }
 
@@ -241,19 +243,19 @@ export class Connection {
       this.bridge.hubs.set(runId, hub)
     }
     const sub = new Subscription(this, hub, after)
-    this.subs.set(runId, sub)
+    this.#subs.set(runId, sub)
     hub.subs.add(sub)
     sub.catchUp()
   }
 
   unsubscribe (runId: string): void {
-    const sub = this.subs.get(runId)
+    const sub = this.#subs.get(runId)
     if (sub !== undefined) this.endSubscription(sub)
   }
 
   endSubscription (sub: Subscription): void {
     sub.mode = 'closed'
-    if (this.subs.get(sub.hub.runId) === sub) this.subs.delete(sub.hub.runId)
+    if (this.#subs.get(sub.hub.runId) === sub) this.#subs.delete(sub.hub.runId)
     sub.hub.remove(sub)
   }
 
@@ -295,7 +297,7 @@ export class Connection {
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#expiryTimer)
-    for (const sub of [...this.subs.values()]) this.endSubscription(sub)
+    for (const sub of [...this.#subs.values()]) this.endSubscription(sub)
     this.#checkDrained()
     this.bridge.forget(this)
   }

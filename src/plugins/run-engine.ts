@@ -6,9 +6,11 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { AgentName, type ErrorInfo, type RunEventData, type RunInput } from '../protocol.js'
+import { AgentName, RunRequest, type ErrorInfo, type RunEventData, type RunInput } from '../protocol.js'
 import { Compile } from 'typebox/compile'
-import { AgentInvalidError, RunEndedError, RunError, RunNotFoundError, ShuttingDownError, TooManyRunsError, UnknownAgentError } from '../errors.js'
+import {
+  AgentInvalidError, RunEndedError, RunError, RunNotFoundError, RunRequestInvalidError, ShuttingDownError, TooManyRunsError, UnknownAgentError
+} from '../errors.js'
 import type { RunEmitter } from './agent-bridge.js'
 import type { RunToolDispatcher, ToolDispatcher, ToolEventSink } from './tool-dispatcher.js'
 import type { RunContext, UserContext } from './user-context.js'
@@ -83,6 +85,20 @@ interface ActiveRun {
 }
 
 const validAgentName = Compile(AgentName)
+const validRunRequest = Compile(RunRequest)
+
+/** Frames are validated by the route; programmatic callers get the same checks here. */
+function checkRequest (request: StartRequest): void {
+  if (!validRunRequest.Check(request)) {
+    const first = [...validRunRequest.Errors(request)][0]
+    throw new RunRequestInvalidError(`${first?.instancePath.slice(1).replaceAll('/', '.') ?? ''} ${first?.message ?? ''}`.trim())
+  }
+  try {
+    JSON.stringify(request.input)
+  } catch {
+    throw new RunRequestInvalidError('input is not JSON-serialisable')
+  }
+}
 
 function checkOptions (opts: Partial<RunEnginePluginOptions>): { agents: Map<string, Agent>, defaultAgent: string } {
   const entries = Object.entries(opts.agents ?? {})
@@ -187,6 +203,7 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
 
     async start (user: UserContext, request: StartRequest): Promise<StartedRun> {
       if (bridge.closing) throw new ShuttingDownError()
+      checkRequest(request)
       const name = request.agent ?? defaultAgent
       const agent = agents.get(name)
       if (agent === undefined) throw new UnknownAgentError(name)

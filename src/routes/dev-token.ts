@@ -15,6 +15,9 @@ const DevTokenQuery = Type.Object({
 
 async function devTokenRoute (fastify: FastifyInstance): Promise<void> {
   if (fastify.config.APP_ENV !== 'development') return
+  if (!['127.0.0.1', '::1', 'localhost'].includes(fastify.config.HOST)) {
+    fastify.log.warn(`GET /dev/token mints tokens for any user and HOST=${fastify.config.HOST} exposes it beyond this machine; use APP_ENV=development only on a trusted network`)
+  }
   fastify.setErrorHandler(httpErrorHandler)
   fastify.get<{ Querystring: Static<typeof DevTokenQuery> }>('/dev/token', { schema: { querystring: DevTokenQuery } }, async (request) => {
     const { user, ttl, scope } = request.query

@@ -86,7 +86,7 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
           await engine.cancel(user, message.runId)
           return
         case 'subscribe':
-          if (!conn.subs.has(message.runId) && conn.subscriptionCount >= config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+          if (!conn.follows(message.runId) && conn.subscriptionCount >= config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
             fail(message.id, 'TOO_MANY_RUNS', `This connection already follows ${conn.subscriptionCount} runs; unsubscribe from one first`)
             return
           }

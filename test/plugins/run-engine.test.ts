@@ -261,3 +261,21 @@ t.test('shutdown ends runs still going with SHUTDOWN after the grace period', as
   t.match(await last(forever.runId), { data: { status: 'failed', error: { code: 'SHUTDOWN' } } })
   await t.rejects(app.runEngine.start(alice, { input: { message: 'x' } }), { code: 'AGW_ERR_SHUTTING_DOWN' })
 })
+
+t.test('programmatic starts get the same request checks as frames, and a refused start costs nothing', async (t) => {
+  const app = await engineApp(t, { env: { MAX_CONCURRENT_RUNS: '1' }, agents: { a: async () => 'ok' } })
+  const circular: Record<string, unknown> = { message: 'x' }
+  circular.self = circular
+  const bad: Array<[unknown, RegExp]> = [
+    [{ input: {} }, /input must have required properties message/],
+    [{ input: { message: 42 } }, /input\.message must be string/],
+    [{ threadId: 'not allowed!', input: { message: 'x' } }, /threadId must match pattern/],
+    [{ input: circular }, /input is not JSON-serialisable/]
+  ]
+  for (const [request, message] of bad) {
+    await t.rejects(app.runEngine.start(alice, request as never), { code: 'AGW_ERR_RUN_REQUEST_INVALID', statusCode: 400, message })
+  }
+  t.equal(app.runEngine.activeRuns('alice'), 0, 'no slot was taken')
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'fine' } })
+  t.match((await finished(app, runId)).at(-1), { data: { status: 'completed', output: 'ok' } })
+})
