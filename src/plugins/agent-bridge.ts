@@ -134,26 +134,33 @@ class Subscription {
     this.#catchUpLoop().catch((err: unknown) => {
       this.conn.log.error({ err, runId: this.hub.runId }, 'catch-up from the event log failed')
       this.conn.close(1011, 'event log unavailable')
-    }).finally(() => { this.#catchingUp = false })
+    })
   }
 
   async #catchUpLoop (): Promise<void> {
     const { conn, hub } = this
-    while (this.mode === 'catchup') {
-      if (conn.congested) {
-        await conn.drained()
-        continue
+    try {
+      while (this.mode === 'catchup') {
+        if (conn.congested) {
+          await conn.drained()
+          continue
+        }
+        const batch = await conn.bridge.store.read(hub.runId, this.cursor, READ_BATCH)
+        for (const event of batch) {
+          if (this.mode !== 'catchup' || conn.congested) break
+          if (event.seq === this.cursor + 1) this.#deliver(event)
+        }
+        // The hub's lastSeq is updated synchronously by live events, so this check cannot race:
+        // an event appended while the read was in flight keeps the loop going.
+        if (this.mode === 'catchup' && batch.length < READ_BATCH && this.cursor >= hub.lastSeq && !conn.congested) {
+          this.mode = 'live'
+        }
       }
-      const batch = await conn.bridge.store.read(hub.runId, this.cursor, READ_BATCH)
-      for (const event of batch) {
-        if (this.mode !== 'catchup' || conn.congested) break
-        if (event.seq === this.cursor + 1) this.#deliver(event)
-      }
-      // The hub's lastSeq is updated synchronously by live events, so this check cannot race:
-      // an event appended while the read was in flight keeps the loop going.
-      if (this.mode === 'catchup' && batch.length < READ_BATCH && this.cursor >= hub.lastSeq && !conn.congested) {
-        this.mode = 'live'
-      }
+    } finally {
+      // Cleared in the very turn the loop ends (not in a later .finally()): otherwise an offer
+      // that finds the socket congested right after going live would see the flag still set,
+      // and its catch-up would never start.
+      this.#catchingUp = false
     }
   }
 }
