@@ -21,6 +21,8 @@ const READ_BATCH = 256
 const ADMISSION_TTL_MS = 10_000
 /** Bound on waiting for runs to write their terminal event and sockets to flush at shutdown. */
 const SHUTDOWN_FLUSH_MS = 5_000
+/** How often a congested socket's buffer is re-checked when no write callback is pending. */
+const DRAIN_POLL_MS = 50
 /** How long a peer may take to answer our close frame before it is cut off. */
 const CLOSE_HANDSHAKE_MS = 2_000
 
@@ -174,6 +176,7 @@ export class Connection {
   #closed = false
   #expiryTimer: NodeJS.Timeout | undefined
   #drainWaiters: Array<() => void> = []
+  #drainTimer: NodeJS.Timeout | undefined
   readonly #highWater: number
   readonly #lowWater: number
   readonly #onFlushed = (): void => { this.#checkDrained() }
@@ -197,15 +200,22 @@ export class Connection {
     return this.socket.bufferedAmount > this.#highWater
   }
 
-  /** Resolves once the socket's send buffer is back under the low-water mark (or it closed). */
+  /**
+   * Resolves once the socket's send buffer is back under the low-water mark (or it closed).
+   * Write callbacks are the signal; a slow poll backs them up for buffer growth that has no
+   * callback of ours pending (ws's own control frames).
+   */
   drained (): Promise<void> {
     if (this.#closed || this.socket.bufferedAmount <= this.#lowWater) return Promise.resolve()
+    this.#drainTimer ??= setInterval(() => { this.#checkDrained() }, DRAIN_POLL_MS).unref()
     return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
   }
 
   #checkDrained (): void {
     if (this.#drainWaiters.length === 0) return
     if (!this.#closed && this.socket.bufferedAmount > this.#lowWater) return
+    clearInterval(this.#drainTimer)
+    this.#drainTimer = undefined
     const waiters = this.#drainWaiters
     this.#drainWaiters = []
     for (const resolve of waiters) resolve()
