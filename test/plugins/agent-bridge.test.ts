@@ -127,7 +127,7 @@ t.test('attach sends welcome; a subscription replays from after, then goes live 
   t.match(socket.messages()[0], { type: 'welcome', userId: 'alice', connectionId: alice.connectionId })
   await conn.subscribe('run-4', 2, 'sub-1')
   t.same(socket.messages()[1], { type: 'subscribed', id: 'sub-1', runId: 'run-4', recovered: true, fromSeq: 3 })
-  emitter.emit('agent_thinking', thought(6), ) // appended while the replay read is in flight
+  emitter.emit('agent_thinking', thought(6)) // appended while the replay read is in flight
   await tick()
   for (let n = 7; n <= 9; n++) emitter.emit('agent_thinking', thought(n))
   await emitter.complete({ status: 'completed', durationMs: 1 })
