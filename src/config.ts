@@ -50,11 +50,12 @@ export const ConfigSchema = Type.Object({
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int('Runs one connection may follow at once.', 64, 1, 10_000),
   MESSAGE_RATE_PER_SEC: int('Client messages per second a connection may send on average.', 20, 1, 100_000),
   MESSAGE_RATE_BURST: int('Client messages a connection may send in a burst. Beyond it: RATE_LIMITED, then close 4429 if it goes on.', 40, 1, 100_000),
-  SEND_BUFFER_BYTES: int('Bytes queued for one socket before live delivery to it pauses and it catches up from the log.', 512 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  SEND_BUFFER_BYTES: int('Bytes queued for one socket before live delivery to it pauses and it catches up from the log.', 256 * 1024, 16 * 1024, 64 * 1024 * 1024),
   HEARTBEAT_MS: int('Interval of the server ping; a connection that misses a whole interval is closed with 4408.', 30_000, 50, 3_600_000),
   RUN_TIMEOUT_MS: int('Deadline of a run; past it the run fails with TIMEOUT.', 300_000, 10, 86_400_000),
   TOOL_TIMEOUT_MS: int('Default deadline of a tool call (a tool may set its own).', 30_000, 10, 86_400_000),
   RUN_HISTORY_TTL_MS: int('How long a finished run\'s events stay available to `subscribe`.', 3_600_000, 0, 30 * 86_400_000),
+  DISCONNECT_GRACE_MS: int('How long a run started with cancelOnDisconnect may go unwatched before it is cancelled.', 30_000, 0, 3_600_000),
   SHUTDOWN_GRACE_MS: int('On shutdown, how long running runs may take to finish before they are ended with SHUTDOWN.', 10_000, 0, 3_600_000),
   DEMO_STEP_DELAY_MS: int('Pause between the demo agent\'s steps, so a person can watch them. 0 in tests.', 250, 0, 60_000)
 }, { additionalProperties: false })

@@ -36,7 +36,10 @@ export const RunMessage = Type.Object({
   id: Type.Optional(RequestId),
   agent: Type.Optional(AgentName),
   threadId: Type.Optional(ThreadId),
-  input: RunInput
+  input: RunInput,
+  cancelOnDisconnect: Type.Optional(Type.Boolean({
+    description: 'Cancel the run when no connection of its user has followed it for DISCONNECT_GRACE_MS. Default false: runs outlive their clients.'
+  }))
 }, { additionalProperties: false })
 
 /** What starting a run takes, without the message envelope: `{ agent?, threadId?, input }`. */

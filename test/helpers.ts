@@ -105,6 +105,15 @@ export class TestClient {
     return message as Extract<ServerMessage, { type: T }>
   }
 
+  /** Consumes messages until one of `type` (and matching `where`) arrives; returns it. */
+  async waitFor<T extends ServerMessage['type']> (type: T, where: (message: Extract<ServerMessage, { type: T }>) => boolean = () => true, timeoutMs = 5000): Promise<Extract<ServerMessage, { type: T }>> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const message = await this.next(Math.max(1, deadline - Date.now()))
+      if (message.type === type && where(message as Extract<ServerMessage, { type: T }>)) return message as Extract<ServerMessage, { type: T }>
+    }
+  }
+
   /** Consumes messages until `agent_completed` of the run; returns that run's events. */
   async runEvents (runId: string, timeoutMs = 10_000): Promise<RunEvent[]> {
     const events: RunEvent[] = []

@@ -21,6 +21,8 @@ const READ_BATCH = 256
 const ADMISSION_TTL_MS = 10_000
 /** Bound on waiting for runs to write their terminal event and sockets to flush at shutdown. */
 const SHUTDOWN_FLUSH_MS = 5_000
+/** Frames are UTF-8 JSON bytes, sent as text frames. */
+const TEXT_FRAME = { binary: false } as const
 /** How often a congested socket's buffer is re-checked when no write callback is pending. */
 const DRAIN_POLL_MS = 50
 /** How long a peer may take to answer our close frame before it is cut off. */
@@ -43,9 +45,17 @@ export interface RunEmitter {
   complete(data: RunEventData<'agent_completed'>): Promise<void>
 }
 
+export type StopReason = 'shutdown' | 'disconnected'
+
 export interface OpenRunOptions {
-  /** Called at shutdown (after the grace period) for runs still going; must end the run soon. */
-  stop(reason: 'shutdown'): void
+  /**
+   * Called for a run still going at shutdown (after the grace period), or, with
+   * `cancelOnDisconnect`, when no connection has followed it for DISCONNECT_GRACE_MS.
+   * It must end the run soon.
+   */
+  stop(reason: StopReason): void
+  /** Stop the run ('disconnected') once it has gone unwatched for DISCONNECT_GRACE_MS. */
+  cancelOnDisconnect?: boolean
 }
 
 export interface AgentBridge {
@@ -82,8 +92,8 @@ class Hub {
   readonly subs = new Set<Subscription>()
   readonly unsubscribe: () => void
 
-  constructor (readonly runId: string, store: EventStore, private readonly hubs: Map<string, Hub>) {
-    this.unsubscribe = store.subscribe(runId, (event) => { this.onEvent(event) })
+  constructor (readonly runId: string, private readonly core: BridgeCore) {
+    this.unsubscribe = core.store.subscribe(runId, (event) => { this.onEvent(event) })
   }
 
   onEvent (event: StoredEvent): void {
@@ -95,7 +105,8 @@ class Hub {
     this.subs.delete(sub)
     if (this.subs.size === 0) {
       this.unsubscribe()
-      this.hubs.delete(this.runId)
+      this.core.hubs.delete(this.runId)
+      this.core.unwatched(this.runId)
     }
   }
 }
@@ -221,17 +232,17 @@ export class Connection {
     for (const resolve of waiters) resolve()
   }
 
-  sendFrame (frame: string): void {
+  /** Writes one text frame: a logged event's bytes (shared by every socket, never copied). */
+  sendFrame (frame: Buffer): void {
     if (this.#closed || this.socket.readyState !== this.socket.OPEN) return
     // A flush callback is only needed while the buffer is filling: it is how a paused
     // subscription learns the socket drained. The callback is shared, not allocated per frame.
-    // (3 bytes per UTF-16 unit bounds the frame's UTF-8 size without measuring it.)
-    const filling = this.socket.bufferedAmount + frame.length * 3 > this.#lowWater
-    this.socket.send(frame, filling ? this.#onFlushed : undefined)
+    const filling = this.socket.bufferedAmount + frame.length > this.#lowWater
+    this.socket.send(frame, TEXT_FRAME, filling ? this.#onFlushed : undefined)
   }
 
   reply (message: Reply): void {
-    this.sendFrame(JSON.stringify(message))
+    this.sendFrame(Buffer.from(JSON.stringify(message), 'utf8'))
   }
 
   get subscriptionCount (): number {
@@ -256,8 +267,9 @@ export class Connection {
     this.unsubscribe(runId)
     let hub = this.bridge.hubs.get(runId)
     if (hub === undefined) {
-      hub = new Hub(runId, this.bridge.store, this.bridge.hubs)
+      hub = new Hub(runId, this.bridge)
       this.bridge.hubs.set(runId, hub)
+      this.bridge.watched(runId)
     }
     const sub = new Subscription(this, hub, after)
     this.#subs.set(runId, sub)
@@ -333,6 +345,8 @@ export class Connection {
 interface OpenRun {
   readonly emitter: Emitter
   readonly options: OpenRunOptions
+  /** Armed while a cancelOnDisconnect run has no subscriber on this node. */
+  unwatchedTimer?: NodeJS.Timeout
 }
 
 class Emitter implements RunEmitter {
@@ -381,8 +395,7 @@ class Emitter implements RunEmitter {
       await this.#append(TERMINAL_EVENT_TYPE, dataJson)
       await this.core.store.endRun(this.runId, status)
     } finally {
-      this.core.runs.delete(this.runId)
-      this.core.runEnded()
+      this.core.runEnded(this.runId)
     }
   }
 }
@@ -409,10 +422,33 @@ class BridgeCore implements AgentBridge {
     await this.store.createRun(run)
     const emitter = new Emitter(this, run.runId, run.threadId)
     this.runs.set(run.runId, { emitter, options })
+    // Until a connection follows it, a cancelOnDisconnect run is unwatched too.
+    this.unwatched(run.runId)
     return emitter
   }
 
-  runEnded (): void {
+  /** A run of this node lost its last local subscriber. */
+  unwatched (runId: string): void {
+    const run = this.runs.get(runId)
+    if (run?.options.cancelOnDisconnect !== true || run.unwatchedTimer !== undefined) return
+    run.unwatchedTimer = setTimeout(() => {
+      run.unwatchedTimer = undefined
+      if (!this.hubs.has(runId)) run.options.stop('disconnected')
+    }, this.config.DISCONNECT_GRACE_MS)
+    run.unwatchedTimer.unref()
+  }
+
+  /** A connection of this node started following a run. */
+  watched (runId: string): void {
+    const run = this.runs.get(runId)
+    if (run === undefined) return
+    clearTimeout(run.unwatchedTimer)
+    run.unwatchedTimer = undefined
+  }
+
+  runEnded (runId: string): void {
+    clearTimeout(this.runs.get(runId)?.unwatchedTimer)
+    this.runs.delete(runId)
     const waiters = this.#runEndedWaiters
     this.#runEndedWaiters = []
     for (const resolve of waiters) resolve()

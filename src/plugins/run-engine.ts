@@ -34,11 +34,8 @@ export interface AgentRun {
 /** An agent: does the work of a run and returns its output (anything JSON-serialisable). */
 export type Agent = (run: AgentRun) => Promise<unknown>
 
-export interface StartRequest {
-  readonly agent?: string
-  readonly threadId?: string
-  readonly input: RunInput
-}
+/** `{ agent?, threadId?, input, cancelOnDisconnect? }`: the protocol's run request. */
+export type StartRequest = Readonly<Omit<RunRequest, 'input'> & { input: RunInput }>
 
 export interface StartedRun {
   readonly runId: string
@@ -70,10 +67,11 @@ declare module 'fastify' {
   }
 }
 
-type StopReason = 'cancelled' | 'timeout' | 'shutdown'
+type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
 
 const stopOutcomes: Record<StopReason, Pick<RunEventData<'agent_completed'>, 'status' | 'error'>> = {
   cancelled: { status: 'cancelled' },
+  disconnected: { status: 'cancelled', error: { code: 'DISCONNECTED', message: 'Cancelled: no connection of the user followed the run' } },
   timeout: { status: 'failed', error: { code: 'TIMEOUT', message: 'The run did not finish before its deadline' } },
   shutdown: { status: 'failed', error: { code: 'SHUTDOWN', message: 'The server shut down before the run finished' } }
 }
@@ -218,7 +216,8 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       let emitter: RunEmitter
       try {
         emitter = await bridge.openRun({ runId, threadId, agent: name, ownerId: user.userId }, {
-          stop: (reason) => { stop(runId, reason) }
+          stop: (reason) => { stop(runId, reason) },
+          cancelOnDisconnect: request.cancelOnDisconnect === true
         })
       } catch (err) {
         release(user.userId)

@@ -21,11 +21,14 @@ export interface RunMeta extends NewRun {
   readonly lastSeq: number
 }
 
-/** One logged event: its seq and type, and its complete wire frame (serialised once). */
+/**
+ * One logged event: its seq and type, and its complete wire frame as UTF-8 bytes — serialised
+ * and encoded once, then written as is to every socket that receives it.
+ */
 export interface StoredEvent {
   readonly seq: number
   readonly type: RunEventType
-  readonly frame: string
+  readonly frame: Buffer
 }
 
 export type RunLookup =

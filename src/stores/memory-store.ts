@@ -93,7 +93,8 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
       const run = live(runId)
       const seq = run.events.length + 1
-      const event: StoredEvent = { seq, type, frame: encodeRunEvent(run.head, type, seq, new Date(now()).toISOString(), dataJson) }
+      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, new Date(now()).toISOString(), dataJson), 'utf8')
+      const event: StoredEvent = { seq, type, frame }
       run.events.push(event)
       for (const listener of run.listeners) {
         try {

@@ -25,7 +25,9 @@ class FakeSocket extends EventEmitter {
   /** Called with each frame as it is sent. */
   onSend?: (frame: string) => void
 
-  send (frame: string, callback?: () => void): void {
+  send (bytes: Buffer, options: { binary?: boolean }, callback?: () => void): void {
+    if (options.binary !== false) throw new Error('the bridge must send text frames')
+    const frame = bytes.toString('utf8')
     this.frames.push(frame)
     this.onSend?.(frame)
     if (this.stalled) this.bufferedAmount += frame.length
@@ -88,7 +90,7 @@ t.test('the emitter logs events in call order, once, and nothing after the termi
   t.equal(emitter.ended, true)
   const log = await app.agentBridge.store.read('run-1', 0, 100)
   t.same(log.map((e) => [e.seq, e.type]), [[1, 'agent_started'], [2, 'agent_thinking'], [3, 'agent_completed']], '…and logs nothing')
-  t.match(JSON.parse((log[2] as StoredEvent).frame), { data: { status: 'completed', output: 'ok' } }, 'only the first completion counts')
+  t.match(JSON.parse((log[2] as StoredEvent).frame.toString()), { data: { status: 'completed', output: 'ok' } }, 'only the first completion counts')
   t.match(await app.agentBridge.store.getRun('run-1'), { state: 'found', meta: { status: 'completed', lastSeq: 3 } })
 })
 
@@ -100,7 +102,7 @@ t.test('an output JSON cannot hold becomes a BAD_OUTPUT failure, still exactly o
   await emitter.complete({ status: 'completed', output, durationMs: 1 })
   const log = await app.agentBridge.store.read('run-2', 0, 100)
   t.equal(log.length, 1)
-  t.match(JSON.parse((log[0] as StoredEvent).frame), { type: 'agent_completed', data: { status: 'failed', error: { code: 'BAD_OUTPUT' }, durationMs: 1 } })
+  t.match(JSON.parse((log[0] as StoredEvent).frame.toString()), { type: 'agent_completed', data: { status: 'failed', error: { code: 'BAD_OUTPUT' }, durationMs: 1 } })
   t.match(await app.agentBridge.store.getRun('run-2'), { state: 'found', meta: { status: 'failed' } })
 })
 

@@ -59,7 +59,7 @@ async function finished (app: FastifyInstance, runId: string, timeoutMs = 5000):
     await sleep(5)
   }
   const events = await app.agentBridge.store.read(runId, 0, 10_000)
-  return events.map((event) => JSON.parse(event.frame) as RunEvent)
+  return events.map((event) => JSON.parse(event.frame.toString()) as RunEvent)
 }
 
 t.test('the engine emits agent_started and the single agent_completed around the agent', async (t) => {
@@ -256,7 +256,7 @@ t.test('shutdown ends runs still going with SHUTDOWN after the grace period', as
   const forever = await app.runEngine.start(alice, { agent: 'forever', input: { message: 'x' } })
   await app.close()
   const store = app.agentBridge.store
-  const last = async (runId: string): Promise<unknown> => JSON.parse((await store.read(runId, 0, 100)).at(-1)?.frame ?? 'null')
+  const last = async (runId: string): Promise<unknown> => JSON.parse((await store.read(runId, 0, 100)).at(-1)?.frame.toString() ?? 'null')
   t.match(await last(quick.runId), { data: { status: 'completed', output: 'made it' } }, 'finished within the grace period')
   t.match(await last(forever.runId), { data: { status: 'failed', error: { code: 'SHUTDOWN' } } })
   await t.rejects(app.runEngine.start(alice, { input: { message: 'x' } }), { code: 'AGW_ERR_SHUTTING_DOWN' })

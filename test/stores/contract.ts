@@ -40,7 +40,8 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     for (let n = 1; n <= 5; n++) appended.push(await store.append(run.runId, 'agent_thinking', data(n)))
     t.same(appended.map((e) => e.seq), [1, 2, 3, 4, 5])
     for (const event of appended) {
-      const parsed: unknown = JSON.parse(event.frame)
+      t.ok(Buffer.isBuffer(event.frame), 'frames are bytes, encoded once')
+      const parsed: unknown = JSON.parse(event.frame.toString('utf8'))
       t.ok(validEvent.Check(parsed), `frame ${event.seq} matches the RunEvent schema`)
       t.match(parsed, { type: 'agent_thinking', runId: run.runId, threadId: run.threadId, seq: event.seq, data: { step: event.seq } })
     }
@@ -54,7 +55,7 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => store.append(run.runId, 'agent_thinking', data(i + 1))))
     t.same(results.map((e) => e.seq), Array.from({ length: 200 }, (_, i) => i + 1))
     const read = await store.read(run.runId, 0, 1000)
-    t.same(read.map((e) => (JSON.parse(e.frame) as { data: { step: number } }).data.step), Array.from({ length: 200 }, (_, i) => i + 1))
+    t.same(read.map((e) => (JSON.parse(e.frame.toString()) as { data: { step: number } }).data.step), Array.from({ length: 200 }, (_, i) => i + 1))
   })
 
   t.test('read returns events after a seq, in order, at most limit', async (t) => {
