@@ -51,12 +51,13 @@ export const agentGateway = fp(gateway, { name: 'agent-gateway', fastify: '5.x' 
 
 export interface BuildOptions extends AgentGatewayOptions {
   logger?: FastifyServerOptions['logger']
+  trustProxy?: FastifyServerOptions['trustProxy']
 }
 
 /** A standalone gateway instance (not listening). */
 export async function build (options: BuildOptions = {}): Promise<FastifyInstance> {
-  const { logger = false, ...gatewayOptions } = options
-  const app = Fastify({ logger })
+  const { logger = false, trustProxy = false, ...gatewayOptions } = options
+  const app = Fastify({ logger, trustProxy })
   await app.register(agentGateway, gatewayOptions)
   return app
 }

@@ -44,6 +44,12 @@ export const ConfigSchema = Type.Object({
     default: ''
   }),
 
+  HTTP_RATE_LIMIT_MAX: int('Requests one client address may make to a rate-limited HTTP route (the WebSocket handshake, /dev/token) per window.', 300, 1, 1_000_000),
+  HTTP_RATE_LIMIT_WINDOW_MS: int('The window of HTTP_RATE_LIMIT_MAX.', 60_000, 100, 86_400_000),
+  TRUST_PROXY: Type.String({
+    description: 'Behind a proxy or load balancer: the comma-separated proxy addresses or CIDRs (e.g. 10.0.0.0/8) whose X-Forwarded-For is trusted, or `true` for any, so that limits and logs see the client address. Empty: trust none.',
+    default: ''
+  }),
   MAX_MESSAGE_BYTES: int('Largest client frame accepted; larger frames close the connection with 1009.', 65536, 256, 16 * 1024 * 1024),
   MAX_CONCURRENT_RUNS: int('Runs one user may have in flight at once (TOO_MANY_RUNS beyond).', 4, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('Open WebSocket connections per user (HTTP 429 beyond).', 16, 1, 100_000),
@@ -129,6 +135,14 @@ export interface ConfigPluginOptions {
 export const configPlugin = fp<ConfigPluginOptions>(async function configPlugin (fastify, opts) {
   fastify.decorate('config', opts.config ?? loadConfig(opts.env))
 }, { name: 'config', fastify: '5.x' })
+
+/** Fastify's `trustProxy` option from TRUST_PROXY. */
+export function trustProxyOption (config: Pick<Config, 'TRUST_PROXY'>): boolean | string[] {
+  const value = config.TRUST_PROXY.trim()
+  if (value === '' || value === 'false') return false
+  if (value === 'true') return true
+  return list(value)
+}
 
 /** Names and schemas of every variable, for the generated configuration docs. */
 export function configVariables (): Array<{ name: string, schema: TSchema & Record<string, unknown> }> {

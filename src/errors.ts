@@ -52,6 +52,9 @@ export const OriginForbiddenError = createError<'AGW_ERR_ORIGIN_FORBIDDEN', 403,
 export const ConnectionLimitError = createError<'AGW_ERR_CONNECTION_LIMIT', 429, [number]>(
   'AGW_ERR_CONNECTION_LIMIT', 'Too many open connections for this user (limit %s)', 429)
 
+export const HttpRateLimitedError = createError<'AGW_ERR_RATE_LIMITED', 429, [string]>(
+  'AGW_ERR_RATE_LIMITED', 'Too many requests from this address; retry in %s', 429)
+
 // --- runs (these also travel as protocol `error` codes) --------------------------------------
 export const UnknownAgentError = createError<'AGW_ERR_RUN_UNKNOWN_AGENT', 400, [string]>(
   'AGW_ERR_RUN_UNKNOWN_AGENT', 'No agent named "%s"', 400)

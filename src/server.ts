@@ -2,7 +2,7 @@
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { build } from './app.js'
-import { loadConfig, type Config } from './config.js'
+import { loadConfig, trustProxyOption, type Config } from './config.js'
 import { loggerOptions } from './logger.js'
 
 function refuse (message: string): never {
@@ -35,7 +35,7 @@ async function main (): Promise<void> {
   } catch (err) {
     refuse((err as Error).message)
   }
-  const app = await build({ config, logger: loggerOptions(config) })
+  const app = await build({ config, logger: loggerOptions(config), trustProxy: trustProxyOption(config) })
   try {
     await app.ready()
   } catch (err) {

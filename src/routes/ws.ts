@@ -9,6 +9,7 @@ import { CloseCode, parseClientMessage, type ClientMessage, type WireErrorCode }
 import { OriginForbiddenError, httpErrorHandler, toWireError } from '../errors.js'
 import type { Connection } from '../plugins/agent-bridge.js'
 import { userIdFromClaims } from '../plugins/user-context.js'
+import { limitRequestRate } from './rate-limit.js'
 
 /** A token bucket per connection; a client that keeps sending into an empty bucket is closed. */
 class RateLimiter {
@@ -44,6 +45,8 @@ function frameText (data: RawData): string {
 async function wsRoute (fastify: FastifyInstance): Promise<void> {
   const { config, agentBridge: bridge, runEngine: engine, authSecret } = fastify
   fastify.setErrorHandler(httpErrorHandler)
+  // Handshakes are limited per address before any token is verified.
+  await limitRequestRate(fastify)
 
   async function checkOrigin (request: FastifyRequest): Promise<void> {
     const origin = request.headers.origin

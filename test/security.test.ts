@@ -1,0 +1,108 @@
+// The attack matrix of the threat model (docs/security.md), over real sockets, with every log
+// line the server writes captured: no token and no secret may ever appear in them.
+import { generateKeyPairSync, createSign } from 'node:crypto'
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { loadConfig } from '../src/config.js'
+import { loggerOptions } from '../src/logger.js'
+import { OTHER_SECRET, TEST_SECRET, buildApp, connect, listen, mint, refusedUpgrade, testEnv, tokenFor } from './helpers.js'
+
+const PREVIOUS_SECRET = 'Zq8Lm3Vx6Rb1Tc9Wn4Pk7Hd2Js5Gf0Ya'
+
+/** A logger writing into memory, with the production logger options (redaction included). */
+function capturedLogger (): { lines: string[], logger: Record<string, unknown> } {
+  const lines: string[] = []
+  const stream = new Writable({ write (chunk: Buffer, _encoding, callback) { lines.push(chunk.toString()); callback() } })
+  return { lines, logger: { ...(loggerOptions(loadConfig({ LOG_LEVEL: 'trace' })) as Record<string, unknown>), stream } }
+}
+
+function rs256 (claims: Record<string, unknown>): { token: string, publicKeyPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const now = Math.floor(Date.now() / 1000)
+  const head = `${Buffer.from(JSON.stringify({ alg: 'RS256', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iat: now, exp: now + 600, ...claims })).toString('base64url')}`
+  const signature = createSign('RSA-SHA256').update(head).sign(privateKey).toString('base64url')
+  return { token: `${head}.${signature}`, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() }
+}
+
+t.test('the attack matrix is refused, and nothing secret reaches the logs', async (t) => {
+  const { lines, logger } = capturedLogger()
+  const app = await buildApp(t, {
+    logger: logger as never,
+    env: testEnv({ LOG_LEVEL: 'trace', ALLOWED_ORIGINS: 'https://app.example', JWT_PREVIOUS_SECRET: PREVIOUS_SECRET, MAX_CONNECTIONS_PER_USER: '3' })
+  })
+  const { ws } = await listen(t, app)
+  const now = Math.floor(Date.now() / 1000)
+  const rsa = rs256({ sub: 'alice' })
+  const tokens: Record<string, string> = {
+    'alg none': mint({ sub: 'alice' }, { alg: 'none', signature: '' }),
+    'algorithm confusion (HS256 keyed with a public key)': mint({ sub: 'alice' }, { secret: rsa.publicKeyPem }),
+    'RS256 with a real key pair': rsa.token,
+    'wrong signature': mint({ sub: 'alice' }, { secret: OTHER_SECRET }),
+    expired: mint({ sub: 'alice' }, { expiresIn: -3600 }),
+    'nbf in the future': mint({ sub: 'alice', nbf: now + 3600 }),
+    'no exp': mint({ sub: 'alice' }, { expiresIn: null }),
+    'no sub': mint({}),
+    'placeholder sub': mint({ sub: 'null' })
+  }
+  const expected: Record<string, string> = {
+    'alg none': 'AGW_ERR_AUTH_TOKEN_ALGORITHM',
+    'algorithm confusion (HS256 keyed with a public key)': 'AGW_ERR_AUTH_TOKEN_SIGNATURE',
+    'RS256 with a real key pair': 'AGW_ERR_AUTH_TOKEN_ALGORITHM',
+    'wrong signature': 'AGW_ERR_AUTH_TOKEN_SIGNATURE',
+    expired: 'AGW_ERR_AUTH_TOKEN_EXPIRED',
+    'nbf in the future': 'AGW_ERR_AUTH_TOKEN_INACTIVE',
+    'no exp': 'AGW_ERR_AUTH_TOKEN_CLAIM',
+    'no sub': 'AGW_ERR_AUTH_SUBJECT_INVALID',
+    'placeholder sub': 'AGW_ERR_AUTH_SUBJECT_INVALID'
+  }
+  for (const [name, token] of Object.entries(tokens)) {
+    for (const how of ['header', 'subprotocol'] as const) {
+      const refused = how === 'header'
+        ? await refusedUpgrade(ws, { authorization: `Bearer ${token}` })
+        : await refusedUpgrade(ws, {}, ['agent-events.v1', `bearer.${token}`])
+      t.same(refused, { status: 401, body: { code: expected[name], message: refused.body.message } }, `${name} (${how})`)
+    }
+  }
+  const good = tokenFor('alice')
+  t.match(await refusedUpgrade(`${ws}?token=${good}`), { status: 401, body: { code: 'AGW_ERR_AUTH_QUERY_TOKEN' } }, 'query-string token')
+  t.match(await refusedUpgrade(ws, { authorization: `Bearer ${good}`, origin: 'https://evil.example' }), { status: 403, body: { code: 'AGW_ERR_ORIGIN_FORBIDDEN' } }, 'foreign origin')
+
+  const rotated = mint({ sub: 'alice' }, { secret: PREVIOUS_SECRET })
+  const alice = await connect(t, ws, { token: rotated, headers: { origin: 'https://app.example' } })
+  t.match(alice.messages[0], { type: 'welcome', userId: 'alice' }, 'a token of the previous secret still connects')
+  alice.send({ type: 'run', input: { message: 'What is 1 + 1?' } })
+  const { runId } = await alice.nextOf('run_accepted')
+  await alice.runEvents(runId)
+
+  const mallory = await connect(t, ws, { token: tokenFor('mallory') })
+  mallory.send({ type: 'subscribe', id: 's', runId })
+  t.match(await mallory.next(), { type: 'error', code: 'NOT_FOUND' }, "subscribe to another user's run")
+  mallory.send({ type: 'cancel', id: 'c', runId })
+  t.match(await mallory.next(), { type: 'error', code: 'NOT_FOUND' }, "cancel another user's run")
+  const stolen = tokenFor('alice')
+  mallory.send({ type: 'auth', token: stolen })
+  t.match(await mallory.waitClosed(), { code: 4401 }, "auth refresh with another user's token")
+
+  await app.close()
+  const log = lines.join('')
+  t.ok(lines.length > 20, `the server logged (${lines.length} lines)`)
+  t.match(log, /token=\[REDACTED\]/, 'the query-string token was masked, not dropped silently')
+  const secrets = [TEST_SECRET, PREVIOUS_SECRET, good, rotated, stolen, ...Object.values(tokens)]
+  for (const secret of secrets) {
+    const signature = secret.split('.').at(-1) ?? secret
+    t.notOk(log.includes(secret), `${secret.slice(0, 16)}… is not in the logs`)
+    if (signature.length > 10) t.notOk(log.includes(signature), `nor is its signature ${signature.slice(0, 8)}…`)
+  }
+})
+
+t.test('the HTTP routes are rate-limited per address, answering 429 { code, message }', async (t) => {
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', HTTP_RATE_LIMIT_MAX: '3', HTTP_RATE_LIMIT_WINDOW_MS: '60000' }) })
+  const { http, ws } = await listen(t, app)
+  for (let i = 0; i < 3; i++) t.equal((await fetch(`${http}/dev/token?user=u${i}`)).status, 200)
+  const limited = await fetch(`${http}/dev/token?user=u9`)
+  t.equal(limited.status, 429)
+  t.match(await limited.json(), { code: 'AGW_ERR_RATE_LIMITED', message: /^Too many requests from this address; retry in/ })
+  for (let i = 0; i < 3; i++) await connect(t, ws, { token: tokenFor(`user-${i}`) })
+  t.match(await refusedUpgrade(ws, { authorization: `Bearer ${tokenFor('user-9')}` }), { status: 429, body: { code: 'AGW_ERR_RATE_LIMITED' } }, 'handshakes too, before any token is verified')
+  t.equal((await fetch(`${http}/healthz`)).status, 200, 'health checks are never limited')
+})
