@@ -4,7 +4,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { TEST_SECRET, connect, runProblems } from './helpers.js'
+import type { RunEvent } from '../src/protocol.js'
+import { TEST_SECRET, connect, runProblems, tokenFor } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -100,4 +101,28 @@ t.test('with a configured secret, npm run token signs locally; /dev/token exists
   t.equal(bob.messages[0]?.type === 'welcome' && bob.messages[0].userId, 'bob')
   const devToken = await fetch(`${http}/dev/token?user=eve`)
   t.equal(devToken.status, 404)
+})
+
+t.test('SIGTERM: not ready at once, runs still going end with SHUTDOWN after the grace period, sockets close with 1001, exit 0', async (t) => {
+  // Each demo step takes 2 s, so the run cannot finish within the 500 ms grace period.
+  const server = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, DEMO_STEP_DELAY_MS: '2000', SHUTDOWN_GRACE_MS: '500' })
+  const http = await address(server)
+  t.equal((await fetch(`${http}/readyz`)).status, 200)
+  const client = await connect(t, `${http.replace('http', 'ws')}/ws`, { token: tokenFor('alice') })
+  client.send({ type: 'run', input: { message: 'What is 6 * 7?' } })
+  const { runId } = await client.nextOf('run_accepted')
+  await client.nextOf('agent_started')
+  server.child.kill('SIGTERM')
+  let readyz = 0
+  for (let i = 0; i < 50 && readyz !== 503; i++) {
+    readyz = await fetch(`${http}/readyz`).then((response) => response.status, () => 0)
+    if (readyz !== 503) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.equal(readyz, 503, '/readyz turns 503 while the server drains')
+  const events = await client.runEvents(runId, 10_000)
+  t.match(events.at(-1), { type: 'agent_completed', data: { status: 'failed', error: { code: 'SHUTDOWN' } } })
+  const whole = client.messages.filter((m) => 'seq' in m && m.runId === runId) as RunEvent[]
+  t.same(runProblems(whole), [], 'the run is whole: started, then exactly one terminal event')
+  t.match(await client.waitClosed(), { code: 1001 })
+  t.equal(await exitCode(server), 0)
 })
