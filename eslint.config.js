@@ -86,7 +86,10 @@ export default defineConfig([
       'src/plugins/agent-bridge.ts',
       // The command-line client's socket is its own outgoing connection to the gateway, not one
       // of the gateway's sockets: sending its requests is that program's whole job.
-      'src/cli/client.ts'
+      'src/cli/client.ts',
+      // Likewise the client library (agent-gateway/client): it writes only to the connection it
+      // opened to a gateway (a `ws` WebSocket in Node), never to a socket the server accepted.
+      'src/client/**/*.ts'
     ],
     rules: { 'agw/socket-writes-only-in-bridge': 'off' }
   },

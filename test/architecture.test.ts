@@ -22,6 +22,7 @@ const PROBE = {
   route: 'src/routes/architecture-probe.ts',
   store: 'src/stores/architecture-probe.ts',
   cli: 'src/cli/architecture-probe.ts',
+  client: 'src/client/architecture-probe.ts',
   test: 'test/architecture-probe.ts'
 } as const
 
@@ -137,6 +138,7 @@ t.test('eslint.config.js applies each architecture rule to the right paths', asy
     ['src/plugins/agent-bridge.ts', [SIDE_EFFECTS, ENV], 'the bridge is the one writer to sockets, still a plugin'],
     ['src/cli/client.ts', [ENV], 'the CLI client writes to its own outgoing socket'],
     [PROBE.cli, [SOCKETS, ENV], 'only that one CLI file is exempt from the socket rule'],
+    [PROBE.client, [ENV], 'the client library writes to its own outgoing socket, and reads no environment'],
     [PROBE.test, [], 'tests are not under the architecture rules']
   ]
   for (const [path, rules, why] of cases) {
