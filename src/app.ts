@@ -12,6 +12,7 @@ import runEngine, { type Agent } from './plugins/run-engine.js'
 import healthRoutes from './routes/health.js'
 import wsRoute from './routes/ws.js'
 import devTokenRoute from './routes/dev-token.js'
+import pageRoute from './routes/page.js'
 import type { EventStore } from './stores/event-store.js'
 import { createDemoAgent } from './agents/demo.js'
 import { demoTools } from './tools/index.js'
@@ -28,6 +29,8 @@ export interface AgentGatewayOptions {
   tools?: readonly Tool[]
   /** The event store. Default: the embedded memory store. */
   store?: EventStore
+  /** Serve the demo page at `GET /` (default true); false leaves `/` to the host app. */
+  page?: boolean
 }
 
 async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Promise<void> {
@@ -44,6 +47,7 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   fastify.register(healthRoutes)
   fastify.register(wsRoute)
   fastify.register(devTokenRoute)
+  if (opts.page !== false) fastify.register(pageRoute)
 }
 
 /** The gateway as a plugin for your own Fastify app. */
