@@ -10,7 +10,9 @@ import type { WebSocket } from 'ws'
 import {
   CloseCode, PROTOCOL, TERMINAL_EVENT_TYPE, type Reply, type RunEventData, type RunEventType, type TerminalStatus
 } from '../protocol.js'
-import { ConnectionLimitError, HistoryExpiredError, RunNotFoundError, ShuttingDownError, WebSocketPresentError } from '../errors.js'
+import {
+  ConnectionLimitError, HistoryExpiredError, RunEndedError, RunNotFoundError, ShuttingDownError, TooManyRunsError, WebSocketPresentError
+} from '../errors.js'
 import type { EventStore, NewRun, RunMeta, StoredEvent } from '../stores/event-store.js'
 import { createMemoryStore } from '../stores/memory-store.js'
 import type { UserContext } from './user-context.js'
@@ -45,13 +47,13 @@ export interface RunEmitter {
   complete(data: RunEventData<'agent_completed'>): Promise<void>
 }
 
-export type StopReason = 'shutdown' | 'disconnected'
+export type StopReason = 'cancelled' | 'shutdown' | 'disconnected'
 
 export interface OpenRunOptions {
   /**
-   * Called for a run still going at shutdown (after the grace period), or, with
-   * `cancelOnDisconnect`, when no connection has followed it for DISCONNECT_GRACE_MS.
-   * It must end the run soon.
+   * Called on `cancel` (sent to any node), for a run still going at shutdown (after the grace
+   * period), or, with `cancelOnDisconnect`, when no connection has followed it for
+   * DISCONNECT_GRACE_MS. It must end the run soon.
    */
   stop(reason: StopReason): void
   /** Stop the run ('disconnected') once it has gone unwatched for DISCONNECT_GRACE_MS. */
@@ -62,10 +64,15 @@ export interface AgentBridge {
   readonly store: EventStore
   /** True once shutdown has begun: no new runs or connections. */
   readonly closing: boolean
-  /** Registers a run in the store and returns its emitter. */
+  /**
+   * Registers a run in the store, executed by this node, and returns its emitter. Throws
+   * AGW_ERR_RUN_TOO_MANY when its owner already has MAX_CONCURRENT_RUNS in flight on any node.
+   */
   openRun(run: NewRun, options: OpenRunOptions): Promise<RunEmitter>
   /** The run's metadata if `user` owns it; otherwise exactly the error of a run that does not exist. */
   lookupOwnedRun(user: UserContext, runId: string): Promise<RunMeta>
+  /** Cancels a run of `user`, on whichever node executes it. NOT_FOUND / RUN_ENDED errors. */
+  cancelRun(user: UserContext, runId: string): Promise<void>
   /** Reserves a connection slot for a handshake, or throws AGW_ERR_CONNECTION_LIMIT (429). */
   admit(userId: string): void
   /** Takes over an upgraded socket: sends `welcome`, runs heartbeats, owns every write. */
@@ -90,10 +97,18 @@ export interface AgentBridgePluginOptions {
 class Hub {
   lastSeq = 0
   readonly subs = new Set<Subscription>()
+  readonly ready: Promise<void>
   readonly unsubscribe: () => void
 
   constructor (readonly runId: string, private readonly core: BridgeCore) {
-    this.unsubscribe = core.store.subscribe(runId, (event) => { this.onEvent(event) })
+    const subscription = core.store.subscribe(runId, (event) => { this.onEvent(event) }, () => { this.resync() })
+    this.ready = subscription.ready
+    this.unsubscribe = () => { subscription.unsubscribe() }
+  }
+
+  /** The store may have missed events: every subscriber re-reads the log from its cursor. */
+  resync (): void {
+    for (const sub of this.subs) sub.resync()
   }
 
   onEvent (event: StoredEvent): void {
@@ -124,6 +139,12 @@ class Subscription {
     public cursor: number
   ) {}
 
+  resync (): void {
+    if (this.mode !== 'live') return
+    this.mode = 'catchup'
+    this.catchUp()
+  }
+
   offer (event: StoredEvent): void {
     if (this.mode !== 'live' || event.seq <= this.cursor) return
     if (event.seq !== this.cursor + 1 || this.conn.congested) {
@@ -153,6 +174,8 @@ class Subscription {
   async #catchUpLoop (): Promise<void> {
     const { conn, hub } = this
     try {
+      // Reading the log only after the live subscription is in place leaves no gap between them.
+      await hub.ready
       while (this.mode === 'catchup') {
         if (conn.congested) {
           await conn.drained()
@@ -419,7 +442,11 @@ class BridgeCore implements AgentBridge {
 
   async openRun (run: NewRun, options: OpenRunOptions): Promise<RunEmitter> {
     if (this.closing) throw new ShuttingDownError()
-    await this.store.createRun(run)
+    const limit = this.config.MAX_CONCURRENT_RUNS
+    const result = await this.store.createRun(run, { maxActivePerOwner: limit })
+    if (!result.created) {
+      throw new TooManyRunsError(`${result.active} of yours are in progress (limit ${limit}); wait for one to finish or cancel one`)
+    }
     const emitter = new Emitter(this, run.runId, run.threadId)
     this.runs.set(run.runId, { emitter, options })
     // Until a connection follows it, a cancelOnDisconnect run is unwatched too.
@@ -452,6 +479,14 @@ class BridgeCore implements AgentBridge {
     const waiters = this.#runEndedWaiters
     this.#runEndedWaiters = []
     for (const resolve of waiters) resolve()
+  }
+
+  async cancelRun (user: UserContext, runId: string): Promise<void> {
+    const meta = await this.lookupOwnedRun(user, runId)
+    if (meta.status !== 'running') throw new RunEndedError(runId)
+    const local = this.runs.get(runId)
+    if (local !== undefined) local.options.stop('cancelled')
+    else await this.store.requestStop(meta)
   }
 
   async lookupOwnedRun (user: UserContext, runId: string): Promise<RunMeta> {
@@ -577,6 +612,8 @@ async function agentBridge (fastify: FastifyInstance, opts: AgentBridgePluginOpt
   const { config } = fastify
   const store = opts.store ?? createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
   const core = new BridgeCore(store, config, fastify.log)
+  // A `cancel` that arrived on another node, for a run this node executes.
+  store.onStopRequest((runId) => { core.runs.get(runId)?.options.stop('cancelled') })
 
   await fastify.register(fastifyWebsocket, {
     options: {

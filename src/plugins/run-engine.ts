@@ -8,9 +8,7 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { AgentName, RunRequest, type ErrorInfo, type RunEventData, type RunInput } from '../protocol.js'
 import { Compile } from 'typebox/compile'
-import {
-  AgentInvalidError, RunEndedError, RunError, RunNotFoundError, RunRequestInvalidError, ShuttingDownError, TooManyRunsError, UnknownAgentError
-} from '../errors.js'
+import { AgentInvalidError, RunError, RunRequestInvalidError, ShuttingDownError, UnknownAgentError } from '../errors.js'
 import type { RunEmitter } from './agent-bridge.js'
 import type { RunToolDispatcher, ToolDispatcher, ToolEventSink } from './tool-dispatcher.js'
 import type { RunContext, UserContext } from './user-context.js'
@@ -46,7 +44,7 @@ export interface StartedRun {
 export interface RunEngine {
   /** Accepts a run; its events flow through the bridge. Throws UNKNOWN_AGENT / TOO_MANY_RUNS errors. */
   start(user: UserContext, request: StartRequest): Promise<StartedRun>
-  /** Cancels a run of this user: NOT_FOUND for someone else's or a missing run, RUN_ENDED if over. */
+  /** Cancels a run of this user on any node: NOT_FOUND for someone else's or a missing run, RUN_ENDED if over. */
   cancel(user: UserContext, runId: string): Promise<void>
   readonly agents: readonly string[]
   readonly defaultAgent: string
@@ -114,13 +112,6 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
   const { agents, defaultAgent } = checkOptions(opts)
   const { config, agentBridge: bridge } = fastify
   const active = new Map<string, ActiveRun>()
-  const perUser = new Map<string, number>()
-
-  function release (userId: string): void {
-    const count = (perUser.get(userId) ?? 1) - 1
-    if (count <= 0) perUser.delete(userId)
-    else perUser.set(userId, count)
-  }
 
   function stop (runId: string, reason: StopReason): void {
     const run = active.get(runId)
@@ -191,7 +182,6 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       log.error({ err }, 'could not write the terminal event')
     } finally {
       active.delete(context.runId)
-      release(context.userId)
     }
   }
 
@@ -205,26 +195,22 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       const name = request.agent ?? defaultAgent
       const agent = agents.get(name)
       if (agent === undefined) throw new UnknownAgentError(name)
-      const running = perUser.get(user.userId) ?? 0
-      if (running >= config.MAX_CONCURRENT_RUNS) {
-        throw new TooManyRunsError(`${running} of yours are in progress (limit ${config.MAX_CONCURRENT_RUNS}); wait for one to finish or cancel one`)
-      }
-      // Counted before the first await, so concurrent starts cannot overshoot the limit.
-      perUser.set(user.userId, running + 1)
       const runId = randomUUID()
       const threadId = request.threadId ?? randomUUID()
+      // Known before the store hears of it, so a stop request can never miss it.
+      const run: ActiveRun = { userId: user.userId, controller: new AbortController() }
+      active.set(runId, run)
       let emitter: RunEmitter
       try {
+        // The store counts the user's runs in flight on every node (TOO_MANY_RUNS beyond the limit).
         emitter = await bridge.openRun({ runId, threadId, agent: name, ownerId: user.userId }, {
           stop: (reason) => { stop(runId, reason) },
           cancelOnDisconnect: request.cancelOnDisconnect === true
         })
       } catch (err) {
-        release(user.userId)
+        active.delete(runId)
         throw err
       }
-      const run: ActiveRun = { userId: user.userId, controller: new AbortController() }
-      active.set(runId, run)
       const context = fastify.createRunContext(user, { runId, threadId, agent: name })
       const input = Object.freeze({ ...request.input })
       emitter.emit('agent_started', { agent: name, input })
@@ -235,16 +221,14 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
     },
 
     async cancel (user: UserContext, runId: string): Promise<void> {
-      const meta = await bridge.lookupOwnedRun(user, runId)
-      if (meta.status !== 'running') throw new RunEndedError(runId)
-      const run = active.get(runId)
-      // Running but not here: executing on another node (a shared store); not reachable yet.
-      if (run === undefined) throw new RunNotFoundError(runId)
-      stop(runId, 'cancelled')
+      await bridge.cancelRun(user, runId)
     },
 
     activeRuns (userId?: string): number {
-      return userId === undefined ? active.size : perUser.get(userId) ?? 0
+      if (userId === undefined) return active.size
+      let count = 0
+      for (const run of active.values()) if (run.userId === userId) count++
+      return count
     }
   }
 

@@ -1,11 +1,13 @@
 // The embedded EventStore: one process, no dependencies. Runs live in a Map; a finished run's
 // history expires `historyTtlMs` after it ends, leaving a small tombstone so its owner is told
-// HISTORY_EXPIRED rather than NOT_FOUND.
+// HISTORY_EXPIRED rather than NOT_FOUND. Being the only node, it executes every run itself.
+import { randomUUID } from 'node:crypto'
 import { encodeRunEvent, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
-import type { EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent } from './event-store.js'
+import type { CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from './event-store.js'
 
 export interface MemoryStoreOptions {
   historyTtlMs: number
+  nodeId?: string
   /** Clock, for tests. */
   now?: () => number
   /** How long (and how many) expired runs are remembered as tombstones. */
@@ -24,8 +26,13 @@ interface MemoryRun {
 
 const DAY_MS = 86_400_000
 
+const READY: Promise<void> = Promise.resolve()
+
 export function createMemoryStore (options: MemoryStoreOptions): EventStore {
+  const nodeId = options.nodeId ?? randomUUID()
   const now = options.now ?? Date.now
+  const activeByOwner = new Map<string, number>()
+  let onStop: (runId: string) => void = () => {}
   const ttl = options.historyTtlMs
   const tombstoneTtl = options.tombstoneTtlMs ?? Math.max(DAY_MS, ttl)
   const maxTombstones = options.maxTombstones ?? 100_000
@@ -68,10 +75,15 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   }
 
   return {
-    async createRun (newRun: NewRun): Promise<RunMeta> {
+    nodeId,
+
+    async createRun (newRun: NewRun, limits: { maxActivePerOwner: number }): Promise<CreateResult> {
       sweep()
       if (runs.has(newRun.runId) || tombstones.has(newRun.runId)) throw new Error(`run ${newRun.runId} already exists`)
-      const meta = Object.freeze({ ...newRun, status: 'running' as const, createdAt: new Date(now()).toISOString() })
+      const active = activeByOwner.get(newRun.ownerId) ?? 0
+      if (active >= limits.maxActivePerOwner) return { created: false, active }
+      activeByOwner.set(newRun.ownerId, active + 1)
+      const meta = Object.freeze({ ...newRun, node: nodeId, status: 'running' as const, createdAt: new Date(now()).toISOString() })
       runs.set(newRun.runId, {
         meta,
         head: runFrameHead(newRun.runId, newRun.threadId),
@@ -79,7 +91,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
         listeners: new Set(),
         endedAtMs: 0
       })
-      return { ...meta, lastSeq: 0 }
+      return { created: true, meta: { ...meta, lastSeq: 0 } }
     },
 
     async getRun (runId: string): Promise<RunLookup> {
@@ -113,11 +125,11 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       return events.slice(Math.max(0, afterSeq), Math.max(0, afterSeq) + limit)
     },
 
-    subscribe (runId: string, listener: EventListener): () => void {
+    subscribe (runId: string, listener: EventListener): StoreSubscription {
+      // Listeners are called inside append, so a subscription is live at once and never resyncs.
       const listeners = runs.get(runId)?.listeners
-      if (listeners === undefined) return () => {}
-      listeners.add(listener)
-      return () => { listeners.delete(listener) }
+      listeners?.add(listener)
+      return { ready: READY, unsubscribe: () => { listeners?.delete(listener) } }
     },
 
     async endRun (runId: string, status: TerminalStatus): Promise<void> {
@@ -126,6 +138,17 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       run.meta = Object.freeze({ ...run.meta, status, endedAt: new Date(t).toISOString() })
       run.endedAtMs = t
       ended.push(run)
+      const active = (activeByOwner.get(run.meta.ownerId) ?? 1) - 1
+      if (active > 0) activeByOwner.set(run.meta.ownerId, active)
+      else activeByOwner.delete(run.meta.ownerId)
+    },
+
+    async requestStop (meta: RunMeta): Promise<void> {
+      if (meta.node === nodeId) onStop(meta.runId)
+    },
+
+    onStopRequest (handler: (runId: string) => void): void {
+      onStop = handler
     },
 
     async ping (): Promise<void> {

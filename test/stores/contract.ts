@@ -10,6 +10,7 @@ export interface StoreFactory {
 }
 
 const validEvent = Compile(RunEvent)
+const NO_LIMIT = { maxActivePerOwner: 1_000_000 }
 let counter = 0
 const newRun = (ownerId = 'alice'): NewRun => ({ runId: `run-${process.pid}-${Date.now()}-${++counter}`, threadId: 'thread-1', agent: 'demo', ownerId })
 const data = (n: number): string => JSON.stringify({ thought: `step ${n}`, step: n })
@@ -24,18 +25,18 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('createRun then getRun returns the metadata, running with lastSeq 0', async (t) => {
     const store = await open(t)
     const run = newRun()
-    const meta = await store.createRun(run)
-    t.match(meta, { ...run, status: 'running', lastSeq: 0 })
-    t.ok(Number.isFinite(Date.parse(meta.createdAt)))
-    t.match(await store.getRun(run.runId), { state: 'found', meta: { ...run, status: 'running', lastSeq: 0 } })
+    const result = await store.createRun(run, NO_LIMIT)
+    t.match(result, { created: true, meta: { ...run, status: 'running', lastSeq: 0, node: store.nodeId } })
+    t.ok(result.created && Number.isFinite(Date.parse(result.meta.createdAt)))
+    t.match(await store.getRun(run.runId), { state: 'found', meta: { ...run, status: 'running', lastSeq: 0, node: store.nodeId } })
     t.same(await store.getRun('no-such-run'), { state: 'missing' })
-    await t.rejects(store.createRun(run), 'a runId is created once')
+    await t.rejects(store.createRun(run, NO_LIMIT), 'a runId is created once')
   })
 
   t.test('append assigns gapless seq from 1 and builds a valid wire frame', async (t) => {
     const store = await open(t)
     const run = newRun()
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     const appended: StoredEvent[] = []
     for (let n = 1; n <= 5; n++) appended.push(await store.append(run.runId, 'agent_thinking', data(n)))
     t.same(appended.map((e) => e.seq), [1, 2, 3, 4, 5])
@@ -51,7 +52,7 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('concurrent appends to one run are assigned seq in call order', async (t) => {
     const store = await open(t)
     const run = newRun()
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => store.append(run.runId, 'agent_thinking', data(i + 1))))
     t.same(results.map((e) => e.seq), Array.from({ length: 200 }, (_, i) => i + 1))
     const read = await store.read(run.runId, 0, 1000)
@@ -61,7 +62,7 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('read returns events after a seq, in order, at most limit', async (t) => {
     const store = await open(t)
     const run = newRun()
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     for (let n = 1; n <= 10; n++) await store.append(run.runId, 'agent_thinking', data(n))
     t.same((await store.read(run.runId, 0, 100)).map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     t.same((await store.read(run.runId, 4, 3)).map((e) => e.seq), [5, 6, 7])
@@ -72,15 +73,16 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('subscribers receive every later append, in order, until they unsubscribe', async (t) => {
     const store = await open(t)
     const run = newRun()
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     await store.append(run.runId, 'agent_thinking', data(1))
     const seen: number[] = []
-    const unsubscribe = store.subscribe(run.runId, (event) => { seen.push(event.seq) })
+    const subscription = store.subscribe(run.runId, (event) => { seen.push(event.seq) })
+    await subscription.ready
     for (let n = 2; n <= 6; n++) await store.append(run.runId, 'agent_thinking', data(n))
     const deadline = Date.now() + 5000
     while (seen.length < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
     t.same(seen, [2, 3, 4, 5, 6])
-    unsubscribe()
+    subscription.unsubscribe()
     await store.append(run.runId, 'agent_thinking', data(7))
     await new Promise((resolve) => setTimeout(resolve, 50))
     t.same(seen, [2, 3, 4, 5, 6], 'nothing after unsubscribe')
@@ -89,10 +91,11 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('a throwing subscriber affects neither the log nor other subscribers', async (t) => {
     const store = await open(t)
     const run = newRun()
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     const seen: number[] = []
-    store.subscribe(run.runId, () => { throw new Error('subscriber bug') })
-    store.subscribe(run.runId, (event) => { seen.push(event.seq) })
+    const failing = store.subscribe(run.runId, () => { throw new Error('subscriber bug') })
+    const working = store.subscribe(run.runId, (event) => { seen.push(event.seq) })
+    await Promise.all([failing.ready, working.ready])
     await store.append(run.runId, 'agent_thinking', data(1))
     const deadline = Date.now() + 5000
     while (seen.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
@@ -102,7 +105,7 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('endRun records the status; appends after it are refused', async (t) => {
     const store = await open(t)
     const run = newRun()
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     await store.append(run.runId, 'agent_completed', JSON.stringify({ status: 'completed', durationMs: 1 }))
     await store.endRun(run.runId, 'completed')
     t.match(await store.getRun(run.runId), { state: 'found', meta: { status: 'completed', lastSeq: 1, endedAt: String } })
@@ -114,13 +117,41 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
   t.test('history expires after the TTL, and the run is then reported as expired to its owner', async (t) => {
     const store = await open(t, 100)
     const run = newRun('bob')
-    await store.createRun(run)
+    await store.createRun(run, NO_LIMIT)
     await store.append(run.runId, 'agent_started', JSON.stringify({ agent: 'demo', input: { message: 'hi' } }))
     await store.endRun(run.runId, 'completed')
     t.match(await store.getRun(run.runId), { state: 'found' })
     await new Promise((resolve) => setTimeout(resolve, 250))
     t.same(await store.getRun(run.runId), { state: 'expired', ownerId: 'bob' })
     t.same(await store.read(run.runId, 0, 10), [])
+  })
+
+  t.test('the runs an owner has in flight are limited, atomically, and an ended run frees its slot', async (t) => {
+    const store = await open(t)
+    const owner = `owner-${Date.now()}-${++counter}`
+    const attempts = await Promise.all(Array.from({ length: 10 }, () => store.createRun(newRun(owner), { maxActivePerOwner: 3 })))
+    const created = attempts.filter((result) => result.created)
+    t.equal(created.length, 3, 'ten concurrent starts, three allowed')
+    t.match(attempts.find((result) => !result.created), { created: false, active: 3 })
+    t.match(await store.createRun(newRun(`${owner}-other`), { maxActivePerOwner: 3 }), { created: true }, 'other owners are counted apart')
+    const first = created[0]
+    if (first?.created !== true) throw new Error('unreachable')
+    await store.endRun(first.meta.runId, 'completed')
+    t.match(await store.createRun(newRun(owner), { maxActivePerOwner: 3 }), { created: true }, 'an ended run frees its slot')
+    t.match(await store.createRun(newRun(owner), { maxActivePerOwner: 3 }), { created: false, active: 3 })
+  })
+
+  t.test('a stop request reaches the node that executes the run', async (t) => {
+    const store = await open(t)
+    const stopped: string[] = []
+    store.onStopRequest((runId) => { stopped.push(runId) })
+    const run = newRun()
+    const result = await store.createRun(run, NO_LIMIT)
+    if (!result.created) throw new Error('not created')
+    await store.requestStop(result.meta)
+    const deadline = Date.now() + 5000
+    while (stopped.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    t.same(stopped, [run.runId])
   })
 
   t.test('ping resolves while the store is open', async (t) => {

@@ -11,7 +11,7 @@ t.test('expiry follows the clock exactly, and tombstones are bounded', async (t)
   const store = createMemoryStore({ historyTtlMs: 1000, now: () => now, tombstoneTtlMs: 5000, maxTombstones: 2 })
   t.teardown(() => store.close())
   for (const runId of ['a', 'b', 'c']) {
-    await store.createRun({ runId, threadId: 't', agent: 'demo', ownerId: 'alice' })
+    await store.createRun({ runId, threadId: 't', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 10 })
     await store.endRun(runId, 'completed')
   }
   now += 999
@@ -20,10 +20,10 @@ t.test('expiry follows the clock exactly, and tombstones are bounded', async (t)
   t.same(await store.getRun('c'), { state: 'expired', ownerId: 'alice' })
   t.same(await store.getRun('b'), { state: 'expired', ownerId: 'alice' })
   t.same(await store.getRun('a'), { state: 'missing' }, 'beyond maxTombstones the oldest tombstone is forgotten')
-  await t.rejects(store.createRun({ runId: 'b', threadId: 't', agent: 'demo', ownerId: 'x' }), 'a remembered id is not reused')
+  await t.rejects(store.createRun({ runId: 'b', threadId: 't', agent: 'demo', ownerId: 'x' }, { maxActivePerOwner: 10 }), 'a remembered id is not reused')
   now += 5000
   t.same(await store.getRun('c'), { state: 'missing' }, 'tombstones expire too')
-  await t.resolves(store.createRun({ runId: 'c', threadId: 't', agent: 'demo', ownerId: 'x' }))
+  await t.resolves(store.createRun({ runId: 'c', threadId: 't', agent: 'demo', ownerId: 'x' }, { maxActivePerOwner: 10 }))
 })
 
 t.test('a closed store is not ready', async (t) => {
