@@ -50,6 +50,13 @@ export const ConfigSchema = Type.Object({
     description: 'Behind a proxy or load balancer: the comma-separated proxy addresses or CIDRs (e.g. 10.0.0.0/8) whose X-Forwarded-For is trusted, or `true` for any, so that limits and logs see the client address. Empty: trust none.',
     default: ''
   }),
+  EVENT_STORE: Type.String({
+    description: 'Where runs and their events live: `memory` (one process) or a Redis URL (`redis://host:6379/0`, `rediss://…`) shared by every node.',
+    default: 'memory',
+    pattern: '^(memory|rediss?://.+)$'
+  }),
+  REDIS_KEY_PREFIX: Type.String({ description: 'Prefix of every Redis key and channel, to share one Redis between deployments.', default: 'agw:', minLength: 1, maxLength: 64 }),
+  LEASE_TTL_MS: int('With Redis: how long a node\'s claim on the runs it executes lasts unrenewed; a run whose node is gone ends with NODE_LOST about this long after.', 15_000, 300, 600_000),
   MAX_MESSAGE_BYTES: int('Largest client frame accepted; larger frames close the connection with 1009.', 65536, 256, 16 * 1024 * 1024),
   MAX_CONCURRENT_RUNS: int('Runs one user may have in flight at once (TOO_MANY_RUNS beyond).', 4, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('Open WebSocket connections per user (HTTP 429 beyond).', 16, 1, 100_000),

@@ -15,6 +15,7 @@ import {
 } from '../errors.js'
 import type { EventStore, NewRun, RunMeta, StoredEvent } from '../stores/event-store.js'
 import { createMemoryStore } from '../stores/memory-store.js'
+import { createRedisStore } from '../stores/redis-store.js'
 import type { UserContext } from './user-context.js'
 
 /** Events read from the log per batch when a subscription replays or catches up. */
@@ -610,7 +611,15 @@ class BridgeCore implements AgentBridge {
 async function agentBridge (fastify: FastifyInstance, opts: AgentBridgePluginOptions): Promise<void> {
   if (fastify.hasDecorator('websocketServer')) throw new WebSocketPresentError()
   const { config } = fastify
-  const store = opts.store ?? createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
+  const store = opts.store ?? (config.EVENT_STORE === 'memory'
+    ? createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
+    : createRedisStore({
+      url: config.EVENT_STORE,
+      historyTtlMs: config.RUN_HISTORY_TTL_MS,
+      leaseTtlMs: config.LEASE_TTL_MS,
+      keyPrefix: config.REDIS_KEY_PREFIX,
+      log: fastify.log
+    }))
   const core = new BridgeCore(store, config, fastify.log)
   // A `cancel` that arrived on another node, for a run this node executes.
   store.onStopRequest((runId) => { core.runs.get(runId)?.options.stop('cancelled') })

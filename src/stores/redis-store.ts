@@ -1,0 +1,460 @@
+// The multi-node EventStore, on Redis (ioredis). Any node serves any user: every run's log is a
+// Redis Stream, its metadata a hash, live events cross nodes through pub/sub, and the node that
+// executes a run holds a lease on it; when the lease lapses (the node died), whichever node
+// notices first ends the run with NODE_LOST, exactly once. Layout and sizing: docs/scaling.md.
+//
+// Seq is assigned inside Lua scripts (atomic: no read-then-write race between writers), appends
+// carry a per-run sequence number so a retried append is applied once, and a node whose
+// connection drops queues its appends until Redis answers again: clients see a pause, not a gap.
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import { encodeRunEvent, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
+import type {
+  CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
+} from './event-store.js'
+
+export interface RedisStoreOptions {
+  /** redis://[user:password@]host:port[/db] or rediss://… */
+  url: string
+  historyTtlMs: number
+  /** How long an executing node's claim on its runs lasts without renewal. */
+  leaseTtlMs: number
+  nodeId?: string
+  /** Prefix of every key and channel, to share a Redis between deployments. */
+  keyPrefix?: string
+  log?: Pick<FastifyBaseLogger, 'warn' | 'error'>
+}
+
+const DAY_MS = 86_400_000
+const NODE_LOST = { code: 'NODE_LOST', message: 'The node running this run stopped before it finished' }
+
+const NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// KEYS: run, owner, active, leases. ARGV: runId, threadId, agent, ownerId, node, createdAt, maxActive, leaseTtlMs
+const CREATE = `
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
+local active = redis.call('SCARD', KEYS[3])
+if active >= tonumber(ARGV[7]) then return {0, active} end
+${NOW}
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'threadId', ARGV[2], 'agent', ARGV[3], 'ownerId', ARGV[4], 'node', ARGV[5],
+  'status', 'running', 'createdAt', ARGV[6], 'lastSeq', 0, 'lastAppend', 0)
+redis.call('SET', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), ARGV[1])
+return {1, active + 1}
+`
+
+// Appends the events in ARGV from index `first` on — five values each: type, ts, dataJson, and
+// for tool events the toolCallId and tool name — assigning seq, indexing open tool calls and
+// publishing each to the run's live channel. KEYS[1..3]: run, stream, tools; `channel` and
+// `threadId` are locals of the enclosing script.
+const APPEND_EVENTS = `
+local seq = 0
+for i = first, #ARGV, 5 do
+  seq = redis.call('HINCRBY', KEYS[1], 'lastSeq', 1)
+  redis.call('XADD', KEYS[2], seq .. '-0', 't', ARGV[i], 'ts', ARGV[i + 1], 'd', ARGV[i + 2])
+  if ARGV[i] == 'tool_executing' then
+    redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4])
+  elseif ARGV[i] == 'tool_completed' then
+    redis.call('HDEL', KEYS[3], ARGV[i + 3])
+  end
+  redis.call('PUBLISH', channel, seq .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1] .. '\\n' .. threadId .. '\\n' .. ARGV[i + 2])
+end
+`
+
+// Marks the run ended. KEYS[1..6]: run, stream, tools, owner, active, leases; locals runId,
+// status, endedAt, historyTtl, tombstoneTtl.
+const END_RUN = `
+redis.call('HSET', KEYS[1], 'status', status, 'endedAt', endedAt)
+redis.call('SREM', KEYS[5], runId)
+redis.call('ZREM', KEYS[6], runId)
+redis.call('DEL', KEYS[3])
+redis.call('PEXPIRE', KEYS[1], historyTtl)
+redis.call('PEXPIRE', KEYS[2], historyTtl)
+redis.call('PEXPIRE', KEYS[4], tombstoneTtl)
+`
+
+// A batch of events from the executing node, applied atomically. KEYS: run, stream, tools.
+// ARGV: channel, threadId, batchNo (in call order), events… Returns {last seq, applied}. A batch
+// already applied (resent after a lost reply) changes nothing and returns its last seq, kept for
+// the last 64 batches.
+const APPEND = `
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return redis.error_reply('unknown run') end
+local n = tonumber(ARGV[3])
+if n <= tonumber(redis.call('HGET', KEYS[1], 'lastAppend')) then
+  local slot = redis.call('HGET', KEYS[1], 'b' .. (n % 64))
+  if slot and string.sub(slot, 1, #tostring(n) + 1) == n .. ':' then return {tonumber(string.sub(slot, #tostring(n) + 2)), 0} end
+  return {-1, 0}
+end
+if status ~= 'running' then return redis.error_reply('run has ended') end
+local channel, threadId, first = ARGV[1], ARGV[2], 4
+${APPEND_EVENTS}
+redis.call('HSET', KEYS[1], 'lastAppend', n, 'b' .. (n % 64), n .. ':' .. seq)
+return {seq, 1}
+`
+
+// KEYS: run, stream, tools, owner, active, leases. ARGV: runId, status, endedAt, historyTtl, tombstoneTtl
+const END = `
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+local runId, status, endedAt, historyTtl, tombstoneTtl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+${END_RUN}
+return 1
+`
+
+// Ends a run whose node stopped renewing its lease: its open tool calls and its terminal event,
+// and the end of the run, in one step, so that of several nodes noticing it only one writes them,
+// and nothing can follow the terminal event. The claimant saw the open tool calls in ARGV; if
+// they changed meanwhile it must look again (-1). KEYS: run, stream, tools, owner, active, leases.
+// ARGV: runId, channel, threadId, endedAt, historyTtl, tombstoneTtl, toolCount, toolCallIds…, events…
+const LOSE = `
+local runId = ARGV[1]
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then redis.call('ZREM', KEYS[6], runId) return 0 end
+local score = redis.call('ZSCORE', KEYS[6], runId)
+${NOW}
+if score and tonumber(score) > now then return 0 end
+local toolCount = tonumber(ARGV[7])
+if redis.call('HLEN', KEYS[3]) ~= toolCount then return -1 end
+for i = 8, 7 + toolCount do if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then return -1 end end
+local channel, threadId, first = ARGV[2], ARGV[3], 8 + toolCount
+${APPEND_EVENTS}
+local status, endedAt, historyTtl, tombstoneTtl = 'failed', ARGV[4], ARGV[5], ARGV[6]
+${END_RUN}
+return 1
+`
+
+// KEYS: leases. ARGV: leaseTtlMs, runIds… (only runs still leased are renewed)
+const RENEW = `
+${NOW}
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+return #ARGV - 1
+`
+
+// KEYS: leases. ARGV: limit. The runs whose lease has lapsed, by Redis's clock.
+const EXPIRED = `
+${NOW}
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+`
+
+interface ScriptCommands {
+  agwCreate(...args: Array<string | number>): Promise<[number, number]>
+  agwAppend(...args: Array<string | number>): Promise<[number, number]>
+  agwEnd(...args: Array<string | number>): Promise<number>
+  agwRenew(...args: Array<string | number>): Promise<number>
+  agwExpired(...args: Array<string | number>): Promise<string[]>
+  agwLose(...args: Array<string | number>): Promise<number>
+}
+
+type Client = Redis & ScriptCommands
+
+interface Channel {
+  readonly ready: Promise<void>
+  readonly entries: Set<{ listener: EventListener, onResync?: (() => void) | undefined }>
+}
+
+/** An append waiting for its batch to be written. */
+interface PendingAppend {
+  readonly type: RunEventType
+  readonly ts: string
+  readonly dataJson: string
+  resolve(event: StoredEvent): void
+  reject(err: unknown): void
+}
+
+/** A run this node executes: its batch counter, the batch being filled, lease renewal. */
+interface OwnedRun {
+  readonly threadId: string
+  batchNo: number
+  pending: PendingAppend[] | undefined
+  /** The last batch sent: endRun waits for it. */
+  lastWrite: Promise<unknown>
+}
+
+function backoff (attempt: number): number {
+  return Math.min(2000, 50 * 2 ** Math.min(attempt, 6))
+}
+
+export function createRedisStore (options: RedisStoreOptions): EventStore {
+  const nodeId = options.nodeId ?? randomUUID()
+  const prefix = options.keyPrefix ?? 'agw:'
+  const tombstoneTtl = Math.max(DAY_MS, options.historyTtlMs) + options.historyTtlMs
+  const log = options.log
+  // Commands wait out an outage (no retry limit) instead of failing: events are delayed, not lost.
+  // Starting while Redis is unreachable is allowed: /readyz says not ready until it answers.
+  const redisOptions = {
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    retryStrategy: backoff
+  }
+  const command = new Redis(options.url, redisOptions) as Client
+  const subscriber = new Redis(options.url, { ...redisOptions, autoResubscribe: true })
+  for (const [name, lua, keys] of [
+    ['agwCreate', CREATE, 4], ['agwAppend', APPEND, 3], ['agwEnd', END, 6],
+    ['agwRenew', RENEW, 1], ['agwExpired', EXPIRED, 1], ['agwLose', LOSE, 6]
+  ] as const) {
+    command.defineCommand(name, { lua, numberOfKeys: keys })
+  }
+  command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis command connection error') })
+  subscriber.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis subscriber connection error') })
+
+  const key = {
+    run: (runId: string) => `${prefix}run:{${runId}}`,
+    stream: (runId: string) => `${prefix}events:{${runId}}`,
+    tools: (runId: string) => `${prefix}tools:{${runId}}`,
+    owner: (runId: string) => `${prefix}owner:{${runId}}`,
+    active: (ownerId: string) => `${prefix}active:{${ownerId}}`,
+    leases: `${prefix}leases`,
+    live: (runId: string) => `${prefix}live:{${runId}}`,
+    control: (node: string) => `${prefix}control:${node}`
+  }
+  const liveChannelPrefix = `${prefix}live:{`
+
+  const channels = new Map<string, Channel>()
+  const owned = new Map<string, OwnedRun>()
+  let onStop: (runId: string) => void = () => {}
+  let closed = false
+
+  function frameOf (runId: string, threadId: string, seq: number, type: RunEventType, ts: string, dataJson: string): StoredEvent {
+    return { seq, type, frame: Buffer.from(encodeRunEvent(runFrameHead(runId, threadId), type, seq, ts, dataJson), 'utf8') }
+  }
+
+  /** The fields of one event for APPEND: type, ts, data, and the tool call it opens or closes. */
+  function eventArgs (type: RunEventType, ts: string, dataJson: string): string[] {
+    let toolCallId = ''
+    let tool = ''
+    if (type === 'tool_executing' || type === 'tool_completed') {
+      const data = JSON.parse(dataJson) as { toolCallId: string, tool: string }
+      toolCallId = data.toolCallId
+      tool = data.tool
+    }
+    return [type, ts, dataJson, toolCallId, tool]
+  }
+
+  subscriber.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
+    const channelName = channelBuffer.toString()
+    if (channelName === key.control(nodeId)) {
+      onStop(payload.toString())
+      return
+    }
+    const channel = channels.get(channelName)
+    if (channel === undefined) return
+    const text = payload.toString('utf8')
+    const [seq, type, ts, threadId] = text.split('\n', 4) as [string, RunEventType, string, string]
+    const dataJson = text.slice(seq.length + type.length + ts.length + threadId.length + 4)
+    const runId = channelName.slice(liveChannelPrefix.length, -1)
+    const event = frameOf(runId, threadId, Number(seq), type, ts, dataJson)
+    for (const entry of channel.entries) {
+      try {
+        entry.listener(event)
+      } catch {
+        // A subscriber's failure must not stop the others.
+      }
+    }
+  })
+
+  // After a reconnection pub/sub messages may have been lost: re-establish every subscription,
+  // then tell every subscriber to read the log from where it is.
+  let subscriberConnectedBefore = false
+  subscriber.on('ready', () => {
+    if (!subscriberConnectedBefore) {
+      subscriberConnectedBefore = true
+      return
+    }
+    const names = [...channels.keys()]
+    const resubscribed = names.length === 0 ? Promise.resolve() : subscriber.subscribe(...names).then(() => undefined)
+    resubscribed.then(() => {
+      for (const channel of channels.values()) for (const entry of channel.entries) entry.onResync?.()
+    }, (err: unknown) => { log?.error({ err }, 'could not resubscribe to live events') })
+  })
+
+  subscriber.subscribe(key.control(nodeId)).catch((err: unknown) => { log?.error({ err }, 'could not subscribe to stop requests') })
+
+  // The appends of one run made in the same tick go to Redis as one batch (one script call);
+  // batches are pipelined on the one connection, which keeps them in call order.
+  function flush (runId: string, run: OwnedRun): void {
+    const batch = run.pending ?? []
+    run.pending = undefined
+    const batchNo = ++run.batchNo
+    const args = batch.flatMap((entry) => eventArgs(entry.type, entry.ts, entry.dataJson))
+    run.lastWrite = command.agwAppend(key.run(runId), key.stream(runId), key.tools(runId), key.live(runId), run.threadId, batchNo, ...args)
+      .then(([lastSeq]) => {
+        if (lastSeq < 0) throw new Error(`the outcome of batch ${batchNo} of run ${runId} is unknown`)
+        batch.forEach((entry, i) => { entry.resolve(frameOf(runId, run.threadId, lastSeq - batch.length + 1 + i, entry.type, entry.ts, entry.dataJson)) })
+      })
+      .catch((err: unknown) => { for (const entry of batch) entry.reject(err) })
+  }
+
+  async function endRun (runId: string, status: TerminalStatus, ownerId?: string): Promise<void> {
+    const owner = ownerId ?? await command.hget(key.run(runId), 'ownerId') ?? ''
+    await command.agwEnd(
+      key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(owner), key.leases,
+      runId, status, new Date().toISOString(), options.historyTtlMs, tombstoneTtl
+    )
+    owned.delete(runId)
+  }
+
+  /** Ends one lapsed run with cancelled tool calls and a NODE_LOST terminal event, if still unended. */
+  async function reap (runId: string): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const [fields, tools] = await Promise.all([command.hgetall(key.run(runId)), command.hgetall(key.tools(runId))])
+      if (fields.status !== 'running') {
+        await command.zrem(key.leases, runId)
+        return
+      }
+      const ts = new Date().toISOString()
+      const events: string[] = []
+      for (const [toolCallId, tool] of Object.entries(tools)) {
+        const data: RunEventData<'tool_completed'> = { toolCallId, tool, status: 'cancelled', error: NODE_LOST, durationMs: 0 }
+        events.push(...eventArgs('tool_completed', ts, JSON.stringify(data)))
+      }
+      const terminal: RunEventData<'agent_completed'> = {
+        status: 'failed', error: NODE_LOST, durationMs: Math.max(0, Date.now() - Date.parse(fields.createdAt ?? ts))
+      }
+      events.push(...eventArgs('agent_completed', ts, JSON.stringify(terminal)))
+      const outcome = await command.agwLose(
+        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(fields.ownerId ?? ''), key.leases,
+        runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
+        Object.keys(tools).length, ...Object.keys(tools), ...events
+      )
+      if (outcome !== -1) return
+    }
+  }
+
+  const leaseTimer = setInterval(() => {
+    if (owned.size === 0) return
+    command.agwRenew(key.leases, options.leaseTtlMs, ...owned.keys()).catch((err: unknown) => {
+      log?.warn({ err }, 'could not renew run leases')
+    })
+  }, Math.max(50, Math.floor(options.leaseTtlMs / 3)))
+  leaseTimer.unref()
+  const reaperTimer = setInterval(() => {
+    command.agwExpired(key.leases, 100)
+      .then(async (runIds) => { for (const runId of runIds) await reap(runId) })
+      .catch((err: unknown) => { log?.warn({ err }, 'could not reap runs of lost nodes') })
+  }, Math.max(50, Math.floor(options.leaseTtlMs / 2)))
+  reaperTimer.unref()
+
+  return {
+    nodeId,
+
+    async createRun (run: NewRun, limits: { maxActivePerOwner: number }): Promise<CreateResult> {
+      const createdAt = new Date().toISOString()
+      const [status, active] = await command.agwCreate(
+        key.run(run.runId), key.owner(run.runId), key.active(run.ownerId), key.leases,
+        run.runId, run.threadId, run.agent, run.ownerId, nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs
+      )
+      if (status === -1) throw new Error(`run ${run.runId} already exists`)
+      if (status === 0) return { created: false, active }
+      owned.set(run.runId, { threadId: run.threadId, batchNo: 0, pending: undefined, lastWrite: Promise.resolve() })
+      return { created: true, meta: { ...run, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
+    },
+
+    async getRun (runId: string): Promise<RunLookup> {
+      const fields = await command.hgetall(key.run(runId))
+      if (fields.status === undefined) {
+        const ownerId = await command.get(key.owner(runId))
+        return ownerId === null ? { state: 'missing' } : { state: 'expired', ownerId }
+      }
+      const meta: RunMeta = {
+        runId,
+        threadId: fields.threadId ?? '',
+        agent: fields.agent ?? '',
+        ownerId: fields.ownerId ?? '',
+        node: fields.node ?? '',
+        status: fields.status as RunStatus,
+        createdAt: fields.createdAt ?? '',
+        lastSeq: Number(fields.lastSeq ?? 0),
+        ...(fields.endedAt === undefined ? {} : { endedAt: fields.endedAt })
+      }
+      return { state: 'found', meta }
+    },
+
+    append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
+      const run = owned.get(runId)
+      if (run === undefined) return Promise.reject(new Error(`cannot append to run ${runId}: not a running run of this node`))
+      if (run.pending === undefined) {
+        run.pending = []
+        queueMicrotask(() => { flush(runId, run) })
+      }
+      const pending = run.pending
+      return new Promise((resolve, reject) => { pending.push({ type, ts: new Date().toISOString(), dataJson, resolve, reject }) })
+    },
+
+    async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
+      const [threadId, entries] = await Promise.all([
+        command.hget(key.run(runId), 'threadId'),
+        command.xrange(key.stream(runId), `${afterSeq + 1}-0`, '+', 'COUNT', limit)
+      ])
+      if (threadId === null) return []
+      return entries.map(([id, fields]) => {
+        const field = (name: string): string => fields[fields.indexOf(name) + 1] ?? ''
+        return frameOf(runId, threadId, Number(id.slice(0, id.indexOf('-'))), field('t') as RunEventType, field('ts'), field('d'))
+      })
+    },
+
+    subscribe (runId: string, listener: EventListener, onResync?: () => void): StoreSubscription {
+      const name = key.live(runId)
+      let channel = channels.get(name)
+      if (channel === undefined) {
+        channel = { ready: subscriber.subscribe(name).then(() => undefined), entries: new Set() }
+        channels.set(name, channel)
+      }
+      const entry = { listener, onResync }
+      channel.entries.add(entry)
+      const current = channel
+      return {
+        ready: current.ready,
+        unsubscribe: () => {
+          current.entries.delete(entry)
+          if (current.entries.size === 0 && channels.get(name) === current) {
+            channels.delete(name)
+            if (!closed) void subscriber.unsubscribe(name).catch(() => {})
+          }
+        }
+      }
+    },
+
+    async endRun (runId: string, status: TerminalStatus): Promise<void> {
+      const run = owned.get(runId)
+      if (run?.pending !== undefined) flush(runId, run)
+      await run?.lastWrite.catch(() => {})
+      await endRun(runId, status)
+    },
+
+    async requestStop (meta: RunMeta): Promise<void> {
+      if (meta.node === nodeId) onStop(meta.runId)
+      else await command.publish(key.control(meta.node), meta.runId)
+    },
+
+    onStopRequest (handler: (runId: string) => void): void {
+      onStop = handler
+    },
+
+    async ping (): Promise<void> {
+      if (closed) throw new Error('redis store is closed')
+      // While reconnecting a PING would only wait in the offline queue: report it at once.
+      if (command.status === 'reconnecting' || command.status === 'end') throw new Error(`redis is ${command.status}`)
+      let timer: NodeJS.Timeout | undefined
+      try {
+        await Promise.race([
+          command.ping(),
+          new Promise((_resolve, reject) => { timer = setTimeout(() => { reject(new Error('redis did not answer within 1 s')) }, 1000) })
+        ])
+      } finally {
+        clearTimeout(timer)
+      }
+    },
+
+    async close (): Promise<void> {
+      closed = true
+      clearInterval(leaseTimer)
+      clearInterval(reaperTimer)
+      await Promise.allSettled([...owned.values()].map((run) => run.lastWrite))
+      await Promise.allSettled([command.quit(), subscriber.quit()])
+    }
+  }
+}
