@@ -10,7 +10,7 @@ const TS_FILES = ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts']
 
 export default defineConfig([
   // Fixtures are deliberately bad code; test/architecture.test.ts lints them on purpose.
-  globalIgnores(['dist/', 'node_modules/', 'coverage/', '.tap/', 'test/fixtures/**']),
+  globalIgnores(['dist/', 'dist-dev/', 'node_modules/', 'coverage/', '.tap/', 'test/fixtures/**']),
 
   {
     name: 'agw/javascript',

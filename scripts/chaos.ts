@@ -1,12 +1,15 @@
 // Chaos: many users run many agent runs while their clients drop and resubscribe by seq, read
 // slowly, or cancel. An invariant checker counts lost, duplicated, out-of-order and cross-user
 // events and runs without exactly one terminal event; every count must be 0.
-//   npm run chaos -- [--users 200] [--runs 10] [--seed 7]     (a smaller fixed-seed version runs in CI)
+//   npm run chaos -- [--users 200] [--runs 10] [--seed 7] [--store redis://127.0.0.1:6379/0]
+// (smaller fixed-seed versions run in CI, on the memory store and on Redis)
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { Type } from 'typebox'
+import type { FastifyInstance } from 'fastify'
 import { build, defineTool, RunError, type Agent } from '../src/app.js'
 import { PROTOCOL } from '../src/protocol.js'
 
@@ -20,6 +23,10 @@ export interface ChaosOptions {
   slowShare: number
   /** Share of runs their user cancels. */
   cancelShare: number
+  /** EVENT_STORE of the gateway (default memory); with Redis, two nodes share it. */
+  store?: string
+  /** Key prefix on Redis. */
+  keyPrefix?: string
 }
 
 export interface ChaosCounts {
@@ -91,9 +98,11 @@ class ChaosUser {
   away = false
   stopped = false
 
+  #connections = 0
+
   constructor (
     readonly name: string,
-    readonly url: string,
+    readonly urls: readonly string[],
     readonly token: string,
     readonly random: () => number,
     readonly options: ChaosOptions,
@@ -102,7 +111,8 @@ class ChaosUser {
   ) {}
 
   async connect (): Promise<void> {
-    const socket = new WebSocket(this.url, [PROTOCOL], { headers: { authorization: `Bearer ${this.token}` } })
+    const url = this.urls[this.#connections++ % this.urls.length] as string
+    const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${this.token}` } })
     this.socket = socket
     socket.on('error', () => {})
     socket.on('message', (data: Buffer) => { this.receive(socket, JSON.parse(data.toString()) as Record<string, unknown>) })
@@ -225,24 +235,24 @@ class ChaosUser {
 
 /** Runs the chaos against a fresh in-process gateway on a real port and returns the counts. */
 export async function runChaos (options: ChaosOptions): Promise<ChaosCounts> {
-  const app = await build({
-    agents: { chaos: chaosAgent },
-    tools: [lookup],
-    env: {
-      APP_ENV: 'test', LOG_LEVEL: 'silent', SHUTDOWN_GRACE_MS: '0', RUN_TIMEOUT_MS: '1500',
-      MAX_CONCURRENT_RUNS: String(options.runsPerUser), MAX_CONNECTIONS_PER_USER: '50',
-      MESSAGE_RATE_PER_SEC: '1000', MESSAGE_RATE_BURST: '1000', HTTP_RATE_LIMIT_MAX: '1000000', SEND_BUFFER_BYTES: '16384'
-    }
-  })
+  const store = options.store ?? 'memory'
+  const env = {
+    APP_ENV: 'test', LOG_LEVEL: 'silent', SHUTDOWN_GRACE_MS: '0', RUN_TIMEOUT_MS: '1500',
+    MAX_CONCURRENT_RUNS: String(options.runsPerUser), MAX_CONNECTIONS_PER_USER: '50',
+    MESSAGE_RATE_PER_SEC: '1000', MESSAGE_RATE_BURST: '1000', HTTP_RATE_LIMIT_MAX: '1000000', SEND_BUFFER_BYTES: '16384',
+    EVENT_STORE: store, REDIS_KEY_PREFIX: options.keyPrefix ?? 'agw-chaos:', JWT_SECRET: randomBytes(32).toString('base64url')
+  }
+  // On Redis, two nodes share the store and users alternate between them on every reconnect.
+  const nodes = await Promise.all(Array.from({ length: store === 'memory' ? 1 : 2 }, () => build({ agents: { chaos: chaosAgent }, tools: [lookup], env })))
+  const app = nodes[0] as FastifyInstance
   let users: ChaosUser[] = []
   const counts: ChaosCounts = { runs: 0, events: 0, drops: 0, resubscribes: 0, cancels: 0, lost: 0, duplicated: 0, outOfOrder: 0, crossUser: 0, unpairedTools: 0, runsWithoutOneTerminal: 0, differentFromLog: 0 }
   try {
-    const address = await app.listen({ port: 0, host: '127.0.0.1' })
-    const url = `${address.replace('http', 'ws')}/ws`
+    const urls = await Promise.all(nodes.map(async (node) => `${(await node.listen({ port: 0, host: '127.0.0.1' })).replace('http', 'ws')}/ws`))
     const random = prng(options.seed)
     users = Array.from({ length: options.users }, (_, i) => {
       const name = `chaos-${i}`
-      return new ChaosUser(name, url, app.authSecret.sign({ sub: name }), prng(Math.floor(random() * 2 ** 32)), options, counts, random() < options.slowShare)
+      return new ChaosUser(name, urls, app.authSecret.sign({ sub: name }), prng(Math.floor(random() * 2 ** 32)), options, counts, random() < options.slowShare)
     })
     await Promise.all(users.map((user) => user.play()))
     const deadline = Date.now() + 60_000
@@ -260,7 +270,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosCounts> {
       user.stopped = true
       user.socket?.terminate()
     }
-    await app.close()
+    await Promise.all(nodes.map((node) => node.close()))
   }
   return counts
 }
@@ -274,13 +284,17 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       users: { type: 'string', default: '200' },
       runs: { type: 'string', default: '10' },
       seed: { type: 'string', default: String(Date.now() % 100_000) },
-      drop: { type: 'string', default: '0.01' }
+      drop: { type: 'string', default: '0.01' },
+      store: { type: 'string', default: 'memory' }
     }
   })
-  const options: ChaosOptions = { users: Number(values.users), runsPerUser: Number(values.runs), seed: Number(values.seed), dropRate: Number(values.drop), slowShare: 0.2, cancelShare: 0.1 }
+  const options: ChaosOptions = {
+    users: Number(values.users), runsPerUser: Number(values.runs), seed: Number(values.seed), dropRate: Number(values.drop),
+    slowShare: 0.2, cancelShare: 0.1, store: values.store, keyPrefix: `agw-chaos-${process.pid}:`
+  }
   const started = Date.now()
   const counts = await runChaos(options)
-  process.stdout.write(`chaos seed ${options.seed}: ${options.users} users × ${options.runsPerUser} runs in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  process.stdout.write(`chaos seed ${options.seed} on ${options.store ?? 'memory'}: ${options.users} users × ${options.runsPerUser} runs in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
   for (const [name, value] of Object.entries(counts)) process.stdout.write(`  ${name.padEnd(24)} ${value}\n`)
   const faults = FAULT_COUNTS.filter((name) => counts[name] !== 0)
   process.stdout.write(faults.length === 0 ? 'every invariant held\n' : `FAILED: ${faults.join(', ')}\n`)
