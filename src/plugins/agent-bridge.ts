@@ -5,6 +5,7 @@
 // gap or a duplicate: anything not sent live is read back from the log.
 import fp from 'fastify-plugin'
 import fastifyWebsocket from '@fastify/websocket'
+import type { ServerResponse } from 'node:http'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
 import {
@@ -78,6 +79,11 @@ export interface AgentBridge {
   admit(userId: string): void
   /** Takes over an upgraded socket: sends `welcome`, runs heartbeats, owns every write. */
   attach(socket: WebSocket, user: UserContext, options?: { expiresAtMs?: number }): Connection
+  /**
+   * Streams one run (which `user` owns: check first) as text/event-stream on a hijacked response,
+   * from `options.after`, ending after its terminal event. Count it with `admit()` first.
+   */
+  openStream(response: ServerResponse, user: UserContext, options: EventStreamOptions): EventStream
   connectionCount(userId: string): number
 }
 
@@ -129,13 +135,13 @@ class Hub {
 
 type SubscriptionMode = 'catchup' | 'live' | 'closed'
 
-/** One connection following one run, from a cursor: the seq of the last event sent. */
+/** One sink (a WebSocket, an event stream) following one run, from a cursor: the seq of the last event sent. */
 class Subscription {
   mode: SubscriptionMode = 'catchup'
   #catchingUp = false
 
   constructor (
-    readonly conn: Connection,
+    readonly sink: Sink,
     readonly hub: Hub,
     public cursor: number
   ) {}
@@ -148,7 +154,7 @@ class Subscription {
 
   offer (event: StoredEvent): void {
     if (this.mode !== 'live' || event.seq <= this.cursor) return
-    if (event.seq !== this.cursor + 1 || this.conn.congested) {
+    if (event.seq !== this.cursor + 1 || this.sink.congested) {
       this.mode = 'catchup'
       this.catchUp()
       return
@@ -157,9 +163,9 @@ class Subscription {
   }
 
   #deliver (event: StoredEvent): void {
-    this.conn.sendFrame(event.frame)
+    this.sink.write(event)
     this.cursor = event.seq
-    if (event.type === TERMINAL_EVENT_TYPE) this.conn.endSubscription(this)
+    if (event.type === TERMINAL_EVENT_TYPE) this.sink.endSubscription(this, true)
   }
 
   /** Sends from the log until the cursor reaches the live edge with room in the socket's buffer. */
@@ -167,29 +173,29 @@ class Subscription {
     if (this.#catchingUp) return
     this.#catchingUp = true
     this.#catchUpLoop().catch((err: unknown) => {
-      this.conn.log.error({ err, runId: this.hub.runId }, 'catch-up from the event log failed')
-      this.conn.close(1011, 'event log unavailable')
+      this.sink.log.error({ err, runId: this.hub.runId }, 'catch-up from the event log failed')
+      this.sink.fail('event log unavailable')
     })
   }
 
   async #catchUpLoop (): Promise<void> {
-    const { conn, hub } = this
+    const { sink, hub } = this
     try {
       // Reading the log only after the live subscription is in place leaves no gap between them.
       await hub.ready
       while (this.mode === 'catchup') {
-        if (conn.congested) {
-          await conn.drained()
+        if (sink.congested) {
+          await sink.drained()
           continue
         }
-        const batch = await conn.bridge.store.read(hub.runId, this.cursor, READ_BATCH)
+        const batch = await sink.bridge.store.read(hub.runId, this.cursor, READ_BATCH)
         for (const event of batch) {
-          if (this.mode !== 'catchup' || conn.congested) break
+          if (this.mode !== 'catchup' || sink.congested) break
           if (event.seq === this.cursor + 1) this.#deliver(event)
         }
         // The hub's lastSeq is updated synchronously by live events, so this check cannot race:
         // an event appended while the read was in flight keeps the loop going.
-        if (this.mode === 'catchup' && batch.length < READ_BATCH && this.cursor >= hub.lastSeq && !conn.congested) {
+        if (this.mode === 'catchup' && batch.length < READ_BATCH && this.cursor >= hub.lastSeq && !sink.congested) {
           this.mode = 'live'
         }
       }
@@ -202,29 +208,44 @@ class Subscription {
   }
 }
 
-/** One WebSocket connection. Every write to the socket goes through here. */
-export class Connection {
+/**
+ * Where a user's events go: a WebSocket connection or an HTTP event stream. It follows runs
+ * through subscriptions and tells them when its send buffer is full; every write to the peer
+ * goes through a sink.
+ */
+export abstract class Sink {
   readonly id: string
   readonly log: FastifyBaseLogger
-  readonly #subs = new Map<string, Subscription>()
-  alive = true
+  protected readonly subs = new Map<string, Subscription>()
   #closed = false
-  #expiryTimer: NodeJS.Timeout | undefined
   #drainWaiters: Array<() => void> = []
   #drainTimer: NodeJS.Timeout | undefined
-  readonly #highWater: number
-  readonly #lowWater: number
-  readonly #onFlushed = (): void => { this.#checkDrained() }
+  protected readonly highWater: number
+  protected readonly lowWater: number
+  /** Shared by every write, not allocated per frame. */
+  protected readonly onFlushed = (): void => { this.checkDrained() }
 
-  constructor (
-    readonly bridge: BridgeCore,
-    readonly socket: WebSocket,
-    readonly user: UserContext
-  ) {
+  constructor (readonly bridge: BridgeCore, readonly user: UserContext) {
     this.id = user.connectionId
     this.log = bridge.log.child({ connectionId: this.id, userId: user.userId })
-    this.#highWater = bridge.config.SEND_BUFFER_BYTES
-    this.#lowWater = Math.floor(this.#highWater / 2)
+    this.highWater = bridge.config.SEND_BUFFER_BYTES
+    this.lowWater = Math.floor(this.highWater / 2)
+  }
+
+  /** Bytes written but not yet handed to the kernel. */
+  protected abstract get buffered (): number
+  /** Writes one event to the peer. */
+  abstract write (event: StoredEvent): void
+  /** Ends the sink after a failure it cannot recover from. */
+  abstract fail (reason: string): void
+  /** Called by the bridge's one heartbeat timer. */
+  abstract heartbeat (): void
+  /** Ends the sink at shutdown, after everything logged was delivered. */
+  abstract goAway (): void
+
+  /** Nothing left to deliver: no subscription, an empty send buffer. */
+  get idle (): boolean {
+    return this.subs.size === 0 && this.buffered === 0
   }
 
   get closed (): boolean {
@@ -232,23 +253,23 @@ export class Connection {
   }
 
   get congested (): boolean {
-    return this.socket.bufferedAmount > this.#highWater
+    return this.buffered > this.highWater
   }
 
   /**
-   * Resolves once the socket's send buffer is back under the low-water mark (or it closed).
-   * Write callbacks are the signal; a slow poll backs them up for buffer growth that has no
-   * callback of ours pending (ws's own control frames).
+   * Resolves once the send buffer is back under the low-water mark (or the sink closed). Write
+   * callbacks are the signal; a slow poll backs them up for buffer growth that has no callback of
+   * ours pending (ws's own control frames).
    */
   drained (): Promise<void> {
-    if (this.#closed || this.socket.bufferedAmount <= this.#lowWater) return Promise.resolve()
-    this.#drainTimer ??= setInterval(() => { this.#checkDrained() }, DRAIN_POLL_MS).unref()
+    if (this.#closed || this.buffered <= this.lowWater) return Promise.resolve()
+    this.#drainTimer ??= setInterval(() => { this.checkDrained() }, DRAIN_POLL_MS).unref()
     return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
   }
 
-  #checkDrained (): void {
+  protected checkDrained (): void {
     if (this.#drainWaiters.length === 0) return
-    if (!this.#closed && this.socket.bufferedAmount > this.#lowWater) return
+    if (!this.#closed && this.buffered > this.lowWater) return
     clearInterval(this.#drainTimer)
     this.#drainTimer = undefined
     const waiters = this.#drainWaiters
@@ -256,36 +277,20 @@ export class Connection {
     for (const resolve of waiters) resolve()
   }
 
-  /** Writes one text frame: a logged event's bytes (shared by every socket, never copied). */
-  sendFrame (frame: Buffer): void {
-    if (this.#closed || this.socket.readyState !== this.socket.OPEN) return
-    // A flush callback is only needed while the buffer is filling: it is how a paused
-    // subscription learns the socket drained. The callback is shared, not allocated per frame.
-    const filling = this.socket.bufferedAmount + frame.length > this.#lowWater
-    this.socket.send(frame, TEXT_FRAME, filling ? this.#onFlushed : undefined)
-  }
-
-  reply (message: Reply): void {
-    this.sendFrame(Buffer.from(JSON.stringify(message), 'utf8'))
+  /** True when a write of `bytes` leaves the buffer filling: then we want its flush callback. */
+  protected filling (bytes: number): boolean {
+    return this.buffered + bytes > this.lowWater
   }
 
   get subscriptionCount (): number {
-    return this.#subs.size
+    return this.subs.size
   }
 
   follows (runId: string): boolean {
-    return this.#subs.has(runId)
+    return this.subs.has(runId)
   }
 
-  /** Follows a run this connection's user owns, from `after`, replying `subscribed` first. */
-  async subscribe (runId: string, after: number, id?: string): Promise<void> {
-    await this.bridge.lookupOwnedRun(this.user, runId)
-    if (this.#closed) return
-    this.reply({ type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
-    this.follow(runId, after)
-  }
-
-  /** Starts (or restarts) following a run from `after` without an ownership check or reply. */
+  /** Starts (or restarts) following a run from `after` (the caller has checked ownership). */
   follow (runId: string, after: number): void {
     if (this.#closed) return
     this.unsubscribe(runId)
@@ -296,27 +301,75 @@ export class Connection {
       this.bridge.watched(runId)
     }
     const sub = new Subscription(this, hub, after)
-    this.#subs.set(runId, sub)
+    this.subs.set(runId, sub)
     hub.subs.add(sub)
     sub.catchUp()
   }
 
   unsubscribe (runId: string): void {
-    const sub = this.#subs.get(runId)
-    if (sub !== undefined) this.endSubscription(sub)
+    const sub = this.subs.get(runId)
+    if (sub !== undefined) this.endSubscription(sub, false)
   }
 
-  endSubscription (sub: Subscription): void {
+  /** `completed`: the run's terminal event was delivered. */
+  endSubscription (sub: Subscription, _completed: boolean): void {
     sub.mode = 'closed'
-    if (this.#subs.get(sub.hub.runId) === sub) this.#subs.delete(sub.hub.runId)
+    if (this.subs.get(sub.hub.runId) === sub) this.subs.delete(sub.hub.runId)
     sub.hub.remove(sub)
+  }
+
+  /** Called when the peer is gone, whoever ended it; frees everything the sink holds. */
+  release (): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const sub of [...this.subs.values()]) this.endSubscription(sub, false)
+    this.checkDrained()
+    this.bridge.forget(this)
+  }
+}
+
+/** One WebSocket connection. */
+export class Connection extends Sink {
+  alive = true
+  #expiryTimer: NodeJS.Timeout | undefined
+
+  constructor (bridge: BridgeCore, readonly socket: WebSocket, user: UserContext) {
+    super(bridge, user)
+  }
+
+  protected get buffered (): number {
+    return this.socket.bufferedAmount
+  }
+
+  write (event: StoredEvent): void {
+    this.sendFrame(event.frame)
+  }
+
+  /** Writes one text frame: a logged event's bytes (shared by every socket, never copied). */
+  sendFrame (frame: Buffer): void {
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) return
+    // A flush callback is only needed while the buffer is filling: it is how a paused
+    // subscription learns the socket drained.
+    this.socket.send(frame, TEXT_FRAME, this.filling(frame.length) ? this.onFlushed : undefined)
+  }
+
+  reply (message: Reply): void {
+    this.sendFrame(Buffer.from(JSON.stringify(message), 'utf8'))
+  }
+
+  /** Follows a run this connection's user owns, from `after`, replying `subscribed` first. */
+  async subscribe (runId: string, after: number, id?: string): Promise<void> {
+    await this.bridge.lookupOwnedRun(this.user, runId)
+    if (this.closed) return
+    this.reply({ type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
+    this.follow(runId, after)
   }
 
   /** Arms (or re-arms after an `auth` refresh) the close at token expiry. */
   setExpiry (expiresAtMs: number | undefined): void {
     clearTimeout(this.#expiryTimer)
     this.#expiryTimer = undefined
-    if (expiresAtMs === undefined || this.#closed) return
+    if (expiresAtMs === undefined || this.closed) return
     // setTimeout cannot wait longer than ~24.8 days; re-check when a long timer fires.
     const delay = Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1)
     this.#expiryTimer = setTimeout(() => {
@@ -326,13 +379,17 @@ export class Connection {
     this.#expiryTimer.unref()
   }
 
+  fail (reason: string): void {
+    this.close(1011, reason)
+  }
+
   /**
    * Idempotent; frees everything the connection holds at once. The close frame tells the peer
    * why; a peer that does not complete the closing handshake within `terminateAfterMs` is cut
    * off (ws would otherwise hold the socket for 30 s).
    */
   close (code: number, reason: string, terminateAfterMs = CLOSE_HANDSHAKE_MS): void {
-    if (!this.#closed && this.socket.readyState === this.socket.OPEN) {
+    if (!this.closed && this.socket.readyState === this.socket.OPEN) {
       this.socket.close(code, reason)
       setTimeout(() => { this.terminate() }, terminateAfterMs).unref()
     }
@@ -345,14 +402,9 @@ export class Connection {
     this.release()
   }
 
-  /** Called when the socket is gone, whoever closed it. */
-  release (): void {
-    if (this.#closed) return
-    this.#closed = true
+  override release (): void {
     clearTimeout(this.#expiryTimer)
-    for (const sub of [...this.#subs.values()]) this.endSubscription(sub)
-    this.#checkDrained()
-    this.bridge.forget(this)
+    super.release()
   }
 
   heartbeat (): void {
@@ -363,6 +415,84 @@ export class Connection {
     }
     this.alive = false
     if (this.socket.readyState === this.socket.OPEN) this.socket.ping()
+  }
+
+  /** Closes at shutdown, after everything logged was delivered. */
+  goAway (): void {
+    this.close(CloseCode.GOING_AWAY, 'server shutting down')
+  }
+}
+
+export interface EventStreamOptions {
+  readonly runId: string
+  /** Deliver events with seq > after. */
+  readonly after: number
+  /** The text written for one event ('' writes nothing). Called in seq order, once per event. */
+  format(event: StoredEvent): string
+  /** Called once when the stream ends: after the run's terminal event (true) or early (false). */
+  onEnd?(completed: boolean): void
+}
+
+/**
+ * One HTTP event stream (text/event-stream) following one run: the same subscription, cursor and
+ * backpressure as a WebSocket, ending after the run's terminal event.
+ */
+export class EventStream extends Sink {
+  #ended = false
+
+  constructor (bridge: BridgeCore, readonly response: ServerResponse, user: UserContext, private readonly options: EventStreamOptions) {
+    super(bridge, user)
+    response.on('drain', this.onFlushed)
+  }
+
+  protected get buffered (): number {
+    return this.response.writableLength
+  }
+
+  /** Writes the head of the response and starts following the run. */
+  start (): void {
+    this.response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // Tells buffering proxies (nginx) to pass events through at once.
+      'x-accel-buffering': 'no'
+    })
+    this.response.flushHeaders()
+    this.follow(this.options.runId, this.options.after)
+  }
+
+  write (event: StoredEvent): void {
+    if (this.closed) return
+    const text = this.options.format(event)
+    if (text !== '') this.response.write(text)
+  }
+
+  override endSubscription (sub: Subscription, completed: boolean): void {
+    super.endSubscription(sub, completed)
+    this.#end(completed)
+  }
+
+  #end (completed: boolean): void {
+    if (this.#ended) return
+    this.#ended = true
+    if (!this.response.writableEnded) this.response.end()
+    this.release()
+    this.options.onEnd?.(completed)
+  }
+
+  fail (reason: string): void {
+    this.log.warn({ reason }, 'event stream ended early')
+    this.#end(false)
+  }
+
+  /** A comment line: keeps proxies from closing an idle stream. */
+  heartbeat (): void {
+    if (!this.closed) this.response.write(': keep-alive\n\n')
+  }
+
+  goAway (): void {
+    this.#end(false)
   }
 }
 
@@ -428,8 +558,8 @@ class Emitter implements RunEmitter {
 class BridgeCore implements AgentBridge {
   readonly hubs = new Map<string, Hub>()
   readonly runs = new Map<string, OpenRun>()
-  readonly connections = new Set<Connection>()
-  readonly byUser = new Map<string, Set<Connection>>()
+  readonly connections = new Set<Sink>()
+  readonly byUser = new Map<string, Set<Sink>>()
   readonly admissions = new Map<string, number[]>()
   closing = false
   #runEndedWaiters: Array<() => void> = []
@@ -510,24 +640,13 @@ class BridgeCore implements AgentBridge {
   }
 
   attach (socket: WebSocket, user: UserContext, options: { expiresAtMs?: number } = {}): Connection {
-    const pending = this.admissions.get(user.userId)
-    pending?.shift()
-    if (pending?.length === 0) this.admissions.delete(user.userId)
-
     const conn = new Connection(this, socket, user)
-    this.connections.add(conn)
-    let userConnections = this.byUser.get(user.userId)
-    if (userConnections === undefined) {
-      userConnections = new Set()
-      this.byUser.set(user.userId, userConnections)
-    }
-    userConnections.add(conn)
+    this.#register(conn)
     // A pong, or any frame, proves the peer is alive.
     socket.on('pong', () => { conn.alive = true })
     socket.on('message', () => { conn.alive = true })
     socket.on('close', () => { conn.release() })
     conn.setExpiry(options.expiresAtMs)
-    this.#ensureHeartbeat()
     conn.reply({
       type: 'welcome',
       protocol: PROTOCOL,
@@ -539,11 +658,34 @@ class BridgeCore implements AgentBridge {
     return conn
   }
 
-  forget (conn: Connection): void {
-    this.connections.delete(conn)
-    const userConnections = this.byUser.get(conn.user.userId)
-    userConnections?.delete(conn)
-    if (userConnections?.size === 0) this.byUser.delete(conn.user.userId)
+  openStream (response: ServerResponse, user: UserContext, options: EventStreamOptions): EventStream {
+    const stream = new EventStream(this, response, user, options)
+    this.#register(stream)
+    response.on('close', () => { stream.goAway() })
+    stream.start()
+    return stream
+  }
+
+  /** Counts a new sink against its user's admission and includes it in heartbeats. */
+  #register (sink: Sink): void {
+    const pending = this.admissions.get(sink.user.userId)
+    pending?.shift()
+    if (pending?.length === 0) this.admissions.delete(sink.user.userId)
+    this.connections.add(sink)
+    let userSinks = this.byUser.get(sink.user.userId)
+    if (userSinks === undefined) {
+      userSinks = new Set()
+      this.byUser.set(sink.user.userId, userSinks)
+    }
+    userSinks.add(sink)
+    this.#ensureHeartbeat()
+  }
+
+  forget (sink: Sink): void {
+    this.connections.delete(sink)
+    const userSinks = this.byUser.get(sink.user.userId)
+    userSinks?.delete(sink)
+    if (userSinks?.size === 0) this.byUser.delete(sink.user.userId)
     if (this.connections.size === 0) {
       clearInterval(this.#heartbeat)
       this.#heartbeat = undefined
@@ -592,11 +734,11 @@ class BridgeCore implements AgentBridge {
     for (const run of [...this.runs.values()]) run.options.stop('shutdown')
     await this.#waitForRuns(Date.now() + SHUTDOWN_FLUSH_MS)
     const flushDeadline = Date.now() + SHUTDOWN_FLUSH_MS
-    while (Date.now() < flushDeadline && [...this.connections].some((conn) => conn.subscriptionCount > 0 || conn.socket.bufferedAmount > 0)) {
+    while (Date.now() < flushDeadline && [...this.connections].some((sink) => !sink.idle)) {
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
-    const sockets = [...this.connections].map((conn) => conn.socket)
-    for (const conn of [...this.connections]) conn.close(CloseCode.GOING_AWAY, 'server shutting down')
+    const sockets = [...this.connections].flatMap((sink) => (sink instanceof Connection ? [sink.socket] : []))
+    for (const sink of [...this.connections]) sink.goAway()
     clearInterval(this.#heartbeat)
     // The server's close waits for every socket: give peers a moment to answer the close frame,
     // then drop the ones that do not.
