@@ -11,6 +11,7 @@ import agentBridge from './plugins/agent-bridge.js'
 import runEngine, { type Agent } from './plugins/run-engine.js'
 import healthRoutes from './routes/health.js'
 import wsRoute from './routes/ws.js'
+import runsRoutes from './routes/runs.js'
 import devTokenRoute from './routes/dev-token.js'
 import pageRoute from './routes/page.js'
 import type { EventStore } from './stores/event-store.js'
@@ -46,6 +47,7 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   }))
   fastify.register(healthRoutes)
   fastify.register(wsRoute)
+  fastify.register(runsRoutes)
   fastify.register(devTokenRoute)
   if (opts.page !== false) fastify.register(pageRoute)
 }

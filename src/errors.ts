@@ -58,6 +58,10 @@ export const HttpRateLimitedError = createError<'AGW_ERR_RATE_LIMITED', 429, [st
 // --- runs (these also travel as protocol `error` codes) --------------------------------------
 export const UnknownAgentError = createError<'AGW_ERR_RUN_UNKNOWN_AGENT', 400, [string]>(
   'AGW_ERR_RUN_UNKNOWN_AGENT', 'No agent named "%s"', 400)
+export const ValidationError = createError<'AGW_ERR_VALIDATION', 400, [string]>(
+  'AGW_ERR_VALIDATION', 'Invalid request: %s', 400)
+export const LastEventIdError = createError<'AGW_ERR_LAST_EVENT_ID', 400, []>(
+  'AGW_ERR_LAST_EVENT_ID', 'Last-Event-ID must be the seq of the last event received (a whole number)', 400)
 export const RunRequestInvalidError = createError<'AGW_ERR_RUN_REQUEST_INVALID', 400, [string]>(
   'AGW_ERR_RUN_REQUEST_INVALID', 'Invalid run request: %s', 400)
 export const RunNotFoundError = createError<'AGW_ERR_RUN_NOT_FOUND', 404, [string]>(
@@ -123,5 +127,7 @@ export function httpErrorHandler (error: HttpErrorLike, request: RequestLike, re
     reply.code(statusCode).send(known ? { code: error.code, message: error.message } : { code: 'AGW_ERR_INTERNAL', message: 'Internal error' })
     return
   }
-  reply.code(statusCode).send({ code: error.code ?? 'AGW_ERR_BAD_REQUEST', message: error.message })
+  // Fastify's schema validation failures speak in the catalogue's words too.
+  const reported = error.validation === undefined ? error : new ValidationError(error.message)
+  reply.code(statusCode).send({ code: reported.code ?? 'AGW_ERR_BAD_REQUEST', message: reported.message })
 }

@@ -207,6 +207,27 @@ export const ServerMessage = Type.Union([
 ])
 export type ServerMessage = Static<typeof ServerMessage>
 
+// ---------------------------------------------------------------------------------------------
+// HTTP (section 4 of the contract)
+
+export const RunParams = Type.Object({ runId: RunId })
+export const RunAccepted = Type.Object({ runId: RunId, threadId: ThreadId, agent: Type.String() })
+export type RunAccepted = Static<typeof RunAccepted>
+export const RunSummary = Type.Object({
+  runId: RunId,
+  threadId: ThreadId,
+  agent: Type.String(),
+  status: Type.Enum(['running', ...RUN_STATUSES]),
+  lastSeq: Type.Integer({ minimum: 0 }),
+  createdAt: Timestamp
+})
+export type RunSummary = Static<typeof RunSummary>
+export const EventsQuery = Type.Object({
+  after: Type.Optional(Type.Integer({ minimum: 0, description: 'Last seq seen (Last-Event-ID wins when both are given).' }))
+})
+/** The body of every HTTP error. */
+export const HttpError = Type.Object({ code: Type.String(), message: Type.String() })
+
 /** WebSocket close codes of the protocol. */
 export const CloseCode = {
   GOING_AWAY: 1001,

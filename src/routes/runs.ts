@@ -1,0 +1,99 @@
+// The HTTP runs API (section 4 of the contract): start, inspect and cancel runs, and follow one as
+// Server-Sent Events — on the same engine and bridge as the WebSocket (no second event path):
+// the event stream is a bridge sink, so seq, replay, backpressure and ownership are the same.
+// Route schemas come from protocol.ts; @fastify/swagger turns them into /docs/json.
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { EventsQuery, HttpError, RunAccepted, RunParams, RunRequest, RunSummary } from '../protocol.js'
+import { LastEventIdError, httpErrorHandler } from '../errors.js'
+import type { StoredEvent } from '../stores/event-store.js'
+import { limitRequestRate } from './rate-limit.js'
+
+const errors = { 400: HttpError, 401: HttpError, 404: HttpError, 409: HttpError, 410: HttpError, 429: HttpError, 503: HttpError }
+const security = [{ bearer: [] }]
+
+/** One event as Server-Sent Events: its seq as the id, its wire frame as the data. */
+export function sseEvent (event: StoredEvent): string {
+  return `id: ${event.seq}\ndata: ${event.frame.toString('utf8')}\n\n`
+}
+
+/** The seq to resume after: the Last-Event-ID header (what EventSource sends), else ?after=. */
+function resumeAfter (request: FastifyRequest<{ Querystring: { after?: number } }>): number {
+  const header = request.headers['last-event-id']
+  if (header === undefined) return request.query.after ?? 0
+  if (typeof header !== 'string' || !/^\d{1,15}$/.test(header.trim())) throw new LastEventIdError()
+  return Number(header.trim())
+}
+
+async function runsRoutes (parent: FastifyInstance): Promise<void> {
+  const fastify = parent.withTypeProvider<TypeBoxTypeProvider>()
+  const { runEngine: engine, agentBridge: bridge } = fastify
+  fastify.setErrorHandler(httpErrorHandler)
+  // TypeBox validates as the WebSocket does: bodies strictly (a number is not a string), while
+  // params and query strings are converted from their text first.
+  fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+  await fastify.register(swagger, {
+    openapi: {
+      info: { title: 'agent-gateway HTTP API', version: '1', description: 'Runs, their events as Server-Sent Events, and cancellation. The WebSocket protocol is documented in docs/protocol.md.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } }
+    }
+  })
+  await limitRequestRate(fastify)
+  const user = (request: FastifyRequest): NonNullable<FastifyRequest['userContext']> =>
+    request.userContext as NonNullable<FastifyRequest['userContext']>
+
+  fastify.post('/v1/runs', {
+    onRequest: fastify.requireUser,
+    schema: { summary: 'Start a run', security, body: RunRequest, response: { 202: RunAccepted, ...errors } }
+  }, async (request, reply) => {
+    const started = await engine.start(user(request), request.body)
+    return reply.code(202).send(started)
+  })
+
+  fastify.get('/v1/runs/:runId', {
+    onRequest: fastify.requireUser,
+    schema: { summary: 'A run and how far it got', security, params: RunParams, response: { 200: RunSummary, ...errors } }
+  }, async (request) => {
+    const { runId, threadId, agent, status, lastSeq, createdAt } = await bridge.lookupOwnedRun(user(request), request.params.runId)
+    return { runId, threadId, agent, status, lastSeq, createdAt }
+  })
+
+  fastify.get('/v1/runs/:runId/events', {
+    onRequest: fastify.requireUser,
+    schema: {
+      summary: "A run's events as Server-Sent Events",
+      description: 'Each event is `id: <seq>` and `data: <the event as on the WebSocket>`. Resume with the Last-Event-ID header (or ?after=). Comment lines keep the stream alive; it ends after agent_completed.',
+      security,
+      params: RunParams,
+      querystring: EventsQuery,
+      response: { 200: { description: 'text/event-stream', type: 'string' }, ...errors }
+    }
+  }, async (request, reply) => {
+    const context = user(request)
+    const after = resumeAfter(request)
+    // Checked before the response starts, so that refusals are still plain HTTP errors.
+    await bridge.lookupOwnedRun(context, request.params.runId)
+    bridge.admit(context.userId)
+    reply.hijack()
+    bridge.openStream(reply.raw, context, { runId: request.params.runId, after, format: sseEvent })
+  })
+
+  fastify.post('/v1/runs/:runId/cancel', {
+    onRequest: fastify.requireUser,
+    schema: { summary: 'Cancel a run', security, params: RunParams, response: { 202: RunParams, ...errors } }
+  }, async (request, reply) => {
+    await engine.cancel(user(request), request.params.runId)
+    return reply.code(202).send({ runId: request.params.runId })
+  })
+
+  fastify.get('/docs/json', { schema: { hide: true } }, async () => fastify.swagger())
+}
+
+export default fp(runsRoutes, {
+  name: 'routes/runs',
+  fastify: '5.x',
+  encapsulate: true,
+  dependencies: ['config', 'user-context', 'agent-bridge', 'run-engine']
+})
