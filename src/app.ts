@@ -12,6 +12,8 @@ import runEngine, { type Agent } from './plugins/run-engine.js'
 import healthRoutes from './routes/health.js'
 import wsRoute from './routes/ws.js'
 import runsRoutes from './routes/runs.js'
+import metricsRoute from './routes/metrics.js'
+import metrics from './plugins/metrics.js'
 import devTokenRoute from './routes/dev-token.js'
 import pageRoute from './routes/page.js'
 import type { EventStore } from './stores/event-store.js'
@@ -37,6 +39,8 @@ export interface AgentGatewayOptions {
 async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Promise<void> {
   const builtIn = opts.agents === undefined
   fastify.register(configPlugin, { config: opts.config, env: opts.env })
+  // First after config: the plugins below report to it.
+  fastify.register(metrics)
   fastify.register(authSecret)
   fastify.register(userContext)
   fastify.register(toolDispatcher, { tools: opts.tools ?? (builtIn ? demoTools : []) })
@@ -48,6 +52,7 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   fastify.register(healthRoutes)
   fastify.register(wsRoute)
   fastify.register(runsRoutes)
+  fastify.register(metricsRoute)
   fastify.register(devTokenRoute)
   if (opts.page !== false) fastify.register(pageRoute)
 }

@@ -43,8 +43,13 @@ export const TokenClaimError = createError<'AGW_ERR_AUTH_TOKEN_CLAIM', 401, [str
   'AGW_ERR_AUTH_TOKEN_CLAIM', 'The token claims are not acceptable: %s', 401)
 export const TokenInvalidError = createError<'AGW_ERR_AUTH_TOKEN_INVALID', 401, []>(
   'AGW_ERR_AUTH_TOKEN_INVALID', 'The token is invalid', 401)
+export const OtherUserTokenError = createError<'AGW_ERR_AUTH_OTHER_USER', 401, []>(
+  'AGW_ERR_AUTH_OTHER_USER', 'The auth token is for another user', 401)
 export const SubjectInvalidError = createError<'AGW_ERR_AUTH_SUBJECT_INVALID', 401, [string]>(
   'AGW_ERR_AUTH_SUBJECT_INVALID', 'The token has no usable "sub" claim: %s', 401)
+
+export const MetricsUnauthorizedError = createError<'AGW_ERR_METRICS_UNAUTHORIZED', 401, []>(
+  'AGW_ERR_METRICS_UNAUTHORIZED', 'GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"', 401)
 
 // --- connection admission -------------------------------------------------------------------
 export const OriginForbiddenError = createError<'AGW_ERR_ORIGIN_FORBIDDEN', 403, []>(

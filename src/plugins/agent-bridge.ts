@@ -17,6 +17,7 @@ import {
 import type { EventStore, NewRun, RunMeta, StoredEvent } from '../stores/event-store.js'
 import { createMemoryStore } from '../stores/memory-store.js'
 import { createRedisStore } from '../stores/redis-store.js'
+import { telemetryOf, type SinkKind, type Telemetry } from '../telemetry.js'
 import type { UserContext } from './user-context.js'
 
 /** Events read from the log per batch when a subscription replays or catches up. */
@@ -155,11 +156,13 @@ class Subscription {
   offer (event: StoredEvent): void {
     if (this.mode !== 'live' || event.seq <= this.cursor) return
     if (event.seq !== this.cursor + 1 || this.sink.congested) {
+      if (this.sink.congested) this.sink.bridge.telemetry.slowConsumerPaused()
       this.mode = 'catchup'
       this.catchUp()
       return
     }
     this.#deliver(event)
+    this.sink.bridge.telemetry.eventDelivered(Date.now() - event.at)
   }
 
   #deliver (event: StoredEvent): void {
@@ -189,10 +192,15 @@ class Subscription {
           continue
         }
         const batch = await sink.bridge.store.read(hub.runId, this.cursor, READ_BATCH)
+        let replayed = 0
         for (const event of batch) {
           if (this.mode !== 'catchup' || sink.congested) break
-          if (event.seq === this.cursor + 1) this.#deliver(event)
+          if (event.seq === this.cursor + 1) {
+            this.#deliver(event)
+            replayed++
+          }
         }
+        if (replayed > 0) sink.bridge.telemetry.eventsReplayed(replayed)
         // The hub's lastSeq is updated synchronously by live events, so this check cannot race:
         // an event appended while the read was in flight keeps the loop going.
         if (this.mode === 'catchup' && batch.length < READ_BATCH && this.cursor >= hub.lastSeq && !sink.congested) {
@@ -214,6 +222,7 @@ class Subscription {
  * goes through a sink.
  */
 export abstract class Sink {
+  abstract readonly kind: SinkKind
   readonly id: string
   readonly log: FastifyBaseLogger
   protected readonly subs = new Map<string, Subscription>()
@@ -330,6 +339,7 @@ export abstract class Sink {
 
 /** One WebSocket connection. */
 export class Connection extends Sink {
+  readonly kind = 'websocket'
   alive = true
   #expiryTimer: NodeJS.Timeout | undefined
 
@@ -438,6 +448,7 @@ export interface EventStreamOptions {
  * backpressure as a WebSocket, ending after the run's terminal event.
  */
 export class EventStream extends Sink {
+  readonly kind = 'sse'
   #ended = false
 
   constructor (bridge: BridgeCore, readonly response: ServerResponse, user: UserContext, private readonly options: EventStreamOptions) {
@@ -524,6 +535,7 @@ class Emitter implements RunEmitter {
   }
 
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
+    this.core.telemetry.eventAppended(type)
     const append = this.core.store.append(this.runId, type, dataJson)
     append.catch((err: unknown) => {
       this.core.log.error({ err, runId: this.runId, type }, 'could not write a run event to the log')
@@ -550,6 +562,7 @@ class Emitter implements RunEmitter {
       await this.core.store.endRun(this.runId, status)
     } finally {
       this.core.runEnded(this.runId)
+      this.core.telemetry.runEnded(status)
     }
   }
 }
@@ -568,7 +581,8 @@ class BridgeCore implements AgentBridge {
   constructor (
     readonly store: EventStore,
     readonly config: FastifyInstance['config'],
-    readonly log: FastifyBaseLogger
+    readonly log: FastifyBaseLogger,
+    readonly telemetry: Telemetry
   ) {}
 
   async openRun (run: NewRun, options: OpenRunOptions): Promise<RunEmitter> {
@@ -580,6 +594,7 @@ class BridgeCore implements AgentBridge {
     }
     const emitter = new Emitter(this, run.runId, run.threadId)
     this.runs.set(run.runId, { emitter, options })
+    this.telemetry.runStarted()
     // Until a connection follows it, a cancelOnDisconnect run is unwatched too.
     this.unwatched(run.runId)
     return emitter
@@ -678,11 +693,12 @@ class BridgeCore implements AgentBridge {
       this.byUser.set(sink.user.userId, userSinks)
     }
     userSinks.add(sink)
+    this.telemetry.connectionOpened(sink.kind)
     this.#ensureHeartbeat()
   }
 
   forget (sink: Sink): void {
-    this.connections.delete(sink)
+    if (this.connections.delete(sink)) this.telemetry.connectionClosed(sink.kind)
     const userSinks = this.byUser.get(sink.user.userId)
     userSinks?.delete(sink)
     if (userSinks?.size === 0) this.byUser.delete(sink.user.userId)
@@ -762,7 +778,7 @@ async function agentBridge (fastify: FastifyInstance, opts: AgentBridgePluginOpt
       keyPrefix: config.REDIS_KEY_PREFIX,
       log: fastify.log
     }))
-  const core = new BridgeCore(store, config, fastify.log)
+  const core = new BridgeCore(store, config, fastify.log, telemetryOf(fastify))
   // A `cancel` that arrived on another node, for a run this node executes.
   store.onStopRequest((runId) => { core.runs.get(runId)?.options.stop('cancelled') })
 

@@ -8,6 +8,7 @@ import fastifyJwt, { type JWT } from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { AppEnv, Config } from '../config.js'
 import { BEARER_PROTOCOL_PREFIX } from '../protocol.js'
+import { telemetryOf } from '../telemetry.js'
 import {
   NoTokenError, QueryTokenError, SecretInvalidError, TokenAlgorithmError, TokenClaimError, TokenExpiredError,
   TokenInactiveError, TokenInvalidError, TokenMalformedError, TokenSignatureError
@@ -390,8 +391,14 @@ async function authSecret (fastify: FastifyInstance): Promise<void> {
 
   fastify.decorate('authSecret', api)
   fastify.decorateRequest('tokenClaims', null)
+  const telemetry = telemetryOf(fastify)
   fastify.decorate('authenticate', async function authenticate (request: FastifyRequest): Promise<void> {
-    request.tokenClaims = api.verify(extractToken(request, config.ALLOW_QUERY_TOKEN))
+    try {
+      request.tokenClaims = api.verify(extractToken(request, config.ALLOW_QUERY_TOKEN))
+    } catch (err) {
+      telemetry.authFailed((err as { code: string }).code)
+      throw err
+    }
   })
   fastify.log.debug({ source: api.source }, 'JWT secret resolved')
 }

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { SubjectInvalidError } from '../errors.js'
+import { telemetryOf } from '../telemetry.js'
 import type { TokenClaims } from './auth-secret.js'
 
 export interface UserContext {
@@ -83,9 +84,16 @@ declare module 'fastify' {
 async function userContext (fastify: FastifyInstance): Promise<void> {
   fastify.decorateRequest('userContext', null)
   fastify.decorate('createRunContext', createRunContext)
+  const telemetry = telemetryOf(fastify)
   fastify.decorate('requireUser', async function requireUser (request: FastifyRequest): Promise<void> {
+    // A refused token is counted by authenticate; an unusable subject here.
     await fastify.authenticate(request)
-    request.userContext = createUserContext(request.tokenClaims as TokenClaims, request.id)
+    try {
+      request.userContext = createUserContext(request.tokenClaims as TokenClaims, request.id)
+    } catch (err) {
+      telemetry.authFailed((err as { code: string }).code)
+      throw err
+    }
   })
 }
 

@@ -6,10 +6,11 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import { CloseCode, parseClientMessage, type ClientMessage, type WireErrorCode } from '../protocol.js'
-import { OriginForbiddenError, httpErrorHandler, toWireError } from '../errors.js'
+import { OriginForbiddenError, OtherUserTokenError, httpErrorHandler, toWireError } from '../errors.js'
 import type { Connection } from '../plugins/agent-bridge.js'
 import { userIdFromClaims } from '../plugins/user-context.js'
 import { limitRequestRate } from './rate-limit.js'
+import { telemetryOf } from '../telemetry.js'
 
 /** A token bucket per connection; a client that keeps sending into an empty bucket is closed. */
 class RateLimiter {
@@ -44,6 +45,7 @@ function frameText (data: RawData): string {
 
 async function wsRoute (fastify: FastifyInstance): Promise<void> {
   const { config, agentBridge: bridge, runEngine: engine, authSecret } = fastify
+  const telemetry = telemetryOf(fastify)
   fastify.setErrorHandler(httpErrorHandler)
   // Handshakes are limited per address before any token is verified.
   await limitRequestRate(fastify)
@@ -70,6 +72,7 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
     const limiter = new RateLimiter(config.MESSAGE_RATE_PER_SEC, config.MESSAGE_RATE_BURST)
 
     const fail = (id: string | undefined, code: WireErrorCode, message: string): void => {
+      telemetry.messageRejected(code)
       conn.reply({ type: 'error', id, code, message })
     }
 
@@ -115,11 +118,14 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
         userId = userIdFromClaims(claims)
         exp = claims.exp
       } catch (err) {
+        telemetry.authFailed((err as { code: string }).code)
         conn.close(CloseCode.UNAUTHORIZED, (err as Error).message.slice(0, 120))
         return
       }
       if (userId !== user.userId) {
-        conn.close(CloseCode.UNAUTHORIZED, 'auth token is for another user')
+        const refused = new OtherUserTokenError()
+        telemetry.authFailed(refused.code)
+        conn.close(CloseCode.UNAUTHORIZED, refused.message)
         return
       }
       conn.setExpiry(exp === undefined ? undefined : exp * 1000)

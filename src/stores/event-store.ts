@@ -32,6 +32,8 @@ export interface StoredEvent {
   readonly seq: number
   readonly type: RunEventType
   readonly frame: Buffer
+  /** When it was appended (epoch ms, the `ts` of the frame). */
+  readonly at: number
 }
 
 export type RunLookup =

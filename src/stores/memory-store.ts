@@ -105,8 +105,9 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
       const run = live(runId)
       const seq = run.events.length + 1
-      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, new Date(now()).toISOString(), dataJson), 'utf8')
-      const event: StoredEvent = { seq, type, frame }
+      const at = now()
+      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, new Date(at).toISOString(), dataJson), 'utf8')
+      const event: StoredEvent = { seq, type, frame, at }
       run.events.push(event)
       for (const listener of run.listeners) {
         try {

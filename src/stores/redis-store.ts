@@ -219,7 +219,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   let closed = false
 
   function frameOf (runId: string, threadId: string, seq: number, type: RunEventType, ts: string, dataJson: string): StoredEvent {
-    return { seq, type, frame: Buffer.from(encodeRunEvent(runFrameHead(runId, threadId), type, seq, ts, dataJson), 'utf8') }
+    return { seq, type, frame: Buffer.from(encodeRunEvent(runFrameHead(runId, threadId), type, seq, ts, dataJson), 'utf8'), at: Date.parse(ts) }
   }
 
   /** The fields of one event for APPEND: type, ts, data, and the tool call it opens or closes. */

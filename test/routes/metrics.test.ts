@@ -1,0 +1,76 @@
+// GET /metrics, scraped after the things it counts have happened.
+import t from 'tap'
+import type { Agent } from '../../src/app.js'
+import { buildApp, connect, listen, mint, refusedUpgrade, testEnv, tokenFor } from '../helpers.js'
+
+/** The value of one sample of a Prometheus text exposition, or undefined. */
+function sample (text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels === '' ? ' ' : `{${labels}} `}`))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+t.test('the metrics count connections, auth failures, runs, events, latency, replays and rejected messages', async (t) => {
+  const flood: Agent = async (run) => {
+    for (let i = 0; i < 20_000; i++) {
+      run.think(`${i} ${'z'.repeat(200)}`)
+      if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+  const { createDemoAgent, demoTools } = await import('../../src/app.js')
+  const app = await buildApp(t, { agents: { demo: createDemoAgent({ stepDelayMs: 0 }), flood }, tools: demoTools, env: testEnv({ SEND_BUFFER_BYTES: '16384' }) })
+  const { ws, http } = await listen(t, app)
+  await refusedUpgrade(ws, { authorization: `Bearer ${mint({ sub: 'a' }, { expiresIn: -600 })}` })
+  await refusedUpgrade(ws, { authorization: `Bearer ${mint({ sub: 'none' })}` })
+  const client = await connect(t, ws, { token: tokenFor('alice') })
+  client.send({ type: 'run', input: { message: 'What is 2 + 2?' } })
+  const { runId } = await client.nextOf('run_accepted')
+  const events = await client.runEvents(runId)
+  client.send('not json')
+  await client.nextOf('error')
+  client.send({ type: 'subscribe', runId, after: 0 })
+  await client.nextOf('subscribed')
+  await client.runEvents(runId)
+
+  const slow = await connect(t, ws, { token: tokenFor('bob') })
+  const tcp = (slow.socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
+  slow.send({ type: 'run', agent: 'flood', input: { message: 'go' } })
+  const flooding = await slow.nextOf('run_accepted')
+  tcp.pause()
+  for (;;) {
+    const lookup = await app.agentBridge.store.getRun(flooding.runId)
+    if (lookup.state === 'found' && lookup.meta.status !== 'running') break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  tcp.resume()
+  await slow.runEvents(flooding.runId, 30_000)
+
+  const response = await fetch(`${http}/metrics`)
+  t.equal(response.status, 200)
+  t.match(response.headers.get('content-type'), /^text\/plain/)
+  const text = await response.text()
+  t.equal(sample(text, 'agw_connections_open', 'kind="websocket"'), 2)
+  t.equal(sample(text, 'agw_connections_total', 'kind="websocket"'), 2)
+  t.equal(sample(text, 'agw_auth_failures_total', 'reason="AGW_ERR_AUTH_TOKEN_EXPIRED"'), 1)
+  t.equal(sample(text, 'agw_auth_failures_total', 'reason="AGW_ERR_AUTH_SUBJECT_INVALID"'), 1)
+  t.equal(sample(text, 'agw_runs_active'), 0)
+  t.equal(sample(text, 'agw_runs_total', 'status="completed"'), 2)
+  t.equal(sample(text, 'agw_events_total', 'type="agent_started"'), 2)
+  t.equal(sample(text, 'agw_events_total', 'type="tool_completed"'), events.filter((e) => e.type === 'tool_completed').length)
+  t.equal(sample(text, 'agw_events_total', 'type="agent_thinking"'), 20_000 + events.filter((e) => e.type === 'agent_thinking').length)
+  t.ok((sample(text, 'agw_delivery_latency_seconds_count') ?? 0) > events.length, 'live deliveries were timed')
+  t.ok((sample(text, 'agw_slow_consumer_pauses_total') ?? 0) >= 1, 'the stalled reader paused live delivery')
+  t.ok((sample(text, 'agw_events_replayed_total') ?? 0) >= events.length, 'the resubscribe and the catch-up were sent from the log')
+  t.equal(sample(text, 'agw_messages_rejected_total', 'code="BAD_MESSAGE"'), 1)
+  t.ok((sample(text, 'agw_process_cpu_user_seconds_total') ?? -1) >= 0, 'default process metrics are there')
+  t.match(text, /agw_nodejs_eventloop_lag_seconds/)
+})
+
+t.test('METRICS_TOKEN protects the endpoint; each instance has its own registry', async (t) => {
+  const guarded = await buildApp(t, { env: testEnv({ METRICS_TOKEN: 'scrape-me-9f8e7d6c5b4a' }) })
+  t.equal((await guarded.inject('/metrics')).statusCode, 401)
+  t.match((await guarded.inject({ url: '/metrics', headers: { authorization: 'Bearer wrong-token' } })).json(), { code: 'AGW_ERR_METRICS_UNAUTHORIZED' })
+  const ok = await guarded.inject({ url: '/metrics', headers: { authorization: 'Bearer scrape-me-9f8e7d6c5b4a' } })
+  t.equal(ok.statusCode, 200)
+  const other = await buildApp(t)
+  t.not(other.metricsRegistry, guarded.metricsRegistry)
+})
