@@ -139,15 +139,17 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
         conn.close(CloseCode.RATE_LIMITED, 'message rate limit exceeded')
         return
       }
+      const parsed = isBinary ? undefined : parseClientMessage(frameText(data))
       if (verdict === 'limited') {
-        fail(undefined, 'RATE_LIMITED', `Too many messages: at most ${config.MESSAGE_RATE_PER_SEC} per second (bursts of ${config.MESSAGE_RATE_BURST})`)
+        // Parsed only to echo its id, so the client knows which request to send again.
+        const id = parsed === undefined ? undefined : parsed.ok ? parsed.message.id : parsed.id
+        fail(id, 'RATE_LIMITED', `Too many messages: at most ${config.MESSAGE_RATE_PER_SEC} per second (bursts of ${config.MESSAGE_RATE_BURST})`)
         return
       }
-      if (isBinary) {
+      if (parsed === undefined) {
         fail(undefined, 'BAD_MESSAGE', 'binary frames are not accepted; send UTF-8 JSON text frames')
         return
       }
-      const parsed = parseClientMessage(frameText(data))
       if (!parsed.ok) {
         fail(parsed.id, 'BAD_MESSAGE', parsed.reason)
         return

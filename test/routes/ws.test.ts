@@ -235,7 +235,7 @@ t.test('the message rate limit answers RATE_LIMITED, then closes with 4429 if it
   t.same(await client.next(), { type: 'pong', id: '0' })
   t.same(await client.next(), { type: 'pong', id: '1' })
   t.same(await client.next(), { type: 'pong', id: '2' })
-  t.match(await client.next(), { type: 'error', code: 'RATE_LIMITED', message: /at most 1 per second/ })
+  t.match(await client.next(), { type: 'error', id: '3', code: 'RATE_LIMITED', message: /at most 1 per second/ }, 'the refused request is named by its id')
   for (let i = 0; i < 10; i++) client.send({ type: 'ping' })
   t.match(await client.waitClosed(), { code: 4429 })
 })
