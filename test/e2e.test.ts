@@ -2,9 +2,10 @@
 import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
-import type { Agent } from '../src/app.js'
 import { CRITICAL_EVENT_TYPES, PROTOCOL, type RunEvent } from '../src/protocol.js'
-import { OTHER_SECRET, buildApp, connect, listen, mint, randomUser, refusedUpgrade, runProblems, testEnv, tokenFor } from './helpers.js'
+import {
+  OTHER_SECRET, buildApp, connect, firehose, listen, mint, randomUser, refusedUpgrade, runEnded, runProblems, tcpOf, testEnv, tokenFor
+} from './helpers.js'
 
 t.test('a browser-style connection: token in the subprotocol, only agent-events.v1 echoed, the whole run delivered', async (t) => {
   const app = await buildApp(t)
@@ -174,33 +175,20 @@ t.test('a client that stops answering pings is closed with 4408', async (t) => {
 
 t.test('a slow reader never makes the server buffer without bound and still gets every event, in order', async (t) => {
   const EVENTS = 20_000
-  const filler = 'x'.repeat(160)
-  const firehose: Agent = async (run) => {
-    for (let i = 1; i <= EVENTS; i++) {
-      run.think(`${i} ${filler}`)
-      if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve))
-    }
-    return 'done'
-  }
   const HIGH_WATER = 64 * 1024
-  const app = await buildApp(t, { agents: { firehose }, env: testEnv({ SEND_BUFFER_BYTES: String(HIGH_WATER) }) })
+  const app = await buildApp(t, { agents: { firehose: firehose(EVENTS) }, env: testEnv({ SEND_BUFFER_BYTES: String(HIGH_WATER) }) })
   const serverSockets: WebSocket[] = []
   app.websocketServer.on('connection', (socket: WebSocket) => { serverSockets.push(socket) })
   const { ws } = await listen(t, app)
   const client = await connect(t, ws, { token: tokenFor('alice') })
-  const tcp = (client.socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
+  const tcp = tcpOf(client.socket)
   client.send({ type: 'run', input: { message: 'go' } })
-  await client.nextOf('run_accepted')
+  const { runId } = await client.nextOf('run_accepted')
   tcp.pause()
   let maxBuffered = 0
   const sampler = setInterval(() => { maxBuffered = Math.max(maxBuffered, serverSockets[0]?.bufferedAmount ?? 0) }, 1)
-  const { runId } = client.messages.find((m) => m.type === 'run_accepted') as { runId: string }
   // Wait until the agent has written every event to the log while the client reads nothing.
-  for (;;) {
-    const lookup = await app.agentBridge.store.getRun(runId)
-    if (lookup.state === 'found' && lookup.meta.status !== 'running') break
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await runEnded(app, runId)
   await new Promise((resolve) => setTimeout(resolve, 200))
   clearInterval(sampler)
   const frameBytes = 300

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import type { Test } from 'tap'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
-import type { BuildOptions } from '../src/app.js'
+import type { Agent, BuildOptions } from '../src/app.js'
 import { PROTOCOL, type RunEvent, type ServerMessage } from '../src/protocol.js'
 
 export const TEST_SECRET = 'f3c1T9qLw0ZkVb7NxR2mYpHs8uJd4GaE6oWi5CtKzQv'
@@ -201,4 +201,32 @@ export function runProblems (events: readonly RunEvent[]): string[] {
   const runIds = new Set(events.map((event) => event.runId))
   if (runIds.size > 1) problems.push('events of several runs mixed')
   return problems
+}
+
+/** An agent that thinks `events` times as fast as it can (each thought about `bytes` long). */
+export function firehose (events: number, bytes = 160, yieldEvery = 500): Agent {
+  const filler = 'x'.repeat(bytes)
+  return async (run) => {
+    for (let i = 1; i <= events; i++) {
+      run.think(`${i} ${filler}`)
+      if (i % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+    return 'done'
+  }
+}
+
+/** Resolves once the run has ended in the app's store. */
+export async function runEnded (app: FastifyInstance, runId: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const lookup = await app.agentBridge.store.getRun(runId)
+    if (lookup.state === 'found' && lookup.meta.status !== 'running') return
+    if (Date.now() > deadline) throw new Error(`run ${runId} did not end within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** The TCP socket under a ws client, to stop and resume reading from it (a slow reader). */
+export function tcpOf (socket: WebSocket): { pause(): void, resume(): void } {
+  return (socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
 }

@@ -6,7 +6,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { createDemoAgent, demoTools, type Agent } from '../src/app.js'
 import { PROTOCOL } from '../src/protocol.js'
-import { buildApp, connect, listen, runProblems, testEnv, tokenFor } from './helpers.js'
+import { buildApp, connect, firehose, listen, runEnded, runProblems, tcpOf, testEnv, tokenFor } from './helpers.js'
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
@@ -59,21 +59,13 @@ class CountingReader {
   }
 
   get tcp (): { pause(): void, resume(): void } {
-    return (this.socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
+    return tcpOf(this.socket)
   }
 }
 
 t.test('a client that stops reading during 50,000 events costs at most 2 MB, then gets every event in order; others are not held up', async (t) => {
   const EVENTS = 50_000
-  const filler = 'y'.repeat(150)
-  const firehose: Agent = async (run) => {
-    for (let i = 1; i <= EVENTS; i++) {
-      run.think(`${i} ${filler}`)
-      if (i % 1000 === 0) await new Promise((resolve) => setImmediate(resolve))
-    }
-    return 'done'
-  }
-  const app = await buildApp(t, { agents: { demo: createDemoAgent({ stepDelayMs: 0 }), firehose }, tools: demoTools })
+  const app = await buildApp(t, { agents: { demo: createDemoAgent({ stepDelayMs: 0 }), firehose: firehose(EVENTS, 150, 1000) }, tools: demoTools })
   const { ws } = await listen(t, app)
   const slow = new CountingReader(ws, tokenFor('slow-reader'))
   t.teardown(() => { slow.socket.terminate() })
@@ -81,10 +73,7 @@ t.test('a client that stops reading during 50,000 events costs at most 2 MB, the
   slow.socket.send(JSON.stringify({ type: 'run', agent: 'firehose', input: { message: 'go' } }))
   await until(() => slow.runId !== '', 'the run is accepted')
   slow.tcp.pause()
-  await until(async () => {
-    const lookup = await app.agentBridge.store.getRun(slow.runId)
-    return lookup.state === 'found' && lookup.meta.status !== 'running'
-  }, 'the firehose run has logged every event')
+  await runEnded(app, slow.runId)
   const deliveredWhileStalled = slow.count
 
   const other = await connect(t, ws, { token: tokenFor('someone-else') })

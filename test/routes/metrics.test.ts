@@ -1,7 +1,6 @@
 // GET /metrics, scraped after the things it counts have happened.
 import t from 'tap'
-import type { Agent } from '../../src/app.js'
-import { buildApp, connect, listen, mint, refusedUpgrade, testEnv, tokenFor } from '../helpers.js'
+import { buildApp, connect, firehose, listen, mint, refusedUpgrade, runEnded, tcpOf, testEnv, tokenFor } from '../helpers.js'
 
 /** The value of one sample of a Prometheus text exposition, or undefined. */
 function sample (text: string, name: string, labels = ''): number | undefined {
@@ -10,14 +9,8 @@ function sample (text: string, name: string, labels = ''): number | undefined {
 }
 
 t.test('the metrics count connections, auth failures, runs, events, latency, replays and rejected messages', async (t) => {
-  const flood: Agent = async (run) => {
-    for (let i = 0; i < 20_000; i++) {
-      run.think(`${i} ${'z'.repeat(200)}`)
-      if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve))
-    }
-  }
   const { createDemoAgent, demoTools } = await import('../../src/app.js')
-  const app = await buildApp(t, { agents: { demo: createDemoAgent({ stepDelayMs: 0 }), flood }, tools: demoTools, env: testEnv({ SEND_BUFFER_BYTES: '16384' }) })
+  const app = await buildApp(t, { agents: { demo: createDemoAgent({ stepDelayMs: 0 }), flood: firehose(20_000, 200) }, tools: demoTools, env: testEnv({ SEND_BUFFER_BYTES: '16384' }) })
   const { ws, http } = await listen(t, app)
   await refusedUpgrade(ws, { authorization: `Bearer ${mint({ sub: 'a' }, { expiresIn: -600 })}` })
   await refusedUpgrade(ws, { authorization: `Bearer ${mint({ sub: 'none' })}` })
@@ -32,15 +25,11 @@ t.test('the metrics count connections, auth failures, runs, events, latency, rep
   await client.runEvents(runId)
 
   const slow = await connect(t, ws, { token: tokenFor('bob') })
-  const tcp = (slow.socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
+  const tcp = tcpOf(slow.socket)
   slow.send({ type: 'run', agent: 'flood', input: { message: 'go' } })
   const flooding = await slow.nextOf('run_accepted')
   tcp.pause()
-  for (;;) {
-    const lookup = await app.agentBridge.store.getRun(flooding.runId)
-    if (lookup.state === 'found' && lookup.meta.status !== 'running') break
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await runEnded(app, flooding.runId)
   tcp.resume()
   await slow.runEvents(flooding.runId, 30_000)
 
