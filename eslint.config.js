@@ -6,7 +6,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 import agw from './eslint-rules/index.js'
 
-const TS_FILES = ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts']
+const TS_FILES = ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts', 'bench/**/*.ts']
 
 export default defineConfig([
   // Fixtures are deliberately bad code; test/architecture.test.ts lints them on purpose.

@@ -1,0 +1,372 @@
+// The load generator: a separate process that drives one server target with one workload, checks
+// every event it receives (per run: no gap, no repeat, in order, only on its owner's connections)
+// and reports its figures to the orchestrator. It asks the server for CPU and memory measurements
+// through the orchestrator. Configuration: the JSON LoadConfig in BENCH_LOAD.
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import WebSocket from 'ws'
+import { io } from 'socket.io-client'
+import { signToken } from './shared/jwt.js'
+import { clockUs, stampOf, type RunPlan } from './shared/plan.js'
+import { median, quantile } from './shared/stats.js'
+import type { CpuMeasure, Correctness, LoadConfig, LoadMessage, LoadResult, MemoryMeasure, ServerMessage, ServerReply, ServerRequest, WorkloadSpec } from './shared/ipc.js'
+
+const PROTOCOL = 'agent-events.v1'
+/** Handshakes in flight at once while connections open. */
+const OPEN_CONCURRENCY = 100
+
+type Message = Readonly<Record<string, unknown>>
+
+// ---- Requests to the server, through the orchestrator -------------------------------------------
+
+const replies = new Map<number, (reply: ServerReply) => void>()
+let lastRequestId = 0
+process.on('message', (message: ServerMessage) => {
+  if (message.type !== 'reply') return
+  replies.get(message.id)?.(message.reply)
+  replies.delete(message.id)
+})
+
+function ask (request: ServerRequest): Promise<ServerReply> {
+  const id = ++lastRequestId
+  return new Promise((resolve) => {
+    replies.set(id, resolve)
+    process.send?.({ type: 'request', id, request } satisfies LoadMessage)
+  })
+}
+
+async function measureCpu (): Promise<CpuMeasure> {
+  const reply = await ask('measure-stop')
+  if (reply.kind !== 'measure') throw new Error(`unexpected reply ${reply.kind}`)
+  return reply
+}
+
+async function measureMemory (): Promise<MemoryMeasure> {
+  const reply = await ask('memory')
+  if (reply.kind !== 'memory') throw new Error(`unexpected reply ${reply.kind}`)
+  return reply
+}
+
+// ---- Connections ------------------------------------------------------------------------------
+
+interface Link {
+  send(message: Message): void
+  close(): void
+}
+
+interface RunTrack {
+  readonly runId: string
+  readonly expected: number
+  lastSeq: number
+  done: boolean
+  readonly finish: () => void
+}
+
+interface PendingRun {
+  readonly plan: RunPlan
+  readonly finish: () => void
+}
+
+/** One connection of one user, and what it follows. */
+class Conn {
+  link: Link | undefined
+  closing = false
+  readonly runs = new Map<string, RunTrack>()
+  readonly pending: PendingRun[] = []
+  constructor (readonly user: string) {}
+}
+
+class Checker {
+  readonly counts: Correctness = { lost: 0, duplicated: 0, outOfOrder: 0, misdelivered: 0, failedRuns: 0, failedConnections: 0 }
+  readonly owners = new Map<string, string>()
+  readonly unfinished = new Set<RunTrack | PendingRun>()
+  delivered = 0
+  unsolicited = 0
+  lastEventAt = 0
+  latencies: number[] | undefined
+
+  receive (conn: Conn, message: Message): void {
+    if (typeof message.seq !== 'number') {
+      this.#control(conn, message)
+      return
+    }
+    const runId = String(message.runId)
+    const run = conn.runs.get(runId)
+    if (this.owners.get(runId) !== conn.user) {
+      this.counts.misdelivered++
+      return
+    }
+    // Another connection's run of the same user (Socket.IO's room per user sends it everywhere):
+    // not misdelivered, but not this connection's to count either.
+    if (run === undefined) {
+      this.unsolicited++
+      return
+    }
+    this.delivered++
+    this.lastEventAt = performance.now()
+    const seq = message.seq
+    if (seq <= run.lastSeq) {
+      this.counts.duplicated++
+      return
+    }
+    if (seq !== run.lastSeq + 1 || run.done) {
+      this.counts.outOfOrder++
+      this.counts.lost += Math.max(0, seq - run.lastSeq - 1)
+    }
+    run.lastSeq = seq
+    const data = message.data as Message
+    if (this.latencies !== undefined && message.type === 'agent_thinking') {
+      const stamp = stampOf(String(data.thought))
+      if (stamp !== undefined) this.latencies.push((clockUs() - stamp) / 1000)
+    }
+    if (message.type === 'agent_completed' && !run.done) {
+      if (data.status !== 'completed') this.counts.failedRuns++
+      this.counts.lost += Math.max(0, run.expected - seq)
+      this.#finish(run)
+    }
+  }
+
+  #control (conn: Conn, message: Message): void {
+    if (message.type === 'run_accepted') {
+      const pending = conn.pending.shift()
+      if (pending === undefined) return
+      this.unfinished.delete(pending)
+      const runId = String(message.runId)
+      this.owners.set(runId, conn.user)
+      this.follow(conn, runId, pending.plan.events, pending.finish)
+    } else if (message.type === 'error') {
+      this.counts.failedRuns++
+      const pending = conn.pending.shift()
+      if (pending !== undefined) {
+        this.unfinished.delete(pending)
+        pending.finish()
+      }
+    }
+  }
+
+  follow (conn: Conn, runId: string, expected: number, finish: () => void): void {
+    const run: RunTrack = { runId, expected, lastSeq: 0, done: false, finish }
+    conn.runs.set(runId, run)
+    this.unfinished.add(run)
+  }
+
+  #finish (run: RunTrack): void {
+    run.done = true
+    this.unfinished.delete(run)
+    run.finish()
+  }
+
+  /** Starts a run on `conn`; resolves when its terminal event has arrived. */
+  run (conn: Conn, plan: RunPlan): Promise<void> {
+    return new Promise((finish) => {
+      const pending = { plan, finish }
+      conn.pending.push(pending)
+      this.unfinished.add(pending)
+      conn.link?.send({ type: 'run', input: plan })
+    })
+  }
+
+  /** Replays a finished run of `conn`'s user from seq 0; resolves when the terminal event arrived. */
+  replay (conn: Conn, runId: string, expected: number): Promise<void> {
+    return new Promise((finish) => {
+      this.follow(conn, runId, expected, finish)
+      conn.link?.send({ type: 'subscribe', runId, after: 0 })
+    })
+  }
+
+  /** Waits for `work` until the deadline; whatever has not arrived by then is lost. */
+  async settle (work: Promise<unknown>, deadline: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), 'timeout') })
+    const outcome = await Promise.race([work, timeout])
+    clearTimeout(timer)
+    if (outcome !== 'timeout') return
+    for (const item of this.unfinished) {
+      if ('runId' in item) this.counts.lost += item.expected - item.lastSeq
+      else this.counts.failedRuns++
+    }
+    this.unfinished.clear()
+  }
+}
+
+async function connectWs (url: string, token: string, conn: Conn, checker: Checker): Promise<Link> {
+  const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false })
+  socket.on('message', (data: Buffer) => { checker.receive(conn, JSON.parse(data.toString()) as Message) })
+  socket.on('close', () => { if (!conn.closing) checker.counts.failedConnections++ })
+  await once(socket, 'open')
+  return {
+    send: (message) => { socket.send(JSON.stringify(message)) },
+    close: () => { socket.terminate() }
+  }
+}
+
+async function connectSocketIo (url: string, token: string, conn: Conn, checker: Checker): Promise<Link> {
+  const socket = io(url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true })
+  const receive = (message: Message): void => { checker.receive(conn, message) }
+  socket.on('event', receive)
+  socket.on('msg', receive)
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve)
+    socket.once('connect_error', reject)
+  })
+  socket.on('disconnect', () => { if (!conn.closing) checker.counts.failedConnections++ })
+  return {
+    send: (message) => { socket.emit('msg', message) },
+    close: () => { socket.disconnect() }
+  }
+}
+
+/** Opens one connection per user name, OPEN_CONCURRENCY at a time; failures are counted. */
+async function openAll (config: LoadConfig, users: readonly string[], checker: Checker): Promise<Conn[]> {
+  const connect = config.client === 'ws' ? connectWs : connectSocketIo
+  const conns = users.map((user) => new Conn(user))
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < conns.length) {
+      const conn = conns[next++] as Conn
+      try {
+        conn.link = await connect(config.url, signToken(config.secret, conn.user), conn, checker)
+      } catch {
+        checker.counts.failedConnections++
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(OPEN_CONCURRENCY, conns.length) }, worker))
+  return conns.filter((conn) => conn.link !== undefined)
+}
+
+function closeAll (conns: readonly Conn[]): void {
+  for (const conn of conns) {
+    conn.closing = true
+    conn.link?.close()
+  }
+}
+
+const names = (prefix: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${prefix}-${i}`)
+
+function plan (events: number, bytes: number, intervalMs = 0, keep = false): RunPlan {
+  return { message: 'bench', events: Math.max(3, events), bytes, intervalMs, keep }
+}
+
+// ---- Workloads --------------------------------------------------------------------------------
+
+interface Window {
+  readonly started: number
+  readonly cpu: NodeJS.CpuUsage
+}
+
+/** Starts the measured window: the server's CPU counter, ours, and the clock. */
+async function openWindow (checker: Checker): Promise<Window> {
+  await ask('measure-start')
+  checker.delivered = 0
+  return { started: performance.now(), cpu: process.cpuUsage() }
+}
+
+/** Events/s and CPU per event (server and load generator) over the window. */
+async function closeWindow (checker: Checker, window: Window): Promise<Record<string, number>> {
+  const server = await measureCpu()
+  const load = process.cpuUsage(window.cpu)
+  const seconds = (checker.lastEventAt - window.started) / 1000
+  const delivered = Math.max(1, checker.delivered)
+  return {
+    eventsPerSec: checker.delivered / seconds,
+    cpuUsPerEvent: server.cpuUs / delivered,
+    loadCpuUsPerEvent: (load.user + load.system) / delivered
+  }
+}
+
+async function throughput (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'throughput' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const conns = await openAll(config, names('user', spec.users), checker)
+  try {
+    if (spec.warmupEvents > 0) await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(spec.warmupEvents, spec.bytes)))), deadline)
+    const window = await openWindow(checker)
+    await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(spec.events, spec.bytes)))), deadline)
+    return await closeWindow(checker, window)
+  } finally {
+    closeAll(conns)
+  }
+}
+
+async function idle (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'idle' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const before = await measureMemory()
+  const conns = await openAll(config, names('idle', spec.connections), checker)
+  try {
+    // Let handshake garbage and timers settle before the server collects and measures.
+    await sleep(spec.settleMs)
+    const after = await measureMemory()
+    // Then prove every connection is still authenticated and routed: one tiny run each.
+    await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(3, 200)))), deadline)
+    return {
+      connections: conns.length,
+      rssPerConnection: (after.rss - before.rss) / spec.connections,
+      heapPerConnection: (after.heapUsed - before.heapUsed) / spec.connections,
+      externalPerConnection: (after.external - before.external) / spec.connections
+    }
+  } finally {
+    closeAll(conns)
+  }
+}
+
+async function latency (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'latency' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const conns = await openAll(config, names('user', spec.users), checker)
+  // Runs start spread over one interval, so the offered load is even rather than one burst per interval.
+  const paced = (durationMs: number): Promise<unknown> => Promise.all(conns.map(async (conn, i) => {
+    await sleep((i * spec.intervalMs) / conns.length)
+    await checker.run(conn, plan(Math.round(durationMs / spec.intervalMs) + 2, spec.bytes, spec.intervalMs))
+  }))
+  try {
+    if (spec.warmupMs > 0) await checker.settle(paced(spec.warmupMs), deadline)
+    const window = await openWindow(checker)
+    const latencies: number[] = []
+    checker.latencies = latencies
+    await checker.settle(paced(spec.durationMs), deadline)
+    checker.latencies = undefined
+    return { ...await closeWindow(checker, window), p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), maxMs: quantile(latencies, 1) }
+  } finally {
+    closeAll(conns)
+  }
+}
+
+async function replay (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'replay' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const conns = await openAll(config, ['replay'], checker)
+  try {
+    const [writer] = conns
+    if (writer === undefined) return {}
+    await checker.settle(checker.run(writer, plan(spec.events, spec.bytes, 0, true)), deadline)
+    const runId = [...writer.runs.keys()][0] ?? ''
+    // A second connection of the same user, opened once the run has finished.
+    const [reader] = await openAll(config, ['replay'], checker)
+    if (reader === undefined) return {}
+    conns.push(reader)
+    const times: number[] = []
+    let window: Window | undefined
+    for (let i = 0; i < spec.warmups + spec.replays; i++) {
+      if (i === spec.warmups) window = await openWindow(checker)
+      const started = performance.now()
+      await checker.settle(checker.replay(reader, runId, spec.events), deadline)
+      if (window !== undefined) times.push(performance.now() - started)
+    }
+    const measured = window === undefined ? {} : await closeWindow(checker, window)
+    return { ...measured, replayMs: median(times), replayMaxMs: Math.max(...times) }
+  } finally {
+    closeAll(conns)
+  }
+}
+
+async function main (): Promise<void> {
+  const config = JSON.parse(process.env.BENCH_LOAD ?? '{}') as LoadConfig
+  const checker = new Checker()
+  const deadline = Date.now() + config.timeoutMs
+  const spec = config.workload
+  let metrics: Record<string, number>
+  switch (spec.kind) {
+    case 'throughput': metrics = await throughput(config, spec, checker, deadline); break
+    case 'idle': metrics = await idle(config, spec, checker, deadline); break
+    case 'latency': metrics = await latency(config, spec, checker, deadline); break
+    case 'replay': metrics = await replay(config, spec, checker, deadline); break
+  }
+  const result: LoadResult = { counts: checker.counts, delivered: checker.delivered, metrics }
+  process.send?.({ type: 'result', result } satisfies LoadMessage, () => { process.exit(0) })
+}
+
+await main()

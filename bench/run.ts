@@ -1,0 +1,514 @@
+// npm run bench: the gateway against a raw `ws` server and Socket.IO 4, under the same workloads.
+// Each server target runs alone in its own process, one at a time; a load generator in another
+// process drives it. Targets alternate within every round (their order rotates) so machine drift
+// hits all of them; the table reports medians of the rounds with min–max and ratios to raw ws.
+// Every round checks correctness too: a lost, repeated, out-of-order or misdelivered event fails it.
+//   npm run bench -- [--quick] [--rounds N] [--only burst,latency] [--profile] [--out file.json]
+// Method and results: docs/performance.md.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { Redis } from 'ioredis'
+import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
+import { median } from './shared/stats.js'
+import { formatSummary, summariseProfile, type ProfileWindow } from './profile.js'
+
+// ---- Targets and workloads --------------------------------------------------------------------
+
+type TargetName = 'gateway' | 'raw-ws' | 'socketio'
+
+interface Target {
+  readonly name: TargetName
+  readonly client: ClientKind
+  /** The URL of a server listening on `port`. */
+  url(port: number): string
+}
+
+const TARGETS: Readonly<Record<TargetName, Target>> = {
+  gateway: { name: 'gateway', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
+  'raw-ws': { name: 'raw-ws', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/` },
+  socketio: { name: 'socketio', client: 'socketio', url: (port) => `http://127.0.0.1:${port}` }
+}
+const ALL_TARGETS: readonly TargetName[] = ['gateway', 'raw-ws', 'socketio']
+
+interface Metric {
+  readonly key: string
+  readonly label: string
+  readonly format: (value: number) => string
+}
+
+const count = (value: number): string => Math.round(value).toLocaleString('en-US')
+const fixed = (digits: number) => (value: number): string => value.toFixed(digits)
+const kib = (value: number): string => (value / 1024).toFixed(1)
+
+const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
+  throughput: [
+    { key: 'eventsPerSec', label: 'delivered events/s', format: count },
+    { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
+    { key: 'loadCpuUsPerEvent', label: 'load-gen CPU µs/event', format: fixed(2) }
+  ],
+  idle: [
+    { key: 'rssPerConnection', label: 'RSS KiB/connection', format: kib },
+    { key: 'heapPerConnection', label: 'heap KiB/connection', format: kib }
+  ],
+  latency: [
+    { key: 'p50Ms', label: 'latency p50 ms', format: fixed(2) },
+    { key: 'p99Ms', label: 'latency p99 ms', format: fixed(2) },
+    { key: 'maxMs', label: 'latency max ms', format: fixed(2) },
+    { key: 'eventsPerSec', label: 'delivered events/s', format: count },
+    { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) }
+  ],
+  replay: [
+    { key: 'replayMs', label: 'replay of the run ms', format: fixed(1) },
+    { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) }
+  ]
+}
+
+interface Workload {
+  readonly name: string
+  readonly title: string
+  readonly targets: readonly TargetName[]
+  /** The gateway's EVENT_STORE: memory, or the Redis URL. */
+  readonly redis: boolean
+  readonly full: WorkloadSpec
+  readonly quick: WorkloadSpec
+}
+
+const burst = (users: number, events: number): WorkloadSpec => ({ kind: 'throughput', users, events, bytes: 200, warmupEvents: Math.ceil(events / 10) })
+const n = (value: number): string => value.toLocaleString('en-US')
+
+/** What a workload does, in words, from its sizes. */
+function describe (spec: WorkloadSpec): string {
+  switch (spec.kind) {
+    case 'throughput': return `${n(spec.users)} users × 1 run × ${n(spec.events)} events of ~${spec.bytes} B`
+    case 'idle': return `${n(spec.connections)} authenticated idle connections, memory after forced GC`
+    case 'latency': return `${n(spec.users)} users, one event per run every ${spec.intervalMs} ms (${n(spec.users * 1000 / spec.intervalMs)} events/s offered) for ${spec.durationMs / 1000} s`
+    case 'replay': return `subscribe from seq 0 to a finished run of ${n(spec.events)} events (median of ${spec.replays} replays per round)`
+  }
+}
+
+const WORKLOADS: readonly Workload[] = [
+  { name: 'burst', title: '(a) burst', targets: ALL_TARGETS, redis: false, full: burst(100, 2000), quick: burst(10, 200) },
+  { name: 'many-users', title: '(b) many users', targets: ALL_TARGETS, redis: false, full: burst(1000, 200), quick: burst(50, 20) },
+  { name: 'idle', title: '(c) idle memory', targets: ALL_TARGETS, redis: false, full: { kind: 'idle', connections: 5000, settleMs: 1000 }, quick: { kind: 'idle', connections: 200, settleMs: 100 } },
+  {
+    name: 'latency',
+    title: '(d) latency below saturation',
+    targets: ALL_TARGETS,
+    redis: false,
+    full: { kind: 'latency', users: 500, intervalMs: 50, durationMs: 10_000, warmupMs: 1000, bytes: 200 },
+    quick: { kind: 'latency', users: 50, intervalMs: 50, durationMs: 1000, warmupMs: 0, bytes: 200 }
+  },
+  {
+    name: 'replay',
+    title: '(e) replay',
+    targets: ALL_TARGETS,
+    redis: false,
+    full: { kind: 'replay', events: 10_000, bytes: 200, warmups: 2, replays: 5 },
+    quick: { kind: 'replay', events: 1000, bytes: 200, warmups: 0, replays: 1 }
+  },
+  { name: 'burst-redis', title: '(a) on Redis, raw ws alongside for the ratios', targets: ['gateway', 'raw-ws'], redis: true, full: burst(100, 2000), quick: burst(10, 200) }
+]
+
+// ---- Processes --------------------------------------------------------------------------------
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+/**
+ * Starts a Node script with an IPC channel, through bash so that the soft limit of open files
+ * can be raised to the hard limit first (5,000 connections need ~5,000 descriptors per side).
+ */
+function spawnNode (script: string, execArgv: readonly string[], env: Record<string, string>): ChildProcess {
+  return spawn('bash', ['-c', 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...execArgv, join(here, script)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...env }
+  })
+}
+
+/** Resolves with the first message that `accept` turns into a value; rejects if the child exits first or time runs out. */
+function firstMessage<T> (child: ChildProcess, accept: (message: unknown) => T | undefined, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { done(new Error(`${what}: no answer within ${timeoutMs} ms`)) }, timeoutMs)
+    const onMessage = (message: unknown): void => {
+      const value = accept(message)
+      if (value !== undefined) done(undefined, value)
+    }
+    const onExit = (code: number | null): void => { done(new Error(`${what}: exited (${code}) before answering`)) }
+    function done (err?: Error, value?: T): void {
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      if (err === undefined) resolve(value as T)
+      else reject(err)
+    }
+    child.on('message', onMessage)
+    child.on('exit', onExit)
+  })
+}
+
+/** Asks a server to stop (the load generator stops by itself), and kills it after `graceMs`. */
+async function stopChild (child: ChildProcess, graceMs: number, ask: boolean): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  // A channel that closes meanwhile is fine: the process is on its way out.
+  if (ask && child.connected) child.send({ type: 'stop' } satisfies ToServer, () => {})
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, graceMs)
+  await exited
+  clearTimeout(timer)
+}
+
+// ---- Rounds: a server target, the workloads it serves, a load generator for each ----------------
+
+interface Options {
+  readonly quick: boolean
+  readonly rounds: number
+  readonly only: readonly string[] | undefined
+  readonly profileDir: string | undefined
+  readonly out: string | undefined
+  readonly redisUrl: string
+}
+
+export interface RoundResult {
+  readonly workload: string
+  readonly target: TargetName
+  readonly round: number
+  readonly ok: boolean
+  readonly seconds: number
+  /** The machine's 1-minute load average when the round ended (other processes compete for the CPU). */
+  readonly loadAverage: number
+  readonly counts?: Correctness
+  readonly delivered?: number
+  readonly metrics?: Readonly<Record<string, number>>
+  readonly error?: string
+}
+
+const secret = randomBytes(32).toString('base64url')
+const redisPrefixBase = `agw-bench-${process.pid}`
+
+/** Runs one load generator against a started server and returns what it found. */
+async function drive (server: ChildProcess, port: number, target: Target, spec: WorkloadSpec, timeoutMs: number): Promise<LoadResult> {
+  const config: LoadConfig = { client: target.client, url: target.url(port), secret, workload: spec, timeoutMs }
+  const load = spawnNode('load.js', [], { BENCH_LOAD: JSON.stringify(config) })
+  // The load generator's measurement requests go to the server; its replies come back.
+  const toServer = (message: LoadMessage): void => { if (message.type === 'request' && server.connected) server.send(message, () => {}) }
+  const toLoad = (message: ServerMessage): void => { if (message.type === 'reply' && load.connected) load.send(message, () => {}) }
+  load.on('message', toServer)
+  server.on('message', toLoad)
+  try {
+    return await firstMessage(load, (m) => ((m as LoadMessage).type === 'result' ? (m as { result: LoadResult }).result : undefined), timeoutMs + 60_000, 'load generator')
+  } finally {
+    server.off('message', toLoad)
+    await stopChild(load, 5_000, false)
+  }
+}
+
+/**
+ * Starts one server target and runs `workloads` against it, one load generator each. The full
+ * mode gives every round a fresh server; the quick mode, which only checks correctness, runs all
+ * of a target's workloads on one server to keep start-ups (seconds for the gateway) few.
+ */
+async function session (options: Options, target: Target, redis: boolean, label: string, workloads: readonly Workload[], round: number): Promise<RoundResult[]> {
+  const timeoutMs = options.quick ? 30_000 : 180_000
+  const redisPrefix = `${redisPrefixBase}-${label}:`
+  const execArgv = ['--expose-gc', ...(options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`])]
+  const windowFile = options.profileDir === undefined ? undefined : join(options.profileDir, `${label}-${target.name}.window.json`)
+  const server = spawnNode(`targets/${target.name}.js`, execArgv, {
+    BENCH_SECRET: secret,
+    BENCH_STORE: redis ? options.redisUrl : 'memory',
+    BENCH_REDIS_PREFIX: redisPrefix,
+    ...(windowFile === undefined ? {} : { BENCH_WINDOW_FILE: windowFile })
+  })
+  const results: RoundResult[] = []
+  try {
+    const port = await firstMessage(server, (m) => ((m as ServerMessage).type === 'ready' ? (m as { port: number }).port : undefined), 30_000, `${target.name} server`)
+      .catch((err: unknown) => err as Error)
+    for (const workload of workloads) {
+      const started = performance.now()
+      let outcome: LoadResult | Error
+      try {
+        outcome = typeof port === 'number' ? await drive(server, port, target, options.quick ? workload.quick : workload.full, timeoutMs) : port
+      } catch (err) {
+        outcome = err as Error
+      }
+      const base = { workload: workload.name, target: target.name, round, seconds: (performance.now() - started) / 1000, loadAverage: loadavg()[0] ?? 0 }
+      const result: RoundResult = outcome instanceof Error
+        ? { ...base, ok: false, error: outcome.message }
+        : { ...base, ok: CORRECTNESS_KEYS.every((key) => outcome.counts[key] === 0), ...outcome }
+      results.push(result)
+      const status = result.ok ? 'ok' : `FAILED ${result.error ?? JSON.stringify(result.counts)}`
+      process.stdout.write(`  ${workload.name} round ${round} ${target.name}: ${status} (${result.seconds.toFixed(1)} s)\n`)
+    }
+  } finally {
+    await stopChild(server, 15_000, true)
+    if (redis) await deleteKeys(options.redisUrl, redisPrefix)
+    if (windowFile !== undefined) printProfile(options.profileDir as string, server.pid, windowFile)
+  }
+  return results
+}
+
+/** The profile a server wrote at exit (named after its pid), summarised over its measured window. */
+function printProfile (dir: string, pid: number | undefined, windowFile: string): void {
+  const file = readdirSync(dir).find((name) => name.endsWith(`.${pid}.0.001.cpuprofile`))
+  if (file === undefined || !existsSync(windowFile)) {
+    process.stdout.write(`  no CPU profile or measured window found for process ${pid}\n`)
+    return
+  }
+  const window = JSON.parse(readFileSync(windowFile, 'utf8')) as ProfileWindow
+  process.stdout.write(`\nCPU profile ${join(dir, file)}, measured window only (${((window.toUs - window.fromUs) / 1e6).toFixed(2)} s):\n`)
+  process.stdout.write(`${formatSummary(summariseProfile(join(dir, file), 25, window))}\n\n`)
+}
+
+// ---- Redis ----------------------------------------------------------------------------------
+
+async function withRedis<T> (url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: () => null })
+  redis.on('error', () => {})
+  try {
+    await redis.connect()
+    return await use(redis)
+  } finally {
+    redis.disconnect()
+  }
+}
+
+async function redisAnswers (url: string): Promise<boolean> {
+  try {
+    return await withRedis(url, async (redis) => (await redis.ping()) === 'PONG')
+  } catch {
+    return false
+  }
+}
+
+async function deleteKeys (url: string, prefix: string): Promise<void> {
+  await withRedis(url, async (redis) => {
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+  }).catch((err: unknown) => { process.stderr.write(`bench: could not delete the Redis keys ${prefix}*: ${(err as Error).message}\n`) })
+}
+
+// ---- Summary --------------------------------------------------------------------------------
+
+export interface Stat {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly n: number
+}
+
+type Summary = Record<string, Partial<Record<TargetName, Record<string, Stat>>>>
+
+function summarise (workloads: readonly Workload[], results: readonly RoundResult[]): Summary {
+  const summary: Summary = {}
+  for (const workload of workloads) {
+    const byTarget: Partial<Record<TargetName, Record<string, Stat>>> = {}
+    for (const target of workload.targets) {
+      const rounds = results.filter((r) => r.workload === workload.name && r.target === target && r.ok && r.metrics !== undefined)
+      const stats: Record<string, Stat> = {}
+      for (const metric of METRICS[workload.full.kind]) {
+        const values = rounds.map((r) => r.metrics?.[metric.key]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v))
+        if (values.length > 0) stats[metric.key] = { median: median(values), min: Math.min(...values), max: Math.max(...values), n: values.length }
+      }
+      byTarget[target] = stats
+    }
+    summary[workload.name] = byTarget
+  }
+  return summary
+}
+
+export interface TargetCheck {
+  readonly goal: string
+  readonly workload: string
+  readonly value: number
+  readonly limit: number
+  readonly met: boolean
+}
+
+/** The performance targets of the gateway, evaluated on the medians. */
+function checkTargets (summary: Summary): TargetCheck[] {
+  const checks: TargetCheck[] = []
+  const stat = (workload: string, target: TargetName, key: string): number | undefined => summary[workload]?.[target]?.[key]?.median
+  const ratio = (goal: string, workload: string, key: string, other: TargetName, bound: number, atLeast: boolean): void => {
+    const gateway = stat(workload, 'gateway', key)
+    const base = stat(workload, other, key)
+    if (gateway === undefined || base === undefined) return
+    const value = gateway / base
+    checks.push({ goal, workload, value, limit: bound, met: atLeast ? value >= bound : value <= bound })
+  }
+  for (const workload of ['burst', 'many-users', 'burst-redis']) {
+    ratio('delivered events/s ≥ 0.9 × raw ws', workload, 'eventsPerSec', 'raw-ws', 0.9, true)
+    ratio('delivered events/s ≥ 1.2 × Socket.IO', workload, 'eventsPerSec', 'socketio', 1.2, true)
+    ratio('server CPU per event ≤ 1.1 × raw ws', workload, 'cpuUsPerEvent', 'raw-ws', 1.1, false)
+  }
+  const p99 = stat('latency', 'gateway', 'p99Ms')
+  const rawP99 = stat('latency', 'raw-ws', 'p99Ms')
+  if (p99 !== undefined && rawP99 !== undefined) checks.push({ goal: 'p99 ≤ raw ws p99 + 2 ms', workload: 'latency', value: p99, limit: rawP99 + 2, met: p99 <= rawP99 + 2 })
+  ratio('RSS per idle connection ≤ 1.5 × raw ws', 'idle', 'rssPerConnection', 'raw-ws', 1.5, false)
+  const replay = stat('replay', 'gateway', 'replayMs')
+  if (replay !== undefined) checks.push({ goal: 'replay of 10,000 events < 200 ms (memory store)', workload: 'replay', value: replay, limit: 200, met: replay < 200 })
+  return checks
+}
+
+const LABELS: Readonly<Record<TargetName, string>> = { gateway: 'gateway', 'raw-ws': 'raw ws', socketio: 'Socket.IO' }
+
+function table (workloads: readonly Workload[], summary: Summary, results: readonly RoundResult[], quick: boolean): string {
+  const lines: string[] = []
+  const cell = (stat: Stat | undefined, format: (v: number) => string): string =>
+    stat === undefined ? '—' : stat.n === 1 ? format(stat.median) : `${format(stat.median)} (${format(stat.min)}–${format(stat.max)})`
+  for (const workload of workloads) {
+    const failed = results.filter((r) => r.workload === workload.name && !r.ok).length
+    lines.push('', `${workload.title}: ${describe(quick ? workload.quick : workload.full)}${failed > 0 ? `  [${failed} FAILED round(s)]` : ''}`)
+    const others = workload.targets.filter((t) => t !== 'raw-ws')
+    const header = ['metric'.padEnd(24), ...workload.targets.map((t) => LABELS[t].padEnd(30)), ...others.map((t) => `${LABELS[t]}/raw`.padEnd(14))]
+    lines.push(`  ${header.join(' ').trimEnd()}`)
+    for (const metric of METRICS[workload.full.kind]) {
+      const stats = summary[workload.name] ?? {}
+      const raw = stats['raw-ws']?.[metric.key]?.median
+      const ratios = others.map((t) => {
+        const value = stats[t]?.[metric.key]?.median
+        return (value === undefined || raw === undefined || raw === 0 ? '—' : `${(value / raw).toFixed(2)}×`).padEnd(14)
+      })
+      const row = [metric.label.padEnd(24), ...workload.targets.map((t) => cell(stats[t]?.[metric.key], metric.format).padEnd(30)), ...ratios]
+      lines.push(`  ${row.join(' ').trimEnd()}`)
+    }
+  }
+  return lines.join('\n')
+}
+
+function correctnessReport (results: readonly RoundResult[]): string {
+  const failed = results.filter((r) => !r.ok)
+  if (failed.length === 0) return `correctness: ${results.length} rounds, every one with 0 lost, duplicated, out-of-order and misdelivered events`
+  return [`correctness: ${failed.length} of ${results.length} rounds FAILED`, ...failed.map((r) => {
+    const counts = r.counts === undefined ? '' : CORRECTNESS_KEYS.filter((k) => r.counts?.[k] !== 0).map((k) => `${k} ${r.counts?.[k]}`).join(', ')
+    return `  ${r.workload} / ${r.target} / round ${r.round}: ${r.error ?? counts}`
+  })].join('\n')
+}
+
+/** Which source was measured: other work may be in progress in the same tree. */
+function source (): Record<string, unknown> {
+  const git = (...args: string[]): string => {
+    try {
+      return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    } catch {
+      return ''
+    }
+  }
+  const changed = git('status', '--porcelain', '--', 'src')
+  return { commit: git('rev-parse', 'HEAD'), uncommittedSrcFiles: changed === '' ? 0 : changed.split('\n').length }
+}
+
+function machine (): Record<string, unknown> {
+  return {
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30 * 10) / 10,
+    node: process.version,
+    kernel: release()
+  }
+}
+
+// ---- Main -----------------------------------------------------------------------------------
+
+function parseOptions (argv: readonly string[]): Options {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      only: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' }
+    }
+  })
+  const date = new Date().toISOString().slice(0, 10)
+  // Profiles stay out of the repository, next to the compiled bench.
+  const profileDir = values.profile ? join(process.cwd(), 'dist-dev', 'profiles') : undefined
+  return {
+    quick: values.quick,
+    rounds: Number(values.rounds ?? (values.quick || values.profile ? 1 : 5)),
+    // Profiling defaults to workload (a); --only picks others.
+    only: values.only?.split(',').map((name) => name.trim()) ?? (values.profile ? ['burst'] : undefined),
+    profileDir,
+    // Quick and profiling runs leave the committed results alone unless told where to write.
+    out: values.out ?? (values.quick || values.profile ? undefined : join(process.cwd(), 'bench', 'results', `${date}.json`)),
+    redisUrl: values.redis
+  }
+}
+
+export async function runBench (argv: readonly string[]): Promise<boolean> {
+  const options = parseOptions(argv)
+  const began = performance.now()
+  let workloads = WORKLOADS.filter((w) => options.only === undefined || options.only.includes(w.name))
+  if (options.profileDir !== undefined) {
+    workloads = workloads.map((w) => ({ ...w, targets: ['gateway'] }))
+    mkdirSync(options.profileDir, { recursive: true })
+  }
+  const skipped: string[] = []
+  if (workloads.some((w) => w.redis) && !(await redisAnswers(options.redisUrl))) {
+    process.stdout.write(`NOTICE: Redis does not answer at ${options.redisUrl}; skipping the Redis workload\n`)
+    skipped.push(...workloads.filter((w) => w.redis).map((w) => w.name))
+    workloads = workloads.filter((w) => !w.redis)
+  }
+  process.stdout.write(`bench: ${options.quick ? 'quick' : 'full'} mode, ${options.rounds} round(s), workloads ${workloads.map((w) => w.name).join(', ')}\n`)
+  const results: RoundResult[] = []
+  if (options.quick) {
+    for (const redis of [false, true]) {
+      for (const name of ALL_TARGETS) {
+        const served = workloads.filter((w) => w.redis === redis && w.targets.includes(name))
+        if (served.length > 0) results.push(...await session(options, TARGETS[name], redis, `quick${redis ? '-redis' : ''}`, served, 1))
+      }
+    }
+  } else {
+    for (const workload of workloads) {
+      for (let round = 1; round <= options.rounds; round++) {
+        // The order of the targets rotates from round to round: no target always runs first.
+        const order = workload.targets.map((_, i) => workload.targets[(i + round - 1) % workload.targets.length] as TargetName)
+        for (const name of order) results.push(...await session(options, TARGETS[name], workload.redis, `${workload.name}-${round}`, [workload], round))
+      }
+    }
+  }
+  const summary = summarise(workloads, results)
+  const checks = options.quick ? [] : checkTargets(summary)
+  process.stdout.write(`${table(workloads, summary, results, options.quick)}\n\n${correctnessReport(results)}\n`)
+  if (checks.length > 0) {
+    process.stdout.write('\ntargets (gateway, on the medians):\n')
+    for (const check of checks) {
+      process.stdout.write(`  ${check.met ? 'met    ' : 'MISSED '} ${check.workload.padEnd(12)} ${check.goal}: ${check.value.toFixed(2)} (limit ${check.limit.toFixed(2)})\n`)
+    }
+  }
+  const seconds = (performance.now() - began) / 1000
+  process.stdout.write(`\nbench finished in ${seconds.toFixed(0)} s\n`)
+  if (options.out !== undefined) {
+    mkdirSync(dirname(options.out), { recursive: true })
+    const report = {
+      date: new Date().toISOString(),
+      mode: options.quick ? 'quick' : 'full',
+      rounds: options.rounds,
+      machine: machine(),
+      source: source(),
+      workloads: Object.fromEntries(workloads.map((w) => [w.name, { title: `${w.title}: ${describe(options.quick ? w.quick : w.full)}`, targets: w.targets, store: w.redis ? 'redis' : 'memory', spec: options.quick ? w.quick : w.full }])),
+      skipped,
+      summary,
+      targets: checks,
+      results,
+      seconds
+    }
+    writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`)
+    process.stdout.write(`results written to ${options.out}\n`)
+  }
+  return results.every((r) => r.ok)
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.exitCode = (await runBench(process.argv.slice(2))) ? 0 : 1
+}
+

@@ -1,0 +1,76 @@
+// The messages between the orchestrator (bench/run.ts), the load generator (bench/load.ts) and the
+// server targets (bench/targets/*.ts), all over Node's IPC channel. The load generator asks the
+// server for measurements through the orchestrator, which forwards requests and replies as is.
+
+export type ServerRequest = 'measure-start' | 'measure-stop' | 'memory'
+
+export interface CpuMeasure {
+  /** User + system CPU time of the server process over the window, in µs. */
+  readonly cpuUs: number
+  readonly wallMs: number
+}
+
+export interface MemoryMeasure {
+  readonly rss: number
+  readonly heapUsed: number
+  readonly external: number
+}
+
+export type ServerReply =
+  | { readonly kind: 'started' }
+  | ({ readonly kind: 'measure' } & CpuMeasure)
+  | ({ readonly kind: 'memory' } & MemoryMeasure)
+
+export type ServerMessage =
+  | { readonly type: 'ready', readonly port: number }
+  | { readonly type: 'reply', readonly id: number, readonly reply: ServerReply }
+
+export type ToServer =
+  | { readonly type: 'request', readonly id: number, readonly request: ServerRequest }
+  | { readonly type: 'stop' }
+
+export type WorkloadSpec =
+  /** Every user opens one connection and starts one run of `events` at once. */
+  | { readonly kind: 'throughput', readonly users: number, readonly events: number, readonly bytes: number, readonly warmupEvents: number }
+  /** `connections` authenticated connections (one user each) that do nothing, then one tiny run each. */
+  | { readonly kind: 'idle', readonly connections: number, readonly settleMs: number }
+  /** Paced runs: one event per run every `intervalMs` for `durationMs`, after a warm-up. */
+  | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupMs: number, readonly bytes: number }
+  /** One finished run of `events`, replayed from seq 0 by a second connection `warmups + replays` times. */
+  | { readonly kind: 'replay', readonly events: number, readonly bytes: number, readonly warmups: number, readonly replays: number }
+
+export type ClientKind = 'ws' | 'socketio'
+
+export interface LoadConfig {
+  readonly client: ClientKind
+  readonly url: string
+  readonly secret: string
+  readonly workload: WorkloadSpec
+  /** Deadline for the whole workload; anything not delivered by then counts as lost. */
+  readonly timeoutMs: number
+}
+
+/** Every count must be 0, or the round failed. */
+export interface Correctness {
+  lost: number
+  duplicated: number
+  outOfOrder: number
+  misdelivered: number
+  /** Runs that ended otherwise than `completed`, or were refused. */
+  failedRuns: number
+  /** Connections that could not be opened, or closed before the end. */
+  failedConnections: number
+}
+
+export const CORRECTNESS_KEYS = ['lost', 'duplicated', 'outOfOrder', 'misdelivered', 'failedRuns', 'failedConnections'] as const
+
+export interface LoadResult {
+  readonly counts: Correctness
+  /** Run events received in the measured window (all connections). */
+  readonly delivered: number
+  readonly metrics: Readonly<Record<string, number>>
+}
+
+export type LoadMessage =
+  | { readonly type: 'request', readonly id: number, readonly request: ServerRequest }
+  | { readonly type: 'result', readonly result: LoadResult }
