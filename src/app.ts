@@ -12,6 +12,7 @@ import runEngine, { type Agent } from './plugins/run-engine.js'
 import healthRoutes from './routes/health.js'
 import wsRoute from './routes/ws.js'
 import runsRoutes from './routes/runs.js'
+import agUiRoutes from './routes/ag-ui.js'
 import metricsRoute from './routes/metrics.js'
 import metrics from './plugins/metrics.js'
 import devTokenRoute from './routes/dev-token.js'
@@ -52,6 +53,7 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   fastify.register(healthRoutes)
   fastify.register(wsRoute)
   fastify.register(runsRoutes)
+  fastify.register(agUiRoutes)
   fastify.register(metricsRoute)
   fastify.register(devTokenRoute)
   if (opts.page !== false) fastify.register(pageRoute)

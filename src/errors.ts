@@ -69,6 +69,8 @@ export const LastEventIdError = createError<'AGW_ERR_LAST_EVENT_ID', 400, []>(
   'AGW_ERR_LAST_EVENT_ID', 'Last-Event-ID must be the seq of the last event received (a whole number)', 400)
 export const RunRequestInvalidError = createError<'AGW_ERR_RUN_REQUEST_INVALID', 400, [string]>(
   'AGW_ERR_RUN_REQUEST_INVALID', 'Invalid run request: %s', 400)
+export const AgUiInputError = createError<'AGW_ERR_AG_UI_INPUT', 400, [string]>(
+  'AGW_ERR_AG_UI_INPUT', 'Invalid AG-UI RunAgentInput: %s', 400)
 export const RunNotFoundError = createError<'AGW_ERR_RUN_NOT_FOUND', 404, [string]>(
   'AGW_ERR_RUN_NOT_FOUND', 'Run "%s" not found', 404)
 export const RunEndedError = createError<'AGW_ERR_RUN_ENDED', 409, [string]>(

@@ -1,0 +1,90 @@
+// POST /v1/ag-ui (section 4 of the contract): the endpoint @ag-ui/client's HttpAgent runs. The body
+// is an AG-UI RunAgentInput, checked with @ag-ui/core's own schema; the run is an ordinary run of
+// the engine, and its events reach the response through the bridge like every other event stream
+// (seq order, from the log, with backpressure), translated by src/integrations/ag-ui.ts.
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { RunAgentInputSchema } from '@ag-ui/core/schemas'
+import { Compile } from 'typebox/compile'
+import { AgentName, ThreadId } from '../protocol.js'
+import { AgUiInputError, RunEndedError, httpErrorHandler } from '../errors.js'
+import { agUiEventStream, lastUserText, type AgUiRunIds } from '../integrations/ag-ui.js'
+import type { StartRequest } from '../plugins/run-engine.js'
+import type { UserContext } from '../plugins/user-context.js'
+import { limitRequestRate } from './rate-limit.js'
+
+const validThreadId = Compile(ThreadId)
+const validAgentName = Compile(AgentName)
+
+interface Issue {
+  readonly path: readonly PropertyKey[]
+  readonly message: string
+}
+
+function describeIssues (issues: readonly Issue[]): string {
+  return issues.slice(0, 3).map(({ path, message }) => `${path.length === 0 ? 'body' : path.map(String).join('.')}: ${message}`).join('; ')
+}
+
+/**
+ * The run an AG-UI RunAgentInput asks for: the last user message's text is `input.message`; the
+ * rest of the conversation goes along in `input.agUi`; `forwardedProps.agent` picks the agent. The
+ * client's threadId is kept when it is one of ours too; its ids are what its events carry.
+ */
+function runRequestFrom (body: unknown): { request: StartRequest, ids: AgUiRunIds } {
+  const parsed = RunAgentInputSchema.safeParse(body)
+  if (!parsed.success) throw new AgUiInputError(describeIssues(parsed.error.issues))
+  const { threadId, runId, messages, context } = parsed.data
+  // Any JSON, as far as AG-UI is concerned.
+  const state: unknown = parsed.data.state
+  const forwardedProps: unknown = parsed.data.forwardedProps
+  const message = lastUserText(parsed.data)
+  if (message === undefined) throw new AgUiInputError('messages: there is no user message to answer')
+  const agent: unknown = typeof forwardedProps === 'object' && forwardedProps !== null ? (forwardedProps as Record<string, unknown>).agent : undefined
+  if (agent !== undefined && !validAgentName.Check(agent)) {
+    throw new AgUiInputError('forwardedProps.agent: must be an agent name (1-64 letters, digits, "_", "." or "-")')
+  }
+  const agUi = { messages, context, ...(state === undefined ? {} : { state }), ...(forwardedProps === undefined ? {} : { forwardedProps }) }
+  return {
+    ids: { threadId, runId },
+    request: {
+      ...(agent === undefined ? {} : { agent }),
+      ...(validThreadId.Check(threadId) ? { threadId } : {}),
+      input: { message, agUi }
+    }
+  }
+}
+
+async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
+  const { runEngine: engine, agentBridge: bridge } = fastify
+  fastify.setErrorHandler(httpErrorHandler)
+  await limitRequestRate(fastify)
+
+  /** The request was the run's only reader: when the client goes, the run is cancelled. */
+  function cancelRun (user: UserContext, runId: string, log: FastifyBaseLogger): void {
+    engine.cancel(user, runId).catch((err: unknown) => {
+      // It ended on its own as the client left (or at shutdown): nothing left to cancel.
+      if (!(err instanceof RunEndedError)) log.warn({ err, runId }, 'could not cancel the run of an abandoned AG-UI request')
+    })
+  }
+
+  fastify.post('/v1/ag-ui', { onRequest: fastify.requireUser }, async (request, reply) => {
+    const user = request.userContext as UserContext
+    const { request: runRequest, ids } = runRequestFrom(request.body)
+    // Admitted before the run exists, so that a refused stream never leaves a run behind.
+    bridge.admit(user.userId)
+    const { runId } = await engine.start(user, runRequest)
+    reply.hijack()
+    const stream = bridge.openStream(reply.raw, user, {
+      runId,
+      after: 0,
+      format: agUiEventStream(ids),
+      onEnd: (completed) => { if (!completed) cancelRun(user, runId, request.log) }
+    })
+    // A client that left while the run was starting will send no 'close' event any more.
+    if (reply.raw.destroyed) stream.goAway()
+  })
+}
+
+export default fp(agUiRoutes, {
+  name: 'routes/ag-ui', fastify: '5.x', encapsulate: true, dependencies: ['config', 'user-context', 'agent-bridge', 'run-engine']
+})
