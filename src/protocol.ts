@@ -170,7 +170,12 @@ const serverSchemas = {
     connectionId: Type.String(),
     userId: Type.String(),
     heartbeatMs: Type.Integer(),
-    limits: Type.Object({ maxMessageBytes: Type.Integer(), maxConcurrentRuns: Type.Integer() })
+    limits: Type.Object({
+      maxMessageBytes: Type.Integer(),
+      maxConcurrentRuns: Type.Integer(),
+      messagesPerSecond: Type.Integer({ description: 'Client messages per second a connection may send on average.' }),
+      messageBurst: Type.Integer({ description: 'Client messages a connection may send in a burst.' })
+    })
   }),
   run_accepted: Type.Object({
     type: Type.Literal('run_accepted'),

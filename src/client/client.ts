@@ -75,6 +75,13 @@ export interface GatewayClient {
   close(): void
 }
 
+/** A request waiting for its reply, kept whole so that it can be sent again. */
+interface PendingRequest {
+  readonly message: ClientMessage & { id: string }
+  readonly onReply: (reply: Reply) => void
+  readonly onSent?: (() => void) | undefined
+}
+
 interface PendingRun {
   readonly message: ClientMessage & { type: 'run', id: string }
   sent: boolean
@@ -105,7 +112,7 @@ class Client implements GatewayClient, RunOwner {
   /** `run` requests not answered yet, by request id. */
   readonly #pendingRuns = new Map<string, PendingRun>()
   /** Reply handlers of the current connection, by request id. */
-  readonly #replies = new Map<string, (reply: Reply) => void>()
+  readonly #replies = new Map<string, PendingRequest>()
   #queue: Outgoing[] = []
   #allowance: number
   #refilledAt = 0
@@ -234,16 +241,29 @@ class Client implements GatewayClient, RunOwner {
       this.#onWelcome(message)
       return
     }
-    const handler = message.id === undefined ? undefined : this.#replies.get(message.id)
-    if (handler !== undefined) {
-      this.#replies.delete(message.id as string)
-      handler(message)
-    } else if (message.type === 'error' && message.id === undefined) {
-      // The server answers RATE_LIMITED without the request's id, so the client cannot tell which
-      // request was dropped: it slows down and starts over on a new connection, which re-sends
-      // every subscription and settles every request in flight.
+    const request = message.id === undefined ? undefined : this.#replies.get(message.id)
+    if (message.type === 'error' && message.code === 'RATE_LIMITED') {
+      // The client's own pacing was not enough: it slows down, and the consumer never sees the
+      // refusal. The server names the refused request, which is sent again at the slower pace;
+      // a refusal that names none (an older server) means starting over on a new connection,
+      // which re-sends every subscription and request in flight.
       this.#perSecond = Math.max(1, this.#perSecond / 2)
       this.#burst = Math.max(1, Math.floor(this.#burst / 2))
+      if (request === undefined) {
+        this.#drop(`${message.code}: ${message.message}`)
+        return
+      }
+      const socket = this.#socket
+      setTimeout(() => {
+        if (this.#socket === socket && this.#replies.get(request.message.id) === request) this.#send(request.message, request.onSent)
+      }, Math.ceil(1000 / this.#perSecond))
+      return
+    }
+    if (request !== undefined) {
+      this.#replies.delete(request.message.id)
+      request.onReply(message)
+    } else if (message.type === 'error' && message.id === undefined) {
+      // An error that answers no request of ours: the connection is in an unknown state.
       this.#drop(`${message.code}: ${message.message}`)
     }
   }
@@ -251,6 +271,10 @@ class Client implements GatewayClient, RunOwner {
   #onWelcome (welcome: ReplyOf<'welcome'>): void {
     this.#welcome = welcome
     this.#attempt = 0
+    // Pace by what the server announces (older servers announce nothing), so it need not refuse.
+    const { messagesPerSecond, messageBurst } = welcome.limits as Partial<ReplyOf<'welcome'>['limits']>
+    if (typeof messagesPerSecond === 'number') this.#perSecond = Math.min(this.#perSecond, messagesPerSecond)
+    if (typeof messageBurst === 'number') this.#burst = Math.min(this.#burst, messageBurst)
     this.#allowance = this.#burst
     this.#refilledAt = Date.now()
     this.#setState({ state: 'open' })
@@ -418,7 +442,7 @@ class Client implements GatewayClient, RunOwner {
   }
 
   #request (message: ClientMessage & { id: string }, onReply: (reply: Reply) => void, onSent?: () => void): void {
-    this.#replies.set(message.id, onReply)
+    this.#replies.set(message.id, { message, onReply, onSent })
     this.#send(message, onSent)
   }
 

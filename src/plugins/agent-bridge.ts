@@ -668,7 +668,12 @@ class BridgeCore implements AgentBridge {
       connectionId: conn.id,
       userId: user.userId,
       heartbeatMs: this.config.HEARTBEAT_MS,
-      limits: { maxMessageBytes: this.config.MAX_MESSAGE_BYTES, maxConcurrentRuns: this.config.MAX_CONCURRENT_RUNS }
+      limits: {
+        maxMessageBytes: this.config.MAX_MESSAGE_BYTES,
+        maxConcurrentRuns: this.config.MAX_CONCURRENT_RUNS,
+        messagesPerSecond: this.config.MESSAGE_RATE_PER_SEC,
+        messageBurst: this.config.MESSAGE_RATE_BURST
+      }
     })
     return conn
   }

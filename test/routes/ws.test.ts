@@ -49,7 +49,7 @@ t.test('welcome describes the connection and its limits', async (t) => {
     connectionId: /^[0-9a-f-]{36}$/,
     userId: 'alice',
     heartbeatMs: 20000,
-    limits: { maxMessageBytes: 4096, maxConcurrentRuns: 3 }
+    limits: { maxMessageBytes: 4096, maxConcurrentRuns: 3, messagesPerSecond: 20, messageBurst: 40 }
   })
 })
 
