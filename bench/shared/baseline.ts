@@ -57,8 +57,10 @@ export class BaselineRuns {
     const started = performance.now()
     peer.reply({ type: 'run_accepted', runId, threadId, agent: BENCH_AGENT })
     emit('agent_started', { agent: BENCH_AGENT, input })
+    // Never aborted: the same loop as the gateway's agent, which checks its run's signal.
+    const { signal } = new AbortController()
     setImmediate(() => {
-      void emitThoughts(plan, (thought, step) => { emit('agent_thinking', { thought, step }) }).then((thoughts) => {
+      void emitThoughts(plan, (thought, step) => { emit('agent_thinking', { thought, step }) }, signal).then((thoughts) => {
         emit('agent_completed', { status: 'completed', output: { events: thoughts + 2 }, durationMs: Math.round(performance.now() - started) })
       })
     })

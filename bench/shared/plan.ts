@@ -56,12 +56,12 @@ export function stampOf (thought: string): number | undefined {
  * Emits the run's agent_thinking events through `think`: each thought starts with its send time
  * (clockUs) and is padded so the frame is about `plan.bytes` long. Returns the number emitted.
  */
-export async function emitThoughts (plan: RunPlan, think: (thought: string, step: number) => void, signal?: AbortSignal): Promise<number> {
+export async function emitThoughts (plan: RunPlan, think: (thought: string, step: number) => void, signal: AbortSignal): Promise<number> {
   const thoughts = plan.events - 2
   const padding = 'x'.repeat(Math.max(16, plan.bytes - ENVELOPE_BYTES))
   const started = performance.now()
   let step = 0
-  while (step < thoughts && signal?.aborted !== true) {
+  while (step < thoughts && !signal.aborted) {
     if (plan.intervalMs > 0) {
       const wait = started + step * plan.intervalMs - performance.now()
       if (wait > 0) await sleep(wait)
