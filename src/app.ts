@@ -19,13 +19,15 @@ import devTokenRoute from './routes/dev-token.js'
 import pageRoute from './routes/page.js'
 import type { EventStore } from './stores/event-store.js'
 import { createDemoAgent } from './agents/demo.js'
+import { createLlmAgent } from './agents/llm.js'
+import { ConfigInvalidError } from './errors.js'
 import { demoTools } from './tools/index.js'
 
 export interface AgentGatewayOptions {
   /** A loaded configuration; otherwise it is read from `env` (default: process.env). */
   config?: Config
   env?: EnvSource
-  /** Agents by name. Default: `{ demo }`, the built-in demo agent. */
+  /** Agents by name. Default: the built-in `demo` agent, and `llm` when LLM_BASE_URL and LLM_MODEL are set. */
   agents?: Readonly<Record<string, Agent>>
   /** The agent of runs that name none. Default: the first of `agents`. */
   defaultAgent?: string
@@ -37,6 +39,20 @@ export interface AgentGatewayOptions {
   page?: boolean
 }
 
+/** The demo agent, and the LLM agent when its server and model are configured (both or neither). */
+function builtInAgents (config: Config): Record<string, Agent> {
+  const demo = createDemoAgent({ stepDelayMs: config.DEMO_STEP_DELAY_MS })
+  const { LLM_BASE_URL: baseURL, LLM_MODEL: model } = config
+  if (baseURL === undefined && model === undefined) return { demo }
+  if (baseURL === undefined || model === undefined) {
+    const [set, missing] = baseURL === undefined ? ['LLM_MODEL', 'LLM_BASE_URL'] : ['LLM_BASE_URL', 'LLM_MODEL']
+    throw new ConfigInvalidError(`${set} is set but ${missing} is not; set both to enable the llm agent, or neither`)
+  }
+  // Servers without authentication (Ollama, LM Studio, vLLM by default) take any key; the SDK needs one.
+  const apiKey = config.LLM_API_KEY === undefined || config.LLM_API_KEY === '' ? 'none' : config.LLM_API_KEY
+  return { demo, llm: createLlmAgent({ baseURL, apiKey, model, maxSteps: config.LLM_MAX_STEPS }) }
+}
+
 async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Promise<void> {
   const builtIn = opts.agents === undefined
   fastify.register(configPlugin, { config: opts.config, env: opts.env })
@@ -46,10 +62,11 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   fastify.register(userContext)
   fastify.register(toolDispatcher, { tools: opts.tools ?? (builtIn ? demoTools : []) })
   fastify.register(agentBridge, { store: opts.store })
-  fastify.register(runEngine, (instance) => ({
-    agents: opts.agents ?? { demo: createDemoAgent({ stepDelayMs: instance.config.DEMO_STEP_DELAY_MS }) },
-    defaultAgent: opts.defaultAgent
-  }))
+  // The built-in agents depend on the configuration, so they are made once it has loaded, in a
+  // plugin of their own: an error there fails ready(), as one in an options function cannot.
+  const agents: Record<string, Agent> = { ...opts.agents }
+  if (opts.agents === undefined) fastify.register(async (instance) => { Object.assign(agents, builtInAgents(instance.config)) })
+  fastify.register(runEngine, { agents, defaultAgent: opts.defaultAgent })
   fastify.register(healthRoutes)
   fastify.register(wsRoute)
   fastify.register(runsRoutes)
@@ -85,5 +102,6 @@ export type { AuthSecret, TokenClaims } from './plugins/auth-secret.js'
 export type { EventStore, RunMeta, StoredEvent, RunLookup, NewRun } from './stores/event-store.js'
 export { createMemoryStore } from './stores/memory-store.js'
 export { createDemoAgent } from './agents/demo.js'
+export { createLlmAgent, type LlmAgentOptions, type LlmAnswer } from './agents/llm.js'
 export { demoTools } from './tools/index.js'
 export * from './protocol.js'
