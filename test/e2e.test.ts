@@ -200,6 +200,32 @@ t.test('a slow reader never makes the server buffer without bound and still gets
   t.same(runProblems(events), [], 'every event, once, in order, caught up from the log')
 })
 
+t.test('the frames a run emits in one tick leave in one write to the socket, in order', async (t) => {
+  const app = await buildApp(t, { agents: { firehose: firehose(300, 160, 1000) } })
+  // Every write the server makes to the upgraded TCP socket, and how many chunks each carried.
+  const writes: number[] = []
+  type Writer = (this: unknown, ...args: any[]) => void
+  app.server.on('upgrade', (_request, socket: { _write: Writer, _writev: Writer }) => {
+    const write = socket._write
+    const writev = socket._writev
+    socket._write = function (...args) { writes.push(1); write.apply(this, args) }
+    socket._writev = function (chunks: unknown[], ...rest) { writes.push(chunks.length); writev.call(this, chunks, ...rest) }
+  })
+  const { ws } = await listen(t, app)
+  const client = await connect(t, ws, { token: tokenFor('alice') })
+  const before = writes.length
+  client.send({ type: 'run', input: { message: 'go' } })
+  const accepted = await client.nextOf('run_accepted')
+  const events = await client.runEvents(accepted.runId)
+  t.equal(events.length, 302)
+  t.same(runProblems(events), [], 'every event, in seq order')
+  const during = writes.slice(before)
+  // Unbatched, each of the 303 frames would be a write of its own. The agent emits agent_started
+  // and its 300 thoughts in one tick; agent_completed and run_accepted come in turns of their own.
+  t.ok(during.length <= 6, `${during.length} writes for 303 frames`)
+  t.ok(Math.max(...during) >= 2 * 301, 'one write carried the tick\'s frames (a header and a payload each)')
+})
+
 t.test('health: /healthz is alive, /readyz is ready', async (t) => {
   const app = await buildApp(t)
   const { http } = await listen(t, app)

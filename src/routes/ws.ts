@@ -68,7 +68,11 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
   }, (socket: WebSocket, request: FastifyRequest) => {
     const user = request.userContext as NonNullable<FastifyRequest['userContext']>
     const exp = request.tokenClaims?.exp
-    const conn = bridge.attach(socket, user, { expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined })
+    const conn = bridge.attach(socket, user, {
+      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined,
+      // Undefined under injectWS, which has no TCP socket: then every frame is written at once.
+      rawSocket: request.raw.socket ?? undefined
+    })
     const limiter = new RateLimiter(config.MESSAGE_RATE_PER_SEC, config.MESSAGE_RATE_BURST)
 
     const fail = (id: string | undefined, code: WireErrorCode, message: string): void => {
