@@ -48,12 +48,19 @@ redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), ARGV[1])
 return {1, active + 1}
 `
 
+// The live channel carries one message per batch: lines of the format tag, the threadId, then
+// seq, type, ts and dataJson for each event. dataJson is JSON.stringify's output, which never
+// holds a raw newline. A message of another format (another version's) makes the subscribers
+// re-read the log, which every version reads alike.
+const LIVE_FORMAT = 'b1'
+
 // Appends the events in ARGV from index `first` on — five values each: type, ts, dataJson, and
 // for tool events the toolCallId and tool name — assigning seq, indexing open tool calls and
-// publishing each to the run's live channel. KEYS[1..3]: run, stream, tools; `channel` and
-// `threadId` are locals of the enclosing script.
+// publishing the batch to the run's live channel in one message. KEYS[1..3]: run, stream,
+// tools; `channel` and `threadId` are locals of the enclosing script.
 const APPEND_EVENTS = `
 local seq = 0
+local live = {'${LIVE_FORMAT}', threadId}
 for i = first, #ARGV, 5 do
   seq = redis.call('HINCRBY', KEYS[1], 'lastSeq', 1)
   redis.call('XADD', KEYS[2], seq .. '-0', 't', ARGV[i], 'ts', ARGV[i + 1], 'd', ARGV[i + 2])
@@ -62,8 +69,12 @@ for i = first, #ARGV, 5 do
   elseif ARGV[i] == 'tool_completed' then
     redis.call('HDEL', KEYS[3], ARGV[i + 3])
   end
-  redis.call('PUBLISH', channel, seq .. '\\n' .. ARGV[i] .. '\\n' .. ARGV[i + 1] .. '\\n' .. threadId .. '\\n' .. ARGV[i + 2])
+  live[#live + 1] = seq
+  live[#live + 1] = ARGV[i]
+  live[#live + 1] = ARGV[i + 1]
+  live[#live + 1] = ARGV[i + 2]
 end
+redis.call('PUBLISH', channel, table.concat(live, '\\n'))
 `
 
 // Marks the run ended. KEYS[1..6]: run, stream, tools, owner, active, leases; locals runId,
@@ -153,6 +164,8 @@ type Client = Redis & ScriptCommands
 
 interface Channel {
   readonly ready: Promise<void>
+  /** The frame head of the channel's run, once its first message told the threadId. */
+  head?: string
   readonly entries: Set<{ listener: EventListener, onResync?: (() => void) | undefined }>
 }
 
@@ -172,6 +185,26 @@ interface OwnedRun {
   pending: PendingAppend[] | undefined
   /** The last batch sent: endRun waits for it. */
   lastWrite: Promise<unknown>
+}
+
+/**
+ * An append's result. Subscribers get their events from the live channel, so the frame of an
+ * appended event is rarely read: it is encoded on first use rather than for every append.
+ */
+class AppendedEvent implements StoredEvent {
+  readonly type: RunEventType
+  readonly at: number
+  #frame: Buffer | undefined
+
+  constructor (private readonly head: string, readonly seq: number, private readonly entry: PendingAppend) {
+    this.type = entry.type
+    this.at = Date.parse(entry.ts)
+  }
+
+  get frame (): Buffer {
+    this.#frame ??= Buffer.from(encodeRunEvent(this.head, this.type, this.seq, this.entry.ts, this.entry.dataJson), 'utf8')
+    return this.#frame
+  }
 }
 
 function backoff (attempt: number): number {
@@ -242,16 +275,25 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     }
     const channel = channels.get(channelName)
     if (channel === undefined) return
-    const text = payload.toString('utf8')
-    const [seq, type, ts, threadId] = text.split('\n', 4) as [string, RunEventType, string, string]
-    const dataJson = text.slice(seq.length + type.length + ts.length + threadId.length + 4)
-    const runId = channelName.slice(liveChannelPrefix.length, -1)
-    const event = frameOf(runId, threadId, Number(seq), type, ts, dataJson)
-    for (const entry of channel.entries) {
-      try {
-        entry.listener(event)
-      } catch {
-        // A subscriber's failure must not stop the others.
+    const lines = payload.toString('utf8').split('\n')
+    if (lines[0] !== LIVE_FORMAT || lines.length < 6 || (lines.length - 2) % 4 !== 0) {
+      log?.warn({ channel: channelName }, 'a live message of an unknown format; reading the log instead')
+      for (const entry of channel.entries) entry.onResync?.()
+      return
+    }
+    const threadId = lines[1] as string
+    channel.head ??= runFrameHead(channelName.slice(liveChannelPrefix.length, -1), threadId)
+    for (let i = 2; i < lines.length; i += 4) {
+      const type = lines[i + 1] as RunEventType
+      const ts = lines[i + 2] as string
+      const seq = Number(lines[i])
+      const event: StoredEvent = { seq, type, frame: Buffer.from(encodeRunEvent(channel.head, type, seq, ts, lines[i + 3] as string), 'utf8'), at: Date.parse(ts) }
+      for (const entry of channel.entries) {
+        try {
+          entry.listener(event)
+        } catch {
+          // A subscriber's failure must not stop the others.
+        }
       }
     }
   })
@@ -283,7 +325,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     run.lastWrite = command.agwAppend(key.run(runId), key.stream(runId), key.tools(runId), key.live(runId), run.threadId, batchNo, ...args)
       .then(([lastSeq]) => {
         if (lastSeq < 0) throw new Error(`the outcome of batch ${batchNo} of run ${runId} is unknown`)
-        batch.forEach((entry, i) => { entry.resolve(frameOf(runId, run.threadId, lastSeq - batch.length + 1 + i, entry.type, entry.ts, entry.dataJson)) })
+        const head = runFrameHead(runId, run.threadId)
+        batch.forEach((entry, i) => { entry.resolve(new AppendedEvent(head, lastSeq - batch.length + 1 + i, entry)) })
       })
       .catch((err: unknown) => { for (const entry of batch) entry.reject(err) })
   }
