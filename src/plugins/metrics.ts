@@ -20,7 +20,19 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   const authFailures = new Counter({ name: 'agw_auth_failures_total', help: 'Refused tokens, by reason (error code)', labelNames: ['reason'], registers: [registry] })
   const activeRuns = new Gauge({ name: 'agw_runs_active', help: 'Runs executing on this node', registers: [registry] })
   const runs = new Counter({ name: 'agw_runs_total', help: 'Runs ended on this node, by terminal status', labelNames: ['status'], registers: [registry] })
-  const events = new Counter({ name: 'agw_events_total', help: 'Run events written to the log by this node, by type', labelNames: ['type'], registers: [registry] })
+  // Counted on the event path as a plain field update per type, folded into the counter when scraped.
+  const appended = new Map<string, number>()
+  // Registered in `registry`; only its collect() reads the tally.
+  new Counter({
+    name: 'agw_events_total',
+    help: 'Run events written to the log by this node, by type',
+    labelNames: ['type'],
+    registers: [registry],
+    collect () {
+      for (const [type, count] of appended) if (count > 0) this.inc({ type }, count)
+      appended.clear()
+    }
+  })
   const latency = new Histogram({
     name: 'agw_delivery_latency_seconds',
     help: 'From an event being emitted to its write to a peer (live delivery only)',
@@ -37,7 +49,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     authFailed (code) { authFailures.inc({ reason: code }) },
     runStarted () { activeRuns.inc() },
     runEnded (status) { activeRuns.dec(); runs.inc({ status }) },
-    eventAppended (type) { events.inc({ type }) },
+    eventAppended (type) { appended.set(type, (appended.get(type) ?? 0) + 1) },
     eventDelivered (latencyMs) { latency.observe(latencyMs / 1000) },
     slowConsumerPaused () { pauses.inc() },
     eventsReplayed (count) { replayed.inc(count) },
