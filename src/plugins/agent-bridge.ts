@@ -583,12 +583,15 @@ class Emitter implements RunEmitter {
     return true
   }
 
+  // One handler for every append of the run: no closure per event.
+  readonly #appendFailed = (err: unknown): void => {
+    this.core.log.error({ err, runId: this.runId }, 'could not write a run event to the log')
+  }
+
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
     this.core.telemetry.eventAppended(type)
     const append = this.core.store.append(this.runId, type, dataJson)
-    append.catch((err: unknown) => {
-      this.core.log.error({ err, runId: this.runId, type }, 'could not write a run event to the log')
-    })
+    append.catch(this.#appendFailed)
     return append
   }
 

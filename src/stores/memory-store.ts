@@ -42,6 +42,8 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   let endedHead = 0
   const tombstones = new Map<string, { ownerId: string, at: number }>()
   let closed = false
+  let stampedAt = Number.NaN
+  let stamp = ''
 
   function sweep (): void {
     const t = now()
@@ -106,7 +108,12 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const run = live(runId)
       const seq = run.events.length + 1
       const at = now()
-      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, new Date(at).toISOString(), dataJson), 'utf8')
+      // Under load many events share a millisecond: its timestamp is formatted once.
+      if (at !== stampedAt) {
+        stampedAt = at
+        stamp = new Date(at).toISOString()
+      }
+      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, stamp, dataJson), 'utf8')
       const event: StoredEvent = { seq, type, frame, at }
       run.events.push(event)
       for (const listener of run.listeners) {
