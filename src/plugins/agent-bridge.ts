@@ -14,7 +14,7 @@ import {
 import {
   ConnectionLimitError, HistoryExpiredError, RunEndedError, RunNotFoundError, ShuttingDownError, TooManyRunsError, WebSocketPresentError
 } from '../errors.js'
-import type { EventStore, NewRun, RunMeta, StoredEvent } from '../stores/event-store.js'
+import { hasEventsAfter, type EventStore, type NewRun, type RunMeta, type StoredEvent } from '../stores/event-store.js'
 import { createMemoryStore } from '../stores/memory-store.js'
 import { createRedisStore } from '../stores/redis-store.js'
 import { telemetryOf, type SinkKind, type Telemetry } from '../telemetry.js'
@@ -170,7 +170,12 @@ class Subscription {
   }
 
   offer (event: StoredEvent): void {
-    if (this.mode !== 'live' || event.seq <= this.cursor) return
+    if (this.mode !== 'live') return
+    if (event.seq <= this.cursor) {
+      // A cursor past the run's end (a client that claimed more than it was sent): over all the same.
+      if (event.type === TERMINAL_EVENT_TYPE) this.sink.endSubscription(this, true)
+      return
+    }
     if (event.seq !== this.cursor + 1 || this.sink.congested) {
       if (this.sink.congested) this.sink.bridge.telemetry.slowConsumerPaused()
       this.mode = 'catchup'
@@ -214,6 +219,8 @@ class Subscription {
           if (event.seq === this.cursor + 1) {
             this.#deliver(event)
             replayed++
+          } else if (event.seq <= this.cursor && event.type === TERMINAL_EVENT_TYPE) {
+            sink.endSubscription(this, true)
           }
         }
         if (replayed > 0) sink.bridge.telemetry.eventsReplayed(replayed)
@@ -412,9 +419,14 @@ export class Connection extends Sink {
 
   /** Follows a run this connection's user owns, from `after`, replying `subscribed` first. */
   async subscribe (runId: string, after: number, id?: string): Promise<void> {
-    await this.bridge.lookupOwnedRun(this.user, runId)
+    const meta = await this.bridge.lookupOwnedRun(this.user, runId)
     if (this.closed) return
     this.reply({ type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
+    // A finished run the client has seen to its end: there is nothing left to follow.
+    if (!hasEventsAfter(meta, after)) {
+      this.unsubscribe(runId)
+      return
+    }
     this.follow(runId, after)
   }
 

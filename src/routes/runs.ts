@@ -8,7 +8,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { EventsQuery, HttpError, RunAccepted, RunParams, RunRequest, RunSummary } from '../protocol.js'
 import { LastEventIdError, httpErrorHandler } from '../errors.js'
-import type { StoredEvent } from '../stores/event-store.js'
+import { hasEventsAfter, type StoredEvent } from '../stores/event-store.js'
 import { limitRequestRate } from './rate-limit.js'
 
 const errors = { 400: HttpError, 401: HttpError, 404: HttpError, 409: HttpError, 410: HttpError, 429: HttpError, 503: HttpError }
@@ -64,17 +64,23 @@ async function runsRoutes (parent: FastifyInstance): Promise<void> {
     onRequest: fastify.requireUser,
     schema: {
       summary: "A run's events as Server-Sent Events",
-      description: 'Each event is `id: <seq>` and `data: <the event as on the WebSocket>`. Resume with the Last-Event-ID header (or ?after=). Comment lines keep the stream alive; it ends after agent_completed.',
+      description: 'Each event is `id: <seq>` and `data: <the event as on the WebSocket>`. Resume with the Last-Event-ID header (or ?after=). Comment lines keep the stream alive; it ends after agent_completed. Resuming a finished run at or past its last event answers 204.',
       security,
       params: RunParams,
       querystring: EventsQuery,
-      response: { 200: { description: 'text/event-stream', type: 'string' }, ...errors }
+      response: {
+        200: { description: 'text/event-stream', type: 'string' },
+        204: { description: 'The run has ended and the resume point is at or past its last event: nothing more will come', type: 'null' },
+        ...errors
+      }
     }
   }, async (request, reply) => {
     const context = user(request)
     const after = resumeAfter(request)
     // Checked before the response starts, so that refusals are still plain HTTP errors.
-    await bridge.lookupOwnedRun(context, request.params.runId)
+    const meta = await bridge.lookupOwnedRun(context, request.params.runId)
+    // Resumed after the end of a finished run: 204 is also what tells an EventSource to stop reconnecting.
+    if (!hasEventsAfter(meta, after)) return reply.code(204).send(null)
     bridge.admit(context.userId)
     reply.hijack()
     bridge.openStream(reply.raw, context, { runId: request.params.runId, after, format: sseEvent })

@@ -36,6 +36,11 @@ export interface StoredEvent {
   readonly at: number
 }
 
+/** False when the run has ended and its last event has seq <= after: nothing more will come. */
+export function hasEventsAfter (meta: RunMeta, after: number): boolean {
+  return meta.status === 'running' || after < meta.lastSeq
+}
+
 export type RunLookup =
   | { readonly state: 'found', readonly meta: RunMeta }
   /** The run existed but its history is gone; only its owner may be told so. */

@@ -52,6 +52,16 @@ t.test('start a run over HTTP, read it back, follow its events as SSE and resume
   const byQuery = await readStream(`${http}/v1/runs/${runId}/events?after=${all.length - 1}`, auth)
   t.same(events(byQuery.messages), all.slice(-1), '?after= works too')
 
+  // Resumed at (or past) the end of the finished run: 204, which also stops an EventSource's
+  // reconnecting, and no stream left open holding a connection slot.
+  for (const headers of [{ 'last-event-id': String(all.length) }, { 'last-event-id': String(all.length + 5) }]) {
+    const atEnd = await fetch(`${http}/v1/runs/${runId}/events`, { headers: { ...auth, ...headers }, signal: AbortSignal.timeout(5000) })
+    t.equal(atEnd.status, 204, `Last-Event-ID ${headers['last-event-id']} of ${all.length}`)
+    t.equal(await atEnd.text(), '')
+  }
+  t.equal((await fetch(`${http}/v1/runs/${runId}/events?after=${all.length}`, { headers: auth, signal: AbortSignal.timeout(5000) })).status, 204)
+  t.equal(app.agentBridge.connectionCount('alice'), 0, 'no stream is left open')
+
   const summary = await fetch(`${http}/v1/runs/${runId}`, { headers: auth })
   const body = await summary.json() as Record<string, unknown>
   t.match(body, { runId, threadId, agent: 'demo', status: 'completed', lastSeq: all.length })

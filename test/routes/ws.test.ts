@@ -305,3 +305,28 @@ t.test('subscriptions per connection are limited', async (t) => {
   }
   client.send({ type: 'cancel', runId })
 })
+
+t.test('subscribing at the end of a finished run: subscribed, nothing more, and nothing held', async (t) => {
+  const app = await buildApp(t, { env: testEnv({ MAX_SUBSCRIPTIONS_PER_CONNECTION: '2' }) })
+  const client = await open(t, app, tokenFor('alice'))
+  const finished: Array<{ runId: string, lastSeq: number }> = []
+  for (let i = 0; i < 3; i++) {
+    client.send({ type: 'run', input: { message: 'What is 2 + 2?' } })
+    const accepted = await client.nextOf('run_accepted')
+    const events = await client.runEvents(accepted.runId)
+    finished.push({ runId: accepted.runId, lastSeq: events.length })
+  }
+  // Three finished runs, each subscribed at its last seq, on a connection allowed to follow two:
+  // a subscription that stayed open would make the third a TOO_MANY_RUNS.
+  for (const [i, { runId, lastSeq }] of finished.entries()) {
+    client.send({ type: 'subscribe', id: `s${i}`, runId, after: lastSeq })
+    t.match(await client.next(), { type: 'subscribed', id: `s${i}`, runId, fromSeq: lastSeq + 1 })
+  }
+  // One before the end: exactly the terminal event, then the subscription ends by itself.
+  const last = finished[2] as { runId: string, lastSeq: number }
+  client.send({ type: 'subscribe', id: 'tail', runId: last.runId, after: last.lastSeq - 1 })
+  t.match(await client.next(), { type: 'subscribed', id: 'tail', fromSeq: last.lastSeq })
+  t.match(await client.next(), { type: 'agent_completed', runId: last.runId, seq: last.lastSeq })
+  client.send({ type: 'ping', id: 'p' })
+  t.match(await client.next(), { type: 'pong', id: 'p' }, 'and nothing else came')
+})
