@@ -35,8 +35,11 @@ async function main (): Promise<void> {
   } catch (err) {
     refuse((err as Error).message)
   }
-  const app = await build({ config, logger: loggerOptions(config), trustProxy: trustProxyOption(config) })
+  let app: FastifyInstance
   try {
+    // Plugins check what they are given as they load (secrets, agents): a refusal can come from
+    // build() as well as from ready().
+    app = await build({ config, logger: loggerOptions(config), trustProxy: trustProxyOption(config) })
     await app.ready()
   } catch (err) {
     refuse((err as Error).message)

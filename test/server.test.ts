@@ -49,8 +49,15 @@ t.test('the process refuses to start, before listening, on bad secrets or bad co
   const badSecrets = start(t, { APP_ENV: 'production', JWT_SECRET_PRODUCTION: 'changeme', JWT_PREVIOUS_SECRET: 'hunter2hunter2hunter2hunter2hunter2' })
   const noSecret = start(t, { APP_ENV: 'production' })
   const badConfig = start(t, { PORT: 'eighty', HEARTBEAT_MS: '-5' })
-  const codes = await Promise.all([exitCode(badSecrets), exitCode(noSecret), exitCode(badConfig)])
-  t.same(codes, [1, 1, 1], 'every one exits non-zero')
+  const halfLlm = start(t, { APP_ENV: 'development', LLM_BASE_URL: 'http://127.0.0.1:11434/v1' })
+  const all = [badSecrets, noSecret, badConfig, halfLlm]
+  const codes = await Promise.all(all.map((started) => exitCode(started)))
+  t.same(codes, [1, 1, 1, 1], 'every one exits non-zero')
+  for (const started of all) {
+    t.match(started.stderr(), /^agent-gateway: /, 'the reason, in the service\'s own words')
+    t.notMatch(started.stderr(), /\n\s+at /, 'and no stack trace')
+  }
+  t.match(halfLlm.stderr(), /LLM_BASE_URL is set but LLM_MODEL is not/)
 
   const stderr = badSecrets.stderr()
   t.match(stderr, /Refusing to start, the JWT secret configuration is unsafe/)
