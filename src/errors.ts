@@ -59,6 +59,12 @@ export const ConnectionLimitError = createError<'AGW_ERR_CONNECTION_LIMIT', 429,
 
 export const HttpRateLimitedError = createError<'AGW_ERR_RATE_LIMITED', 429, [string]>(
   'AGW_ERR_RATE_LIMITED', 'Too many requests from this address; retry in %s', 429)
+export const BadRequestError = createError<'AGW_ERR_BAD_REQUEST', 400, [string]>(
+  'AGW_ERR_BAD_REQUEST', 'Bad request: %s', 400)
+export const UnsupportedMediaTypeError = createError<'AGW_ERR_UNSUPPORTED_MEDIA_TYPE', 415, []>(
+  'AGW_ERR_UNSUPPORTED_MEDIA_TYPE', 'Send the request body as JSON, with content-type: application/json', 415)
+export const BodyTooLargeError = createError<'AGW_ERR_BODY_TOO_LARGE', 413, []>(
+  'AGW_ERR_BODY_TOO_LARGE', 'The request body is larger than the server accepts', 413)
 
 // --- runs (these also travel as protocol `error` codes) --------------------------------------
 export const UnknownAgentError = createError<'AGW_ERR_RUN_UNKNOWN_AGENT', 400, [string]>(
@@ -134,7 +140,18 @@ export function httpErrorHandler (error: HttpErrorLike, request: RequestLike, re
     reply.code(statusCode).send(known ? { code: error.code, message: error.message } : { code: 'AGW_ERR_INTERNAL', message: 'Internal error' })
     return
   }
-  // Fastify's schema validation failures speak in the catalogue's words too.
-  const reported = error.validation === undefined ? error : new ValidationError(error.message)
-  reply.code(statusCode).send({ code: reported.code ?? 'AGW_ERR_BAD_REQUEST', message: reported.message })
+  reply.code(statusCode).send(catalogued(error, statusCode))
+}
+
+/** A client error in the catalogue's words: Fastify's own (validation, body parsing) are translated. */
+function catalogued (error: HttpErrorLike, statusCode: number): { code: string, message: string } {
+  const reported: { code?: string, message: string } =
+    error.validation !== undefined
+      ? new ValidationError(error.message)
+      : error.code?.startsWith('AGW_ERR_') === true
+        ? error
+        : statusCode === 415
+          ? new UnsupportedMediaTypeError()
+          : statusCode === 413 ? new BodyTooLargeError() : new BadRequestError(error.message)
+  return { code: reported.code ?? 'AGW_ERR_BAD_REQUEST', message: reported.message }
 }

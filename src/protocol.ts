@@ -42,8 +42,11 @@ export const RunMessage = Type.Object({
   }))
 }, { additionalProperties: false })
 
-/** What starting a run takes, without the message envelope: `{ agent?, threadId?, input }`. */
-export const RunRequest = Type.Omit(RunMessage, ['type', 'id'])
+/**
+ * What starting a run takes, without the message envelope: `{ agent?, threadId?, input }`.
+ * Strict like the message (Omit does not carry the object's options over on its own).
+ */
+export const RunRequest = Type.Omit(RunMessage, ['type', 'id'], { additionalProperties: false })
 export type RunRequest = Static<typeof RunRequest>
 
 export const CancelMessage = Type.Object({

@@ -87,7 +87,8 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
             fail(message.id, 'TOO_MANY_RUNS', `This connection already follows ${conn.subscriptionCount} runs; unsubscribe from one first`)
             return
           }
-          const run = await engine.start(user, message)
+          const { type: _type, id: _id, ...request } = message
+          const run = await engine.start(user, request)
           conn.reply({ type: 'run_accepted', id: message.id, ...run })
           conn.follow(run.runId, 0)
           return

@@ -118,6 +118,17 @@ t.test("errors: another user's run is a 404 identical to a missing one; bad inpu
   const bad = await fetch(`${http}/v1/runs`, { method: 'POST', headers: { ...alice, 'content-type': 'application/json' }, body: '{"input":{"message":5}}' })
   t.equal(bad.status, 400)
   t.match(await bad.json(), { code: 'AGW_ERR_VALIDATION', message: /input\/message must be string/ })
+  // Every refusal in the catalogue's words, Fastify's own body checks included.
+  const post = async (headers: Record<string, string>, body: string): Promise<[number, unknown]> => {
+    const response = await fetch(`${http}/v1/runs`, { method: 'POST', headers: { ...alice, ...headers }, body })
+    return [response.status, await response.json()]
+  }
+  const json = { 'content-type': 'application/json' }
+  t.match(await post(json, '{"input":{"message":"hi"},"cancelOnDisconect":true}'), [400, { code: 'AGW_ERR_VALIDATION', message: /cancelOnDisconect.*must not have additional properties/ }],
+    'a misspelt field is refused, as on the WebSocket')
+  t.match(await post(json, '{"input":'), [400, { code: 'AGW_ERR_BAD_REQUEST', message: /JSON/ }])
+  t.match(await post({ 'content-type': 'application/x-www-form-urlencoded' }, 'input=hi'), [415, { code: 'AGW_ERR_UNSUPPORTED_MEDIA_TYPE' }])
+  t.match(await post(json, JSON.stringify({ input: { message: 'x'.repeat(2 * 1024 * 1024) } })), [413, { code: 'AGW_ERR_BODY_TOO_LARGE' }])
   const badResume = await fetch(`${http}/v1/runs/${runId}/events`, { headers: { ...alice, 'last-event-id': 'yesterday' } })
   t.equal(badResume.status, 400)
   t.match(await badResume.json(), { code: 'AGW_ERR_LAST_EVENT_ID' })
