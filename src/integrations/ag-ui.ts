@@ -148,6 +148,23 @@ export function agUiEventStream (ids: AgUiRunIds): (event: StoredEvent) => strin
     .join('')
 }
 
+/**
+ * The conversation before the last user message as `input.history` (what agents such as `llm`
+ * read): the user and assistant messages that have text, in order. Tool calls, tool results and
+ * reasoning stay in `input.agUi` only.
+ */
+export function historyBefore (input: Pick<RunAgentInput, 'messages'>): Array<{ role: 'user' | 'assistant', content: string }> {
+  let last = -1
+  input.messages.forEach((message, index) => { if (message.role === 'user') last = index })
+  const history: Array<{ role: 'user' | 'assistant', content: string }> = []
+  for (const message of input.messages.slice(0, Math.max(0, last))) {
+    if (message.role !== 'user' && message.role !== 'assistant') continue
+    const content = message.role === 'user' ? contentToText(message.content) : message.content ?? ''
+    if (content !== '') history.push({ role: message.role, content })
+  }
+  return history
+}
+
 /** What the user asked: the text of the last user message ('' when it has only media), or undefined without one. */
 export function lastUserText (input: Pick<RunAgentInput, 'messages'>): string | undefined {
   const last = input.messages.findLast((message) => message.role === 'user')

@@ -8,7 +8,7 @@ import { RunAgentInputSchema } from '@ag-ui/core/schemas'
 import { Compile } from 'typebox/compile'
 import { AgentName, ThreadId } from '../protocol.js'
 import { AgUiInputError, RunEndedError, httpErrorHandler } from '../errors.js'
-import { agUiEventStream, lastUserText, type AgUiRunIds } from '../integrations/ag-ui.js'
+import { agUiEventStream, historyBefore, lastUserText, type AgUiRunIds } from '../integrations/ag-ui.js'
 import type { StartRequest } from '../plugins/run-engine.js'
 import type { UserContext } from '../plugins/user-context.js'
 import { limitRequestRate } from './rate-limit.js'
@@ -26,8 +26,8 @@ function describeIssues (issues: readonly Issue[]): string {
 }
 
 /**
- * The run an AG-UI RunAgentInput asks for: the last user message's text is `input.message`; the
- * rest of the conversation goes along in `input.agUi`; `forwardedProps.agent` picks the agent. The
+ * The run an AG-UI RunAgentInput asks for: the last user message's text is `input.message`, the
+ * text of the conversation before it `input.history`; all of it goes along in `input.agUi`; `forwardedProps.agent` picks the agent. The
  * client's threadId is kept when it is one of ours too; its ids are what its events carry.
  */
 function runRequestFrom (body: unknown): { request: StartRequest, ids: AgUiRunIds } {
@@ -49,7 +49,7 @@ function runRequestFrom (body: unknown): { request: StartRequest, ids: AgUiRunId
     request: {
       ...(agent === undefined ? {} : { agent }),
       ...(validThreadId.Check(threadId) ? { threadId } : {}),
-      input: { message, agUi }
+      input: { message, history: historyBefore(parsed.data), agUi }
     }
   }
 }

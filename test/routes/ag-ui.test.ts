@@ -161,6 +161,10 @@ t.test('HttpAgent runs the demo agent: reasoning, a tool call with our ids, the 
   t.match(next[0], { threadId: agent.threadId, data: { input: { message: 'And how many miles is 5 km?' } } }, 'the same thread, the new question')
   const sent = (next[0]?.data as unknown as { input: { agUi: { messages: Message[] } } }).input.agUi.messages
   t.same(sent.map((message) => message.id), history, 'the whole conversation goes along in input.agUi')
+  t.same((next[0]?.data as unknown as { input: { history: unknown } }).input.history, [
+    { role: 'user', content: 'What is 6 * 7?' },
+    { role: 'assistant', content: '6 * 7 = 42.' }
+  ], 'and its text, as input.history, for agents that keep a conversation (tool calls and reasoning left out)')
 })
 
 t.test('a failing agent ends in RUN_ERROR with its code, after its open message is closed', async (t) => {
