@@ -71,9 +71,9 @@ export const ConfigSchema = Type.Object({
   DISCONNECT_GRACE_MS: int('How long a run started with cancelOnDisconnect may go unwatched before it is cancelled.', 30_000, 0, 3_600_000),
   SHUTDOWN_GRACE_MS: int('On shutdown, how long running runs may take to finish before they are ended with SHUTDOWN.', 10_000, 0, 3_600_000),
   METRICS_TOKEN: secret('When set, GET /metrics requires "Authorization: Bearer <this token>". Unset: /metrics is open (keep it off the public network).'),
-  LLM_BASE_URL: Type.Optional(Type.String({ description: 'Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, LM Studio, e.g. http://localhost:11434/v1). When set, the `llm` agent is registered.', pattern: '^https?://.+' })),
+  LLM_BASE_URL: Type.Optional(Type.String({ description: 'Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, LM Studio, e.g. http://localhost:11434/v1). With LLM_MODEL, registers the `llm` agent; setting only one of the two refuses start-up.', pattern: '^https?://.+' })),
   LLM_API_KEY: secret('API key sent to LLM_BASE_URL (any non-empty value for servers that need none).'),
-  LLM_MODEL: Type.Optional(Type.String({ description: 'Model name for the `llm` agent (e.g. gpt-4o-mini, llama3.1).', minLength: 1 })),
+  LLM_MODEL: Type.Optional(Type.String({ description: 'Model name for the `llm` agent (e.g. gpt-4o-mini, llama3.1); needs LLM_BASE_URL.', minLength: 1 })),
   LLM_MAX_STEPS: int('Most model calls (each may call tools) the `llm` agent makes in one run before it stops with STEP_LIMIT.', 8, 1, 100),
   DEMO_STEP_DELAY_MS: int('Pause between the demo agent\'s steps, so a person can watch them. 0 in tests.', 250, 0, 60_000)
 }, { additionalProperties: false })
