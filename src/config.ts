@@ -38,7 +38,7 @@ export const ConfigSchema = Type.Object({
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'When set, tokens must carry one of these `aud` values (comma-separated).' })),
   JWT_REQUIRE_EXP: bool('Refuse tokens without an `exp` claim.', true),
   JWT_CLOCK_SKEW_SEC: int('Leeway for `exp` and `nbf`, in seconds.', 30, 0, 60),
-  ALLOW_QUERY_TOKEN: bool('Accept `?token=` on the WebSocket URL. Off by default: URLs end up in logs.', false),
+  ALLOW_QUERY_TOKEN: bool('Accept `?token=` on every authenticated route (for browser WebSocket and EventSource clients). Off by default: URLs end up in logs and history.', false),
   ALLOWED_ORIGINS: Type.String({
     description: 'Comma-separated browser origins allowed to open a WebSocket (e.g. https://app.example.com). Empty: any origin.',
     default: ''
