@@ -300,6 +300,18 @@ function describeErrors (validator: Validator, value: unknown): string {
   return details.join('; ')
 }
 
+let stampedMs = Number.NaN
+let stamped = ''
+
+/** The `ts` of an event appended at `ms`: formatted once per millisecond, which many events share under load. */
+export function eventTimestamp (ms: number): string {
+  if (ms !== stampedMs) {
+    stampedMs = ms
+    stamped = new Date(ms).toISOString()
+  }
+  return stamped
+}
+
 /** The constant head of every frame of one run, computed once per run. */
 export function runFrameHead (runId: string, threadId: string): string {
   return `,"runId":${JSON.stringify(runId)},"threadId":${JSON.stringify(threadId)},"seq":`

@@ -2,7 +2,7 @@
 // history expires `historyTtlMs` after it ends, leaving a small tombstone so its owner is told
 // HISTORY_EXPIRED rather than NOT_FOUND. Being the only node, it executes every run itself.
 import { randomUUID } from 'node:crypto'
-import { encodeRunEvent, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
+import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type { CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from './event-store.js'
 
 export interface MemoryStoreOptions {
@@ -42,8 +42,6 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   let endedHead = 0
   const tombstones = new Map<string, { ownerId: string, at: number }>()
   let closed = false
-  let stampedAt = Number.NaN
-  let stamp = ''
 
   function sweep (): void {
     const t = now()
@@ -108,12 +106,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const run = live(runId)
       const seq = run.events.length + 1
       const at = now()
-      // Under load many events share a millisecond: its timestamp is formatted once.
-      if (at !== stampedAt) {
-        stampedAt = at
-        stamp = new Date(at).toISOString()
-      }
-      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, stamp, dataJson), 'utf8')
+      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), 'utf8')
       const event: StoredEvent = { seq, type, frame, at }
       run.events.push(event)
       for (const listener of run.listeners) {

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import { encodeRunEvent, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
+import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type {
   CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
 } from './event-store.js'
@@ -172,6 +172,8 @@ interface Channel {
 /** An append waiting for its batch to be written. */
 interface PendingAppend {
   readonly type: RunEventType
+  /** When it was appended (epoch ms), and the same as the frame's `ts`. */
+  readonly at: number
   readonly ts: string
   readonly dataJson: string
   resolve(event: StoredEvent): void
@@ -198,7 +200,7 @@ class AppendedEvent implements StoredEvent {
 
   constructor (private readonly head: string, readonly seq: number, private readonly entry: PendingAppend) {
     this.type = entry.type
-    this.at = Date.parse(entry.ts)
+    this.at = entry.at
   }
 
   get frame (): Buffer {
@@ -251,8 +253,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   let onStop: (runId: string) => void = () => {}
   let closed = false
 
-  function frameOf (runId: string, threadId: string, seq: number, type: RunEventType, ts: string, dataJson: string): StoredEvent {
-    return { seq, type, frame: Buffer.from(encodeRunEvent(runFrameHead(runId, threadId), type, seq, ts, dataJson), 'utf8'), at: Date.parse(ts) }
+  /** An event read back from Redis (the log or the live channel); `head` is its run's runFrameHead. */
+  function frameOf (head: string, seq: number, type: RunEventType, ts: string, dataJson: string): StoredEvent {
+    return { seq, type, frame: Buffer.from(encodeRunEvent(head, type, seq, ts, dataJson), 'utf8'), at: Date.parse(ts) }
   }
 
   /** The fields of one event for APPEND: type, ts, data, and the tool call it opens or closes. */
@@ -287,7 +290,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       const type = lines[i + 1] as RunEventType
       const ts = lines[i + 2] as string
       const seq = Number(lines[i])
-      const event: StoredEvent = { seq, type, frame: Buffer.from(encodeRunEvent(channel.head, type, seq, ts, lines[i + 3] as string), 'utf8'), at: Date.parse(ts) }
+      const event = frameOf(channel.head, seq, type, ts, lines[i + 3] as string)
       for (const entry of channel.entries) {
         try {
           entry.listener(event)
@@ -424,7 +427,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         queueMicrotask(() => { flush(runId, run) })
       }
       const pending = run.pending
-      return new Promise((resolve, reject) => { pending.push({ type, ts: new Date().toISOString(), dataJson, resolve, reject }) })
+      const at = Date.now()
+      return new Promise((resolve, reject) => { pending.push({ type, at, ts: eventTimestamp(at), dataJson, resolve, reject }) })
     },
 
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -433,9 +437,10 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         command.xrange(key.stream(runId), `${afterSeq + 1}-0`, '+', 'COUNT', limit)
       ])
       if (threadId === null) return []
+      const head = runFrameHead(runId, threadId)
       return entries.map(([id, fields]) => {
         const field = (name: string): string => fields[fields.indexOf(name) + 1] ?? ''
-        return frameOf(runId, threadId, Number(id.slice(0, id.indexOf('-'))), field('t') as RunEventType, field('ts'), field('d'))
+        return frameOf(head, Number(id.slice(0, id.indexOf('-'))), field('t') as RunEventType, field('ts'), field('d'))
       })
     },
 
