@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
+import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
 import { median } from './shared/stats.js'
 import { formatSummary, summariseProfile, type ProfileWindow } from './profile.js'
@@ -285,14 +286,7 @@ async function redisAnswers (url: string): Promise<boolean> {
 }
 
 async function deleteKeys (url: string, prefix: string): Promise<void> {
-  await withRedis(url, async (redis) => {
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length > 0) await redis.del(...keys)
-    } while (cursor !== '0')
-  }).catch((err: unknown) => { process.stderr.write(`bench: could not delete the Redis keys ${prefix}*: ${(err as Error).message}\n`) })
+  await withRedis(url, async (redis) => { await deleteKeysWithPrefix(redis, prefix) }).catch((err: unknown) => { process.stderr.write(`bench: could not delete the Redis keys ${prefix}*: ${(err as Error).message}\n`) })
 }
 
 // ---- Summary --------------------------------------------------------------------------------

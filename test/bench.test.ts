@@ -32,7 +32,7 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
   await build({
     absWorkingDir: root,
-    entryPoints: ['bench/**/*.ts', 'src/**/*.ts'],
+    entryPoints: ['bench/**/*.ts', 'src/**/*.ts', 'scripts/**/*.ts'],
     outbase: '.',
     outdir: out,
     format: 'esm',

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
+import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0'
 
@@ -44,12 +45,7 @@ export function testPrefix (t: Test): string {
     const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
     try {
       await redis.connect()
-      let cursor = '0'
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-        cursor = next
-        if (keys.length > 0) await redis.del(...keys)
-      } while (cursor !== '0')
+      await deleteKeysWithPrefix(redis, prefix)
     } finally {
       redis.disconnect()
     }
