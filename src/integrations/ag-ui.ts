@@ -154,8 +154,7 @@ export function agUiEventStream (ids: AgUiRunIds): (event: StoredEvent) => strin
  * reasoning stay in `input.agUi` only.
  */
 export function historyBefore (input: Pick<RunAgentInput, 'messages'>): Array<{ role: 'user' | 'assistant', content: string }> {
-  let last = -1
-  input.messages.forEach((message, index) => { if (message.role === 'user') last = index })
+  const last = input.messages.findLastIndex((message) => message.role === 'user')
   const history: Array<{ role: 'user' | 'assistant', content: string }> = []
   for (const message of input.messages.slice(0, Math.max(0, last))) {
     if (message.role !== 'user' && message.role !== 'assistant') continue
