@@ -101,6 +101,8 @@ const CLOSE_CLIENT_DROP = 4000
 const MAX_TIMER_MS = 2 ** 31 - 1
 /** Least wait before asking a failing token function again while the connection is up. */
 const REFRESH_RETRY_MS = 250
+/** The share of the server's announced message rate the client uses (see #onWelcome). */
+const PACING_RATE_SHARE = 0.9
 
 class Client implements GatewayClient, RunOwner {
   #state: ConnectionState = 'connecting'
@@ -272,9 +274,12 @@ class Client implements GatewayClient, RunOwner {
     this.#welcome = welcome
     this.#attempt = 0
     // Pace by what the server announces (older servers announce nothing), so it need not refuse.
+    // The server measures arrivals, not sends: frames held up on the way (a busy server, a slow
+    // network) arrive closer together than they were sent. One message of the burst and a tenth
+    // of the rate are kept in reserve so that such bunching stays within the server's bucket.
     const { messagesPerSecond, messageBurst } = welcome.limits as Partial<ReplyOf<'welcome'>['limits']>
-    if (typeof messagesPerSecond === 'number') this.#perSecond = Math.min(this.#perSecond, messagesPerSecond)
-    if (typeof messageBurst === 'number') this.#burst = Math.min(this.#burst, messageBurst)
+    if (typeof messagesPerSecond === 'number') this.#perSecond = Math.min(this.#perSecond, messagesPerSecond * PACING_RATE_SHARE)
+    if (typeof messageBurst === 'number') this.#burst = Math.min(this.#burst, Math.max(1, messageBurst - 1))
     this.#allowance = this.#burst
     this.#refilledAt = Date.now()
     this.#setState({ state: 'open' })

@@ -390,6 +390,23 @@ t.test('the client paces itself by the limits the server announces: nothing refu
   t.notMatch(metrics, /RATE_LIMITED/, 'the server never had to refuse a message')
 })
 
+t.test('pacing holds when the server reads late and the first messages arrive bunched with later ones', async (t) => {
+  const app = await buildApp(t, { env: testEnv({ MESSAGE_RATE_PER_SEC: '5', MESSAGE_RATE_BURST: '3' }) })
+  // The server reads nothing for its first 150 ms: what the client sent at once arrives together
+  // with what it sent later, as behind a busy server or a congested link.
+  app.websocketServer.on('connection', (socket: WebSocket) => {
+    const raw = (socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
+    raw.pause()
+    setTimeout(() => { raw.resume() }, 150)
+  })
+  const { ws } = await listen(t, app)
+  const { client } = watch(t, { url: ws, token: tokenFor('alice') })
+  const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => client.run(`What is ${i} * 2?`)))
+  for (const run of runs) t.equal((await run.done).data.status, 'completed')
+  const metrics = await app.metricsRegistry.getSingleMetricAsString('agw_messages_rejected_total')
+  t.notMatch(metrics, /RATE_LIMITED/, 'the server never had to refuse a message')
+})
+
 t.test('a request the server refuses with RATE_LIMITED is sent again at a slower pace, not failed', async (t) => {
   // A peer of the test's own: it refuses the first copy of every request, naming it.
   const { WebSocketServer } = await import('ws')
