@@ -33,15 +33,20 @@ async function exitCode (started: Started, timeoutMs = 15_000): Promise<number |
   return code
 }
 
-async function address (started: Started, timeoutMs = 15_000): Promise<string> {
+/** Waits for the process to print a line matching `pattern` on stdout; returns the match. */
+async function printed (started: Started, pattern: RegExp, timeoutMs = 15_000): Promise<RegExpExecArray> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(started.stdout())
-    if (match?.[1] !== undefined) return match[1]
+    const match = pattern.exec(started.stdout())
+    if (match !== null) return match
     if (started.child.exitCode !== null) throw new Error(`server exited: ${started.stderr()}`)
-    if (Date.now() > deadline) throw new Error(`server did not start: ${started.stdout()} ${started.stderr()}`)
+    if (Date.now() > deadline) throw new Error(`no ${String(pattern)} in time: ${started.stdout()} ${started.stderr()}`)
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
+}
+
+async function address (started: Started): Promise<string> {
+  return (await printed(started, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/))[1] as string
 }
 
 t.test('the process refuses to start, before listening, on bad secrets or bad configuration', async (t) => {
@@ -74,9 +79,10 @@ t.test('the process refuses to start, before listening, on bad secrets or bad co
 t.test('development without a secret: a generated secret, a working dev token, and npm run token', async (t) => {
   const server = start(t, { APP_ENV: 'development' })
   const http = await address(server)
+  // The banner follows the log's listening line; they can reach the pipe in separate chunks.
+  const token = (await printed(server, /Dev token for user "dev".*\n\s+(\S+)\n/))[1] ?? ''
   const banner = server.stdout()
   t.match(banner, /No JWT secret is configured, so this process generated one/)
-  const token = /Dev token for user "dev".*\n\s+(\S+)/.exec(banner)?.[1] ?? ''
   t.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/)
   t.match(banner, /npm run token -- --user alice/)
 
