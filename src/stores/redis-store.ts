@@ -48,33 +48,40 @@ redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), ARGV[1])
 return {1, active + 1}
 `
 
-// The live channel carries one message per batch: lines of the format tag, the threadId, then
-// seq, type, ts and dataJson for each event. dataJson is JSON.stringify's output, which never
-// holds a raw newline. A message of another format (another version's) makes the subscribers
-// re-read the log, which every version reads alike.
-const LIVE_FORMAT = 'b1'
+// A batch of events travels as one string: for each event, lines of its type, ts and dataJson
+// (JSON.stringify's output, which never holds a raw newline). One argument per batch, rather
+// than several per event, is what keeps the appending node's cost per event low.
+//
+// The live channel carries one message per batch: lines of the format tag, the appending node
+// (empty when another node wrote the batch, as for NODE_LOST), the threadId and the seq of the
+// batch's first event, then the batch as it came (its events have consecutive seqs). A message
+// of another format (another version's) makes the subscribers re-read the log, which every
+// version reads alike.
+const LIVE_FORMAT = 'b2'
+const LIVE_HEADER_LINES = 4
 
-// Appends the events in ARGV from index `first` on — five values each: type, ts, dataJson, and
-// for tool events the toolCallId and tool name — assigning seq, indexing open tool calls and
-// publishing the batch to the run's live channel in one message. KEYS[1..3]: run, stream,
-// tools; `channel` and `threadId` are locals of the enclosing script.
+// Appends the batch in ARGV[first], assigning seqs, then applies the tool calls it opens and
+// closes — ARGV[first + 1] on, three values each: '+' or '-', toolCallId, tool — and publishes
+// the batch to the run's live channel. KEYS[1..3]: run, stream, tools; `channel`, `origin` and
+// `threadId` are locals of the enclosing script. Leaves the last seq in `seq`.
 const APPEND_EVENTS = `
-local seq = 0
-local live = {'${LIVE_FORMAT}', threadId}
-for i = first, #ARGV, 5 do
-  seq = redis.call('HINCRBY', KEYS[1], 'lastSeq', 1)
-  redis.call('XADD', KEYS[2], seq .. '-0', 't', ARGV[i], 'ts', ARGV[i + 1], 'd', ARGV[i + 2])
-  if ARGV[i] == 'tool_executing' then
-    redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4])
-  elseif ARGV[i] == 'tool_completed' then
-    redis.call('HDEL', KEYS[3], ARGV[i + 3])
-  end
-  live[#live + 1] = seq
-  live[#live + 1] = ARGV[i]
-  live[#live + 1] = ARGV[i + 1]
-  live[#live + 1] = ARGV[i + 2]
+local batch = ARGV[first]
+local seq = tonumber(redis.call('HGET', KEYS[1], 'lastSeq'))
+local firstSeq = seq + 1
+local pos = 1
+while pos <= #batch do
+  local a = string.find(batch, '\\n', pos, true)
+  local b = string.find(batch, '\\n', a + 1, true)
+  local c = string.find(batch, '\\n', b + 1, true) or (#batch + 1)
+  seq = seq + 1
+  redis.call('XADD', KEYS[2], seq .. '-0', 't', string.sub(batch, pos, a - 1), 'ts', string.sub(batch, a + 1, b - 1), 'd', string.sub(batch, b + 1, c - 1))
+  pos = c + 1
 end
-redis.call('PUBLISH', channel, table.concat(live, '\\n'))
+for i = first + 1, #ARGV, 3 do
+  if ARGV[i] == '+' then redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]) else redis.call('HDEL', KEYS[3], ARGV[i + 1]) end
+end
+redis.call('HSET', KEYS[1], 'lastSeq', seq)
+redis.call('PUBLISH', channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch)
 `
 
 // Marks the run ended. KEYS[1..6]: run, stream, tools, owner, active, leases; locals runId,
@@ -90,7 +97,8 @@ redis.call('PEXPIRE', KEYS[4], tombstoneTtl)
 `
 
 // A batch of events from the executing node, applied atomically. KEYS: run, stream, tools.
-// ARGV: channel, threadId, batchNo (in call order), events… Returns {last seq, applied}. A batch
+// ARGV: channel, threadId, batchNo (in call order), origin node, batch, tool calls… Returns
+// {last seq, applied}. A batch
 // already applied (resent after a lost reply) changes nothing and returns its last seq, kept for
 // the last 64 batches.
 const APPEND = `
@@ -103,7 +111,7 @@ if n <= tonumber(redis.call('HGET', KEYS[1], 'lastAppend')) then
   return {-1, 0}
 end
 if status ~= 'running' then return redis.error_reply('run has ended') end
-local channel, threadId, first = ARGV[1], ARGV[2], 4
+local channel, threadId, origin, first = ARGV[1], ARGV[2], ARGV[4], 5
 ${APPEND_EVENTS}
 redis.call('HSET', KEYS[1], 'lastAppend', n, 'b' .. (n % 64), n .. ':' .. seq)
 return {seq, 1}
@@ -121,7 +129,7 @@ return 1
 // and the end of the run, in one step, so that of several nodes noticing it only one writes them,
 // and nothing can follow the terminal event. The claimant saw the open tool calls in ARGV; if
 // they changed meanwhile it must look again (-1). KEYS: run, stream, tools, owner, active, leases.
-// ARGV: runId, channel, threadId, endedAt, historyTtl, tombstoneTtl, toolCount, toolCallIds…, events…
+// ARGV: runId, channel, threadId, endedAt, historyTtl, tombstoneTtl, toolCount, toolCallIds…, batch
 const LOSE = `
 local runId = ARGV[1]
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then redis.call('ZREM', KEYS[6], runId) return 0 end
@@ -131,7 +139,7 @@ if score and tonumber(score) > now then return 0 end
 local toolCount = tonumber(ARGV[7])
 if redis.call('HLEN', KEYS[3]) ~= toolCount then return -1 end
 for i = 8, 7 + toolCount do if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then return -1 end end
-local channel, threadId, first = ARGV[2], ARGV[3], 8 + toolCount
+local channel, threadId, origin, first = ARGV[2], ARGV[3], '', 8 + toolCount
 ${APPEND_EVENTS}
 local status, endedAt, historyTtl, tombstoneTtl = 'failed', ARGV[4], ARGV[5], ARGV[6]
 ${END_RUN}
@@ -258,16 +266,20 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     return { seq, type, frame: Buffer.from(encodeRunEvent(head, type, seq, ts, dataJson), 'utf8'), at: Date.parse(ts) }
   }
 
-  /** The fields of one event for APPEND: type, ts, data, and the tool call it opens or closes. */
-  function eventArgs (type: RunEventType, ts: string, dataJson: string): string[] {
-    let toolCallId = ''
-    let tool = ''
-    if (type === 'tool_executing' || type === 'tool_completed') {
-      const data = JSON.parse(dataJson) as { toolCallId: string, tool: string }
-      toolCallId = data.toolCallId
-      tool = data.tool
+  /** One event's lines in a batch (see LIVE_FORMAT). */
+  function packed (type: RunEventType, ts: string, dataJson: string): string {
+    return `${type}\n${ts}\n${dataJson}`
+  }
+
+  /** Delivers events to this node's subscribers of a run. */
+  function deliver (channel: Channel, event: StoredEvent): void {
+    for (const entry of channel.entries) {
+      try {
+        entry.listener(event)
+      } catch {
+        // A subscriber's failure must not stop the others.
+      }
     }
-    return [type, ts, dataJson, toolCallId, tool]
   }
 
   subscriber.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
@@ -279,25 +291,17 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     const channel = channels.get(channelName)
     if (channel === undefined) return
     const lines = payload.toString('utf8').split('\n')
-    if (lines[0] !== LIVE_FORMAT || lines.length < 6 || (lines.length - 2) % 4 !== 0) {
+    const firstSeq = Number(lines[3])
+    if (lines[0] !== LIVE_FORMAT || lines.length < LIVE_HEADER_LINES + 3 || (lines.length - LIVE_HEADER_LINES) % 3 !== 0 || !Number.isSafeInteger(firstSeq)) {
       log?.warn({ channel: channelName }, 'a live message of an unknown format; reading the log instead')
       for (const entry of channel.entries) entry.onResync?.()
       return
     }
-    const threadId = lines[1] as string
-    channel.head ??= runFrameHead(channelName.slice(liveChannelPrefix.length, -1), threadId)
-    for (let i = 2; i < lines.length; i += 4) {
-      const type = lines[i + 1] as RunEventType
-      const ts = lines[i + 2] as string
-      const seq = Number(lines[i])
-      const event = frameOf(channel.head, seq, type, ts, lines[i + 3] as string)
-      for (const entry of channel.entries) {
-        try {
-          entry.listener(event)
-        } catch {
-          // A subscriber's failure must not stop the others.
-        }
-      }
+    // This node's own appends reached its subscribers when Redis answered them.
+    if (lines[1] === nodeId) return
+    channel.head ??= runFrameHead(channelName.slice(liveChannelPrefix.length, -1), lines[2] as string)
+    for (let i = LIVE_HEADER_LINES, seq = firstSeq; i < lines.length; i += 3, seq++) {
+      deliver(channel, frameOf(channel.head, seq, lines[i] as RunEventType, lines[i + 1] as string, lines[i + 2] as string))
     }
   })
 
@@ -319,19 +323,40 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   subscriber.subscribe(key.control(nodeId)).catch((err: unknown) => { log?.error({ err }, 'could not subscribe to stop requests') })
 
   // The appends of one run made in the same tick go to Redis as one batch (one script call);
-  // batches are pipelined on the one connection, which keeps them in call order.
+  // batches are pipelined on the one connection, which keeps them in call order. When Redis has
+  // applied a batch, this node's subscribers of the run get its events at once; other nodes get
+  // them through the live channel.
   function flush (runId: string, run: OwnedRun): void {
     const batch = run.pending ?? []
     run.pending = undefined
     const batchNo = ++run.batchNo
-    const args = batch.flatMap((entry) => eventArgs(entry.type, entry.ts, entry.dataJson))
-    run.lastWrite = command.agwAppend(key.run(runId), key.stream(runId), key.tools(runId), key.live(runId), run.threadId, batchNo, ...args)
+    let events = ''
+    const toolCalls: string[] = []
+    for (const entry of batch) {
+      events += events === '' ? packed(entry.type, entry.ts, entry.dataJson) : `\n${packed(entry.type, entry.ts, entry.dataJson)}`
+      if (entry.type === 'tool_executing' || entry.type === 'tool_completed') {
+        const { toolCallId, tool } = JSON.parse(entry.dataJson) as { toolCallId: string, tool: string }
+        toolCalls.push(entry.type === 'tool_executing' ? '+' : '-', toolCallId, tool)
+      }
+    }
+    run.lastWrite = command.agwAppend(key.run(runId), key.stream(runId), key.tools(runId), key.live(runId), run.threadId, batchNo, nodeId, events, ...toolCalls)
       .then(([lastSeq]) => {
         if (lastSeq < 0) throw new Error(`the outcome of batch ${batchNo} of run ${runId} is unknown`)
         const head = runFrameHead(runId, run.threadId)
-        batch.forEach((entry, i) => { entry.resolve(new AppendedEvent(head, lastSeq - batch.length + 1 + i, entry)) })
+        const channel = channels.get(key.live(runId))
+        const firstSeq = lastSeq - batch.length + 1
+        batch.forEach((entry, i) => {
+          const event = new AppendedEvent(head, firstSeq + i, entry)
+          if (channel !== undefined) deliver(channel, event)
+          entry.resolve(event)
+        })
       })
-      .catch((err: unknown) => { for (const entry of batch) entry.reject(err) })
+      .catch((err: unknown) => {
+        for (const entry of batch) entry.reject(err)
+        // Whatever Redis made of the batch, this node's subscribers learn it from the log.
+        const channel = channels.get(key.live(runId))
+        if (channel !== undefined) for (const entry of channel.entries) entry.onResync?.()
+      })
   }
 
   async function endRun (runId: string, status: TerminalStatus, ownerId?: string): Promise<void> {
@@ -355,16 +380,16 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       const events: string[] = []
       for (const [toolCallId, tool] of Object.entries(tools)) {
         const data: RunEventData<'tool_completed'> = { toolCallId, tool, status: 'cancelled', error: NODE_LOST, durationMs: 0 }
-        events.push(...eventArgs('tool_completed', ts, JSON.stringify(data)))
+        events.push(packed('tool_completed', ts, JSON.stringify(data)))
       }
       const terminal: RunEventData<'agent_completed'> = {
         status: 'failed', error: NODE_LOST, durationMs: Math.max(0, Date.now() - Date.parse(fields.createdAt ?? ts))
       }
-      events.push(...eventArgs('agent_completed', ts, JSON.stringify(terminal)))
+      events.push(packed('agent_completed', ts, JSON.stringify(terminal)))
       const outcome = await command.agwLose(
         key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(fields.ownerId ?? ''), key.leases,
         runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
-        Object.keys(tools).length, ...Object.keys(tools), ...events
+        Object.keys(tools).length, ...Object.keys(tools), events.join('\n')
       )
       if (outcome !== -1) return
     }

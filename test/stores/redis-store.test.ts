@@ -12,10 +12,11 @@ t.test('the EventStore contract, on Redis', { skip }, async (t) => {
   eventStoreContract(t, async ({ historyTtlMs }) => createRedisStore({ url: REDIS_URL, historyTtlMs, leaseTtlMs: 5000, keyPrefix }))
 })
 
-t.test('a batch of appends crosses to the subscribers in one pub/sub message, frames intact', { skip }, async (t) => {
+t.test('a batch of appends crosses to other nodes in one pub/sub message, frames intact; the appending node delivers its own', { skip }, async (t) => {
   const keyPrefix = testPrefix(t)
   const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
-  t.teardown(() => store.close())
+  const other = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
+  t.teardown(() => Promise.all([store.close(), other.close()]))
   const runId = `run-batch-${process.pid}`
   await store.createRun({ runId, threadId: 'thread-b', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
   const watcher = new Redis(REDIS_URL)
@@ -25,7 +26,9 @@ t.test('a batch of appends crosses to the subscribers in one pub/sub message, fr
   await watcher.subscribe(`${keyPrefix}live:{${runId}}`)
   const received: StoredEvent[] = []
   const subscription = store.subscribe(runId, (event) => { received.push(event) })
-  await subscription.ready
+  const onOther: StoredEvent[] = []
+  const otherSubscription = other.subscribe(runId, (event) => { onOther.push(event) })
+  await Promise.all([subscription.ready, otherSubscription.ready])
 
   const data = (n: number): string => JSON.stringify({ thought: `line one\nline "two" ${n} ✓`, step: n })
   await Promise.all(Array.from({ length: 50 }, (_, i) => store.append(runId, 'agent_thinking', data(i + 1))))
@@ -34,12 +37,33 @@ t.test('a batch of appends crosses to the subscribers in one pub/sub message, fr
   await store.append(runId, 'agent_thinking', data(51))
   await until(() => messages.some((message) => message.includes('"step":51')), 'the next append\'s message')
   t.equal(messages.length, 2, 'one message for the batch of 50, one for the next append')
-  await until(() => received.length === 51, 'the 51st live event')
-  t.same(received.map((event) => event.seq), Array.from({ length: 51 }, (_, i) => i + 1))
+  await until(() => received.length === 51 && onOther.length === 51, 'the 51st live event on both nodes')
   const logged = await store.read(runId, 0, 100)
-  t.same(received.map((event) => event.frame.toString()), logged.map((event) => event.frame.toString()), 'live frames equal the logged ones')
-  t.equal((JSON.parse(received[49]?.frame.toString() ?? '') as { data: { thought: string } }).data.thought, 'line one\nline "two" 50 ✓')
+  for (const [node, events] of [['the appending node', received], ['the other node', onOther]] as const) {
+    t.same(events.map((event) => event.seq), Array.from({ length: 51 }, (_, i) => i + 1), `${node}: every seq once, in order`)
+    t.same(events.map((event) => event.frame.toString()), logged.map((event) => event.frame.toString()), `${node}: live frames equal the logged ones`)
+    t.same(events.map((event) => event.at), logged.map((event) => event.at), `${node}: and so do their times`)
+    t.equal((JSON.parse(events[49]?.frame.toString() ?? '') as { data: { thought: string } }).data.thought, 'line one\nline "two" 50 ✓')
+  }
+  t.ok(messages.every((message) => message.startsWith('b2\n')), 'messages of the current format')
   subscription.unsubscribe()
+  otherSubscription.unsubscribe()
+})
+
+t.test('tool calls open and closed within one batch leave no open call behind for NODE_LOST', { skip }, async (t) => {
+  const keyPrefix = testPrefix(t)
+  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
+  t.teardown(() => store.close())
+  const runId = `run-tools-${process.pid}`
+  await store.createRun({ runId, threadId: 'thread-t', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const tool = (type: 'tool_executing' | 'tool_completed', id: string): Promise<StoredEvent> => store.append(runId, type, JSON.stringify(
+    type === 'tool_executing' ? { toolCallId: id, tool: 'calc', args: {} } : { toolCallId: id, tool: 'calc', status: 'success', result: 1, durationMs: 1 }))
+  await Promise.all([tool('tool_executing', 'a'), tool('tool_executing', 'b'), tool('tool_completed', 'a')])
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  t.same(await redis.hgetall(`${keyPrefix}tools:{${runId}}`), { b: 'calc' }, 'only b is still open')
+  await tool('tool_completed', 'b')
+  t.same(await redis.hgetall(`${keyPrefix}tools:{${runId}}`), {})
 })
 
 t.test('a live message of an unknown format makes subscribers re-read the log, and nothing breaks', { skip }, async (t) => {
@@ -54,10 +78,17 @@ t.test('a live message of an unknown format makes subscribers re-read the log, a
   await subscription.ready
   const publisher = new Redis(REDIS_URL)
   t.teardown(() => { publisher.disconnect() })
-  for (const foreign of ['1\nagent_thinking\n2026-01-01T00:00:00.000Z\nthread-f\n{}', 'b1\nthread-f\n1\nagent_thinking', '']) {
-    await publisher.publish(`${keyPrefix}live:{${runId}}`, foreign)
+  const foreign = [
+    '1\nagent_thinking\n2026-01-01T00:00:00.000Z\nthread-f\n{}', // no format tag
+    'b1\nthread-f\n1\nagent_thinking\n2026-01-01T00:00:00.000Z\n{}', // an earlier version's
+    'b2\nnode-x\nthread-f\none\nagent_thinking\n2026-01-01T00:00:00.000Z\n{}', // no seq
+    'b2\nnode-x\nthread-f\n1\nagent_thinking\n2026-01-01T00:00:00.000Z', // an event cut short
+    ''
+  ]
+  for (const message of foreign) {
+    await publisher.publish(`${keyPrefix}live:{${runId}}`, message)
   }
-  await until(() => resyncs === 3, 'three resyncs')
+  await until(() => resyncs === foreign.length, 'a resync for each')
   t.same(received, [], 'nothing delivered from them')
   await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'still fine', step: 1 }))
   await until(() => received.length === 1, 'the next event')
