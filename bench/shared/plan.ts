@@ -55,8 +55,10 @@ export function stampOf (thought: string): number | undefined {
 /**
  * Emits the run's agent_thinking events through `think`: each thought starts with its send time
  * (clockUs) and is padded so the frame is about `plan.bytes` long. Returns the number emitted.
+ * Every YIELD_EVERY thoughts of an unpaced run it gives the event loop a turn, then awaits
+ * `ready` when given (a target's own backpressure: the gateway's drain).
  */
-export async function emitThoughts (plan: RunPlan, think: (thought: string, step: number) => void, signal: AbortSignal): Promise<number> {
+export async function emitThoughts (plan: RunPlan, think: (thought: string, step: number) => void, signal: AbortSignal, ready?: () => Promise<void>): Promise<number> {
   const thoughts = plan.events - 2
   const padding = 'x'.repeat(Math.max(16, plan.bytes - ENVELOPE_BYTES))
   const started = performance.now()
@@ -67,6 +69,7 @@ export async function emitThoughts (plan: RunPlan, think: (thought: string, step
       if (wait > 0) await sleep(wait)
     } else if (step > 0 && step % YIELD_EVERY === 0) {
       await nextTurn()
+      await ready?.()
     }
     step++
     const stamp = String(clockUs())

@@ -7,8 +7,10 @@ import { loggerOptions } from '../../src/logger.js'
 import { BENCH_AGENT, emitThoughts, toPlan } from '../shared/plan.js'
 import { serveControl } from '../shared/control.js'
 
-const bench: Agent = async ({ input, think, signal }) => {
-  const events = await emitThoughts(toPlan(input), think, signal)
+const bench: Agent = async ({ input, think, signal, drain }) => {
+  // drain: the agent API's backpressure, as a fast agent should use it (a no-op wait unless the
+  // store lags behind, as Redis does under this load).
+  const events = await emitThoughts(toPlan(input), think, signal, drain)
   return { events: events + 2 }
 }
 

@@ -48,7 +48,18 @@ export interface RunEmitter {
   emit<T extends NonTerminalEventType>(type: T, data: RunEventData<T>): boolean
   /** Writes the single `agent_completed` and ends the run in the store. Only the first call counts. */
   complete(data: RunEventData<'agent_completed'>): Promise<void>
+  /** Events emitted but not yet written to the log. */
+  readonly backlog: number
+  /**
+   * Resolves once the backlog is at most DRAIN_BACKLOG events (at once if it is already). A
+   * producer faster than the store awaits it now and then, so that a slow store slows the
+   * producer instead of filling the server's memory with events waiting to be written.
+   */
+  drained(): Promise<void>
 }
+
+/** The backlog of a run's unwritten events at which `drained()` resolves. */
+export const DRAIN_BACKLOG = 256
 
 export type StopReason = 'cancelled' | 'shutdown' | 'disconnected'
 
@@ -577,6 +588,8 @@ interface OpenRun {
 
 class Emitter implements RunEmitter {
   #ended = false
+  #backlog = 0
+  #drainWaiters: Array<() => void> = []
 
   constructor (
     private readonly core: BridgeCore,
@@ -595,15 +608,35 @@ class Emitter implements RunEmitter {
     return true
   }
 
-  // One handler for every append of the run: no closure per event.
+  get backlog (): number {
+    return this.#backlog
+  }
+
+  drained (): Promise<void> {
+    if (this.#backlog <= DRAIN_BACKLOG) return Promise.resolve()
+    return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
+  }
+
+  // One pair of handlers for every append of the run: no closure per event.
+  readonly #appended = (): void => {
+    this.#backlog--
+    if (this.#backlog <= DRAIN_BACKLOG && this.#drainWaiters.length > 0) {
+      const waiters = this.#drainWaiters
+      this.#drainWaiters = []
+      for (const resolve of waiters) resolve()
+    }
+  }
+
   readonly #appendFailed = (err: unknown): void => {
+    this.#appended()
     this.core.log.error({ err, runId: this.runId }, 'could not write a run event to the log')
   }
 
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
     this.core.telemetry.eventAppended(type)
+    this.#backlog++
     const append = this.core.store.append(this.runId, type, dataJson)
-    append.catch(this.#appendFailed)
+    append.then(this.#appended, this.#appendFailed)
     return append
   }
 

@@ -22,6 +22,12 @@ export interface AgentRun {
   think: (thought: string, step?: number) => void
   /** Emits `agent_message`: a piece of the streamed answer. (Safe to destructure.) */
   say: (delta: string) => void
+  /**
+   * Resolves once the run's events are (all but a few hundred) written to the log: an agent that
+   * emits in a tight loop awaits it now and then, so that a slow event store slows the agent
+   * instead of filling the server's memory. Agents paced by a model or a network need not call it.
+   */
+  drain: () => Promise<void>
   /** Runs tools; emits their events. Never throws. */
   readonly tools: ToolDispatcher
   /** Aborted on cancel, deadline and shutdown: stop work promptly when it fires. */
@@ -148,6 +154,9 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       say (delta: string): void {
         messageId ??= randomUUID()
         emitter.emit('agent_message', { messageId, delta: String(delta) })
+      },
+      drain (): Promise<void> {
+        return emitter.drained()
       }
     })
     // Settles when the run is stopped, even if it was stopped before the agent began.

@@ -54,6 +54,7 @@ function fakeRun (message: string, options: FakeOptions = {}): Fake {
     log: { info () {}, warn () {}, error () {}, debug () {} } as unknown as FastifyBaseLogger,
     think (thought: string) { events.push({ type: 'think', thought }) },
     say (delta: string) { events.push({ type: 'say', delta }) },
+    drain: async () => {},
     tools: {
       async call (tool: string, args: unknown = {}): Promise<ToolOutcome> {
         events.push({ type: 'call', tool, args })

@@ -5,10 +5,11 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type WebSocket from 'ws'
 import { configPlugin } from '../../src/config.js'
-import agentBridge, { type RunEmitter } from '../../src/plugins/agent-bridge.js'
+import agentBridge, { DRAIN_BACKLOG, type RunEmitter } from '../../src/plugins/agent-bridge.js'
 import { createUserContext } from '../../src/plugins/user-context.js'
 import type { ServerMessage } from '../../src/protocol.js'
 import type { EventStore, StoredEvent } from '../../src/stores/event-store.js'
+import { createMemoryStore } from '../../src/stores/memory-store.js'
 
 /** A WebSocket stand-in: frames are recorded; while stalled, they pile up in the send buffer. */
 class FakeSocket extends EventEmitter {
@@ -92,6 +93,63 @@ t.test('the emitter logs events in call order, once, and nothing after the termi
   t.same(log.map((e) => [e.seq, e.type]), [[1, 'agent_started'], [2, 'agent_thinking'], [3, 'agent_completed']], '…and logs nothing')
   t.match(JSON.parse((log[2] as StoredEvent).frame.toString()), { data: { status: 'completed', output: 'ok' } }, 'only the first completion counts')
   t.match(await app.agentBridge.store.getRun('run-1'), { state: 'found', meta: { status: 'completed', lastSeq: 3 } })
+})
+
+/** A memory store whose appends wait until the test opens the gate (a store lagging behind). */
+function gatedStore (): { store: EventStore, open: () => void, fail: (err: Error) => void } {
+  const inner = createMemoryStore({ historyTtlMs: 60_000 })
+  let release: () => void = () => {}
+  let reject: (err: Error) => void = () => {}
+  let opened = new Promise<void>((resolve, fail) => { release = resolve; reject = fail })
+  const store: EventStore = {
+    ...inner,
+    append: async (runId, type, dataJson) => {
+      await opened
+      return await inner.append(runId, type, dataJson)
+    }
+  }
+  return {
+    store,
+    open: () => { release() },
+    fail: (err) => {
+      reject(err)
+      opened = Promise.resolve()
+    }
+  }
+}
+
+t.test('drained(): a producer faster than the store waits for it; the backlog is counted and bounded', async (t) => {
+  const gated = gatedStore()
+  const app = await bridgeApp(t, { store: gated.store })
+  const emitter = await openRun(app, 'run-drain')
+  for (let i = 1; i <= DRAIN_BACKLOG; i++) emitter.emit('agent_thinking', thought(i))
+  t.equal(emitter.backlog, DRAIN_BACKLOG)
+  let drained = false
+  await emitter.drained().then(() => { drained = true })
+  t.equal(drained, true, 'at the limit it resolves at once')
+  emitter.emit('agent_thinking', thought(DRAIN_BACKLOG + 1))
+  const waiting = emitter.drained().then(() => { drained = true })
+  drained = false
+  await tick()
+  t.equal(drained, false, 'past the limit it waits for the store')
+  gated.open()
+  await waiting
+  t.ok(emitter.backlog <= DRAIN_BACKLOG, 'and resolves once the backlog is back under the limit')
+  await emitter.complete({ status: 'completed', durationMs: 1 })
+  t.equal(emitter.backlog, 0, 'every event written')
+  t.equal((await app.agentBridge.store.read('run-drain', 0, 1000)).length, DRAIN_BACKLOG + 2)
+})
+
+t.test('drained(): appends that fail count as settled, so nobody waits forever', async (t) => {
+  const gated = gatedStore()
+  const app = await bridgeApp(t, { store: gated.store })
+  const emitter = await openRun(app, 'run-drain-fail')
+  for (let i = 1; i <= DRAIN_BACKLOG + 10; i++) emitter.emit('agent_thinking', thought(i))
+  const waiting = emitter.drained()
+  gated.fail(new Error('the store is gone'))
+  await waiting
+  t.equal(emitter.backlog, 0)
+  await emitter.complete({ status: 'completed', durationMs: 1 })
 })
 
 t.test('an output JSON cannot hold becomes a BAD_OUTPUT failure, still exactly one terminal event', async (t) => {

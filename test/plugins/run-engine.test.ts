@@ -92,6 +92,25 @@ t.test('the engine emits agent_started and the single agent_completed around the
   t.ok(Object.isFrozen(received?.input), 'the input is frozen')
 })
 
+t.test('drain, destructured, lets a fast agent wait for the log: every event of a long run is written, in order', async (t) => {
+  const app = await engineApp(t, {
+    agents: {
+      fast: async ({ think, drain }) => {
+        for (let i = 1; i <= 2000; i++) {
+          think(`thought ${i}`)
+          if (i % 100 === 0) await drain()
+        }
+        return 'done'
+      }
+    }
+  })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'go' } })
+  const events = await finished(app, runId)
+  t.same(runProblems(events), [])
+  t.equal(events.filter((event) => event.type === 'agent_thinking').length, 2000)
+  t.match(events.at(-1), { type: 'agent_completed', data: { status: 'completed', output: 'done' } })
+})
+
 t.test('a thought or a tool call between deltas starts a new message', async (t) => {
   const app = await engineApp(t, {
     agents: {
