@@ -21,6 +21,8 @@ export interface Telemetry {
   eventsReplayed(count: number): void
   /** A client message answered with an `error`. */
   messageRejected(code: WireErrorCode): void
+  /** How to count the events emitted on this node and not yet written to the event store (read when scraped). */
+  countUnwrittenWith(read: () => number): void
 }
 
 const nothing = (): void => {}
@@ -36,7 +38,8 @@ export const silentTelemetry: Telemetry = Object.freeze({
   eventDelivered: nothing,
   slowConsumerPaused: nothing,
   eventsReplayed: nothing,
-  messageRejected: nothing
+  messageRejected: nothing,
+  countUnwrittenWith: nothing
 })
 
 declare module 'fastify' {

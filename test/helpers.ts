@@ -7,6 +7,8 @@ import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
 import type { Agent, BuildOptions } from '../src/app.js'
 import { PROTOCOL, type RunEvent, type ServerMessage } from '../src/protocol.js'
+import type { EventStore } from '../src/stores/event-store.js'
+import { createMemoryStore } from '../src/stores/memory-store.js'
 
 export const TEST_SECRET = 'f3c1T9qLw0ZkVb7NxR2mYpHs8uJd4GaE6oWi5CtKzQv'
 export const OTHER_SECRET = 'Nq7Wc2Lr9Xv4Tb1Ms8Kd5Gz3Hp6Yf0Je'.padEnd(44, 'x') // never the server's
@@ -229,4 +231,27 @@ export async function runEnded (app: FastifyInstance, runId: string, timeoutMs =
 /** The TCP socket under a ws client, to stop and resume reading from it (a slow reader). */
 export function tcpOf (socket: WebSocket): { pause(): void, resume(): void } {
   return (socket as unknown as { _socket: { pause(): void, resume(): void } })._socket
+}
+
+/** A memory store whose appends wait until the test opens the gate (a store lagging behind). */
+export function gatedStore (): { store: EventStore, open: () => void, fail: (err: Error) => void } {
+  const inner = createMemoryStore({ historyTtlMs: 60_000 })
+  let release: () => void = () => {}
+  let reject: (err: Error) => void = () => {}
+  let opened = new Promise<void>((resolve, fail) => { release = resolve; reject = fail })
+  const store: EventStore = {
+    ...inner,
+    append: async (runId, type, dataJson) => {
+      await opened
+      return await inner.append(runId, type, dataJson)
+    }
+  }
+  return {
+    store,
+    open: () => { release() },
+    fail: (err) => {
+      reject(err)
+      opened = Promise.resolve()
+    }
+  }
 }

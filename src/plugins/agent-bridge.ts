@@ -881,6 +881,11 @@ async function agentBridge (fastify: FastifyInstance, opts: AgentBridgePluginOpt
       log: fastify.log
     }))
   const core = new BridgeCore(store, config, fastify.log, telemetryOf(fastify))
+  core.telemetry.countUnwrittenWith(() => {
+    let unwritten = 0
+    for (const run of core.runs.values()) unwritten += run.emitter.backlog
+    return unwritten
+  })
   // A `cancel` that arrived on another node, for a run this node executes.
   store.onStopRequest((runId) => { core.runs.get(runId)?.options.stop('cancelled') })
 

@@ -42,6 +42,14 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   const pauses = new Counter({ name: 'agw_slow_consumer_pauses_total', help: 'Times live delivery to a peer paused because its send buffer was full', registers: [registry] })
   const replayed = new Counter({ name: 'agw_events_replayed_total', help: 'Events sent from the log (replay after subscribe, catch-up after a pause)', registers: [registry] })
   const rejected = new Counter({ name: 'agw_messages_rejected_total', help: 'Client messages answered with an error, by code', labelNames: ['code'], registers: [registry] })
+  let unwritten: () => number = () => 0
+  // Read from the bridge when scraped: nothing on the event path.
+  new Gauge({
+    name: 'agw_events_unwritten',
+    help: 'Events emitted on this node and not yet written to the event store',
+    registers: [registry],
+    collect () { this.set(unwritten()) }
+  })
 
   const telemetry: Telemetry = {
     connectionOpened (kind) { connections.inc({ kind }); connectionsTotal.inc({ kind }) },
@@ -53,7 +61,8 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     eventDelivered (latencyMs) { latency.observe(latencyMs / 1000) },
     slowConsumerPaused () { pauses.inc() },
     eventsReplayed (count) { replayed.inc(count) },
-    messageRejected (code) { rejected.inc({ code }) }
+    messageRejected (code) { rejected.inc({ code }) },
+    countUnwrittenWith (read) { unwritten = read }
   }
   fastify.decorate('telemetry', telemetry)
   fastify.decorate('metricsRegistry', registry)

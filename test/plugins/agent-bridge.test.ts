@@ -9,7 +9,7 @@ import agentBridge, { DRAIN_BACKLOG, type RunEmitter } from '../../src/plugins/a
 import { createUserContext } from '../../src/plugins/user-context.js'
 import type { ServerMessage } from '../../src/protocol.js'
 import type { EventStore, StoredEvent } from '../../src/stores/event-store.js'
-import { createMemoryStore } from '../../src/stores/memory-store.js'
+import { gatedStore } from '../helpers.js'
 
 /** A WebSocket stand-in: frames are recorded; while stalled, they pile up in the send buffer. */
 class FakeSocket extends EventEmitter {
@@ -94,29 +94,6 @@ t.test('the emitter logs events in call order, once, and nothing after the termi
   t.match(JSON.parse((log[2] as StoredEvent).frame.toString()), { data: { status: 'completed', output: 'ok' } }, 'only the first completion counts')
   t.match(await app.agentBridge.store.getRun('run-1'), { state: 'found', meta: { status: 'completed', lastSeq: 3 } })
 })
-
-/** A memory store whose appends wait until the test opens the gate (a store lagging behind). */
-function gatedStore (): { store: EventStore, open: () => void, fail: (err: Error) => void } {
-  const inner = createMemoryStore({ historyTtlMs: 60_000 })
-  let release: () => void = () => {}
-  let reject: (err: Error) => void = () => {}
-  let opened = new Promise<void>((resolve, fail) => { release = resolve; reject = fail })
-  const store: EventStore = {
-    ...inner,
-    append: async (runId, type, dataJson) => {
-      await opened
-      return await inner.append(runId, type, dataJson)
-    }
-  }
-  return {
-    store,
-    open: () => { release() },
-    fail: (err) => {
-      reject(err)
-      opened = Promise.resolve()
-    }
-  }
-}
 
 t.test('drained(): a producer faster than the store waits for it; the backlog is counted and bounded', async (t) => {
   const gated = gatedStore()

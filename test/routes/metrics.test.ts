@@ -1,6 +1,6 @@
 // GET /metrics, scraped after the things it counts have happened.
 import t from 'tap'
-import { buildApp, connect, firehose, listen, mint, refusedUpgrade, runEnded, tcpOf, testEnv, tokenFor } from '../helpers.js'
+import { buildApp, connect, firehose, gatedStore, listen, mint, refusedUpgrade, runEnded, tcpOf, testEnv, tokenFor } from '../helpers.js'
 
 /** The value of one sample of a Prometheus text exposition, or undefined. */
 function sample (text: string, name: string, labels = ''): number | undefined {
@@ -52,6 +52,34 @@ t.test('the metrics count connections, auth failures, runs, events, latency, rep
   t.equal(sample(text, 'agw_messages_rejected_total', 'code="BAD_MESSAGE"'), 1)
   t.ok((sample(text, 'agw_process_cpu_user_seconds_total') ?? -1) >= 0, 'default process metrics are there')
   t.match(text, /agw_nodejs_eventloop_lag_seconds/)
+})
+
+t.test('agw_events_unwritten counts the events waiting for a store that lags behind', async (t) => {
+  const { createUserContext } = await import('../../src/plugins/user-context.js')
+  const gated = gatedStore()
+  let emitted: () => void = () => {}
+  const allEmitted = new Promise<void>((resolve) => { emitted = resolve })
+  let finish: () => void = () => {}
+  const finished = new Promise<void>((resolve) => { finish = resolve })
+  const app = await buildApp(t, {
+    store: gated.store,
+    agents: {
+      fast: async ({ think }) => {
+        for (let i = 1; i <= 300; i++) think(`thought ${i}`)
+        emitted()
+        await finished
+      }
+    }
+  })
+  const scrape = async (): Promise<number | undefined> => sample(await app.metricsRegistry.metrics(), 'agw_events_unwritten')
+  t.equal(await scrape(), 0)
+  const { runId } = await app.runEngine.start(createUserContext({ sub: 'alice' }, 'req-1'), { input: { message: 'go' } })
+  await allEmitted
+  t.equal(await scrape(), 301, 'agent_started and 300 thoughts wait for the store')
+  gated.open()
+  finish()
+  await runEnded(app, runId)
+  t.equal(await scrape(), 0, 'none once the store has them')
 })
 
 t.test('METRICS_TOKEN protects the endpoint; each instance has its own registry', async (t) => {
