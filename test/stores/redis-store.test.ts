@@ -66,6 +66,26 @@ t.test('tool calls open and closed within one batch leave no open call behind fo
   t.same(await redis.hgetall(`${keyPrefix}tools:{${runId}}`), {})
 })
 
+t.test('a batch Redis refuses (the run was ended elsewhere) makes this node\'s subscribers re-read the log', { skip }, async (t) => {
+  const keyPrefix = testPrefix(t)
+  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
+  t.teardown(() => store.close())
+  const runId = `run-refused-${process.pid}`
+  await store.createRun({ runId, threadId: 'thread-r', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  let resyncs = 0
+  const subscription = store.subscribe(runId, () => {}, () => { resyncs++ })
+  await subscription.ready
+  await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'first', step: 1 }))
+  // As when another node ended the run with NODE_LOST while this one was cut off.
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  await redis.hset(`${keyPrefix}run:{${runId}}`, 'status', 'failed')
+  await t.rejects(store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'too late', step: 2 })), /run has ended/)
+  t.equal(resyncs, 1, 'the subscribers were told to read the log')
+  t.equal((await store.read(runId, 0, 10)).length, 1, 'and the refused event is not in it')
+  subscription.unsubscribe()
+})
+
 t.test('a live message of an unknown format makes subscribers re-read the log, and nothing breaks', { skip }, async (t) => {
   const keyPrefix = testPrefix(t)
   const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
