@@ -447,7 +447,8 @@ function parseOptions (argv: readonly string[]): Options {
     only: values.only?.split(',').map((name) => name.trim()) ?? (values.profile ? ['burst'] : undefined),
     profileDir,
     // Quick and profiling runs leave the committed results alone unless told where to write.
-    out: values.out ?? (values.quick || values.profile ? undefined : join(process.cwd(), 'bench', 'results', `${date}.json`)),
+    // Only a complete run is written by default: a partial one must not replace the day's results.
+    out: values.out ?? (values.quick || values.profile || values.only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${date}.json`)),
     redisUrl: values.redis
   }
 }
