@@ -1,11 +1,27 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import type { StoredEvent } from '../../src/stores/event-store.js'
+import type { EventStore, StoredEvent } from '../../src/stores/event-store.js'
 import { createRedisStore } from '../../src/stores/redis-store.js'
 import { REDIS_URL, redisSkip, testPrefix } from '../redis.js'
 import { eventStoreContract } from './contract.js'
 
 const skip = await redisSkip(t)
+
+/** A Redis store (node) of the test's own key prefix, closed at teardown. */
+function openStore (t: Test, keyPrefix: string): EventStore {
+  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
+  t.teardown(() => store.close())
+  return store
+}
+
+/** A store with one running run of alice's, in a thread named after `name`. */
+async function storeWithRun (t: Test, name: string): Promise<{ store: EventStore, runId: string, keyPrefix: string }> {
+  const keyPrefix = testPrefix(t)
+  const store = openStore(t, keyPrefix)
+  const runId = `run-${name}-${process.pid}`
+  await store.createRun({ runId, threadId: `thread-${name}`, agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  return { store, runId, keyPrefix }
+}
 
 t.test('the EventStore contract, on Redis', { skip }, async (t) => {
   const keyPrefix = testPrefix(t)
@@ -13,12 +29,8 @@ t.test('the EventStore contract, on Redis', { skip }, async (t) => {
 })
 
 t.test('a batch of appends crosses to other nodes in one pub/sub message, frames intact; the appending node delivers its own', { skip }, async (t) => {
-  const keyPrefix = testPrefix(t)
-  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
-  const other = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
-  t.teardown(() => Promise.all([store.close(), other.close()]))
-  const runId = `run-batch-${process.pid}`
-  await store.createRun({ runId, threadId: 'thread-b', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'batch')
+  const other = openStore(t, keyPrefix)
   const watcher = new Redis(REDIS_URL)
   t.teardown(() => { watcher.disconnect() })
   const messages: string[] = []
@@ -51,11 +63,7 @@ t.test('a batch of appends crosses to other nodes in one pub/sub message, frames
 })
 
 t.test('tool calls open and closed within one batch leave no open call behind for NODE_LOST', { skip }, async (t) => {
-  const keyPrefix = testPrefix(t)
-  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
-  t.teardown(() => store.close())
-  const runId = `run-tools-${process.pid}`
-  await store.createRun({ runId, threadId: 'thread-t', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'tools')
   const tool = (type: 'tool_executing' | 'tool_completed', id: string): Promise<StoredEvent> => store.append(runId, type, JSON.stringify(
     type === 'tool_executing' ? { toolCallId: id, tool: 'calc', args: {} } : { toolCallId: id, tool: 'calc', status: 'success', result: 1, durationMs: 1 }))
   await Promise.all([tool('tool_executing', 'a'), tool('tool_executing', 'b'), tool('tool_completed', 'a')])
@@ -67,11 +75,7 @@ t.test('tool calls open and closed within one batch leave no open call behind fo
 })
 
 t.test('a batch Redis refuses (the run was ended elsewhere) makes this node\'s subscribers re-read the log', { skip }, async (t) => {
-  const keyPrefix = testPrefix(t)
-  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
-  t.teardown(() => store.close())
-  const runId = `run-refused-${process.pid}`
-  await store.createRun({ runId, threadId: 'thread-r', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'refused')
   let resyncs = 0
   const subscription = store.subscribe(runId, () => {}, () => { resyncs++ })
   await subscription.ready
@@ -87,11 +91,7 @@ t.test('a batch Redis refuses (the run was ended elsewhere) makes this node\'s s
 })
 
 t.test('a live message of an unknown format makes subscribers re-read the log, and nothing breaks', { skip }, async (t) => {
-  const keyPrefix = testPrefix(t)
-  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
-  t.teardown(() => store.close())
-  const runId = `run-format-${process.pid}`
-  await store.createRun({ runId, threadId: 'thread-f', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'format')
   const received: number[] = []
   let resyncs = 0
   const subscription = store.subscribe(runId, (event) => { received.push(event.seq) }, () => { resyncs++ })
