@@ -255,6 +255,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     control: (node: string) => `${prefix}control:${node}`
   }
   const liveChannelPrefix = `${prefix}live:{`
+  /** How the live messages of this node's own batches begin. */
+  const ownMessageHead = Buffer.from(`${LIVE_FORMAT}\n${nodeId}\n`)
 
   const channels = new Map<string, Channel>()
   const owned = new Map<string, OwnedRun>()
@@ -290,6 +292,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     }
     const channel = channels.get(channelName)
     if (channel === undefined) return
+    // This node's own appends reached its subscribers when Redis answered them: skipped unread.
+    if (payload.length > ownMessageHead.length && payload.subarray(0, ownMessageHead.length).equals(ownMessageHead)) return
     const lines = payload.toString('utf8').split('\n')
     const firstSeq = Number(lines[3])
     if (lines[0] !== LIVE_FORMAT || lines.length < LIVE_HEADER_LINES + 3 || (lines.length - LIVE_HEADER_LINES) % 3 !== 0 || !Number.isSafeInteger(firstSeq)) {
@@ -297,8 +301,6 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       for (const entry of channel.entries) entry.onResync?.()
       return
     }
-    // This node's own appends reached its subscribers when Redis answered them.
-    if (lines[1] === nodeId) return
     channel.head ??= runFrameHead(channelName.slice(liveChannelPrefix.length, -1), lines[2] as string)
     for (let i = LIVE_HEADER_LINES, seq = firstSeq; i < lines.length; i += 3, seq++) {
       deliver(channel, frameOf(channel.head, seq, lines[i] as RunEventType, lines[i + 1] as string, lines[i + 2] as string))
