@@ -634,8 +634,8 @@ class Emitter implements RunEmitter {
 
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
     this.core.telemetry.eventAppended(type)
-    this.#backlog++
     const append = this.core.store.append(this.runId, type, dataJson)
+    this.#backlog++
     append.then(this.#appended, this.#appendFailed)
     return append
   }
