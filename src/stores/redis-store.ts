@@ -98,9 +98,8 @@ redis.call('PEXPIRE', KEYS[4], tombstoneTtl)
 
 // A batch of events from the executing node, applied atomically. KEYS: run, stream, tools.
 // ARGV: channel, threadId, batchNo (in call order), origin node, batch, tool calls… Returns
-// {last seq, applied}. A batch
-// already applied (resent after a lost reply) changes nothing and returns its last seq, kept for
-// the last 64 batches.
+// {last seq, applied}. A batch already applied (resent after a lost reply) changes nothing and
+// returns its last seq, kept for the last 64 batches.
 const APPEND = `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return redis.error_reply('unknown run') end
