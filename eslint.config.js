@@ -8,6 +8,37 @@ import agw from './eslint-rules/index.js'
 
 const TS_FILES = ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts', 'bench/**/*.ts']
 
+// Who may import what under src/ (agw/import-boundaries): each folder behind a boundary is reached
+// only through the plugin that owns it, so a concern cannot grow a second path around its owner.
+const BOUNDARIES = [
+  {
+    module: 'src/stores/**',
+    only: ['src/plugins/event-store.ts', 'src/index.ts'],
+    reason: 'an event store implementation: the event-store plugin chooses and owns the store; use `fastify.eventStore` (the EventStore contract in src/contracts.ts)'
+  },
+  {
+    module: 'src/engine/**',
+    only: ['src/plugins/run-engine.ts'],
+    reason: "the run engine's internals: ask `fastify.runEngine`"
+  },
+  {
+    module: 'src/delivery/**',
+    only: ['src/plugins/delivery.ts'],
+    allowTypeImports: true,
+    reason: "a step of the delivery path: use `fastify.delivery` (its types may be imported)"
+  },
+  {
+    module: 'src/plugins/**',
+    not: ['src/contracts.ts', 'src/protocol.ts', 'src/errors.ts', 'src/agents/**', 'src/tools/**', 'src/stores/**', 'src/client/**'],
+    reason: 'a plugin: contracts, agents, tools and stores are written against src/contracts.ts, never against the wiring'
+  },
+  {
+    module: 'src/routes/**',
+    only: ['src/app.ts'],
+    reason: 'a route module: routes are composed once, by src/routes/index.ts'
+  }
+]
+
 export default defineConfig([
   // Fixtures are deliberately bad code; test/architecture.test.ts lints them on purpose.
   globalIgnores(['dist/', 'dist-dev/', 'node_modules/', 'coverage/', '.tap/', 'test/fixtures/**']),
@@ -70,7 +101,8 @@ export default defineConfig([
     plugins: { agw },
     rules: {
       'agw/no-process-env': 'error',
-      'agw/socket-writes-only-in-bridge': 'error'
+      'agw/socket-writes-only-in-sinks': 'error',
+      'agw/import-boundaries': ['error', { boundaries: BOUNDARIES }]
     }
   },
   {
@@ -80,10 +112,10 @@ export default defineConfig([
     rules: { 'agw/no-process-env': 'off' }
   },
   {
-    name: 'agw/architecture/bridge-writes-sockets',
+    name: 'agw/architecture/sinks-write-sockets',
     files: [
       // The one writer to server sockets.
-      'src/plugins/agent-bridge.ts',
+      'src/delivery/websocket-sink.ts',
       // The command-line client's socket is its own outgoing connection to the gateway, not one
       // of the gateway's sockets: sending its requests is that program's whole job.
       'src/cli/client.ts',
@@ -91,11 +123,21 @@ export default defineConfig([
       // opened to a gateway (a `ws` WebSocket in Node), never to a socket the server accepted.
       'src/client/**/*.ts'
     ],
-    rules: { 'agw/socket-writes-only-in-bridge': 'off' }
+    rules: { 'agw/socket-writes-only-in-sinks': 'off' }
   },
   {
     name: 'agw/architecture/plugins',
     files: ['src/plugins/**/*.ts'],
     rules: { 'agw/no-module-side-effects': 'error' }
+  },
+  {
+    name: 'agw/architecture/contracts',
+    // What host apps write against depends on the wire protocol's types and nothing else of ours.
+    files: ['src/contracts.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ regex: '^\\.(?!/protocol\\.js$)', message: 'src/contracts.ts imports nothing of the gateway but the protocol\'s types: agents, tools and stores depend on it alone.' }]
+      }]
+    }
   }
 ])

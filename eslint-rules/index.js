@@ -1,6 +1,7 @@
-// The architecture guard: the house rules of STYLE.md that a linter can check, as a local ESLint
-// plugin (`agw`). eslint.config.js decides which files each rule applies to;
+// The architecture guard: the house rules a linter can check, as a local ESLint plugin (`agw`). Each
+// message states the rule and why it exists, so a reader needs nothing else to act on it. eslint.config.js decides which files each rule applies to;
 // test/architecture.test.ts proves the rules and that wiring.
+import { dirname, relative, resolve as resolvePath, sep } from 'node:path'
 import { ESLintUtils } from '@typescript-eslint/utils'
 
 /**
@@ -124,7 +125,7 @@ const noProcessEnv = {
     },
     schema: [],
     messages: {
-      processEnv: 'process.env is read only in src/config.ts (STYLE.md 6: config comes from one typed, validated place). ' +
+      processEnv: 'process.env is read only in src/config.ts (configuration comes from one typed, validated place). ' +
         'Add the variable to ConfigSchema in src/config.ts and read it from `fastify.config` (or take it as a plugin option), ' +
         'so it has one type, one default, validation at start-up and a line in docs/configuration.md.'
     }
@@ -232,10 +233,10 @@ const noModuleSideEffects = {
     schema: [],
     messages: {
       construct: '`new {{callee}}(…)` runs when this plugin module is imported. Plugins create nothing at import time ' +
-        '(STYLE.md 5: factories, not singletons): create it inside the plugin function (or a function it calls) and release ' +
+        '(factories, not singletons): create it inside the plugin function (or a function it calls) and release ' +
         'it in an onClose hook, so every Fastify instance owns its own and nothing is shared between apps or tests.',
       timer: '`{{callee}}(…)` starts a timer when this plugin module is imported. Plugins create nothing at import time ' +
-        '(STYLE.md 5: factories, not singletons): start it inside the plugin function and clear it in an onClose hook; ' +
+        '(factories, not singletons): start it inside the plugin function and clear it in an onClose hook; ' +
         'a timer started at import keeps the process alive and is shared by every app instance.'
     }
   },
@@ -303,21 +304,22 @@ function isWsWebSocketType (checker, type, seen = new Set()) {
 }
 
 /** @type {RuleModule} */
-const socketWritesOnlyInBridge = {
+const socketWritesOnlyInSinks = {
   meta: {
     type: 'problem',
     docs: {
-      description: 'Only src/plugins/agent-bridge.ts writes to (or closes) a ws WebSocket.'
+      description: 'Only the WebSocket sink (src/delivery/websocket-sink.ts) writes to (or closes) a ws WebSocket.'
     },
     schema: [],
     messages: {
-      socketWrite: '`.{{method}}()` on a ws WebSocket outside src/plugins/agent-bridge.ts. The agent bridge is the only writer to ' +
-        'sockets: it serialises each event once, logs it before any socket sees it, and keeps per-subscription seq cursors and ' +
-        'backpressure, so a write from anywhere else can reorder, duplicate or lose events. Go through the bridge (the ' +
-        '`Connection` from `fastify.agentBridge.attach()`: reply/close), or add the capability to src/plugins/agent-bridge.ts.',
+      socketWrite: '`.{{method}}()` on a ws WebSocket outside src/delivery/websocket-sink.ts. The sinks are the only writers to ' +
+        'sockets: every event reaches them logged and in seq order through the fan-out, whose per-subscription cursors and ' +
+        'backpressure depend on it, so a write from anywhere else can reorder, duplicate or lose events. Go through the ' +
+        'sink (the `WebSocketSink` from `fastify.delivery.attach()`: reply/close), or add the capability to ' +
+        'src/delivery/websocket-sink.ts.',
       rawSocketWrite: '`._socket.{{method}}()` writes to the TCP socket under a ws WebSocket, bypassing ws framing and the ' +
-        'agent bridge (the only writer to sockets, src/plugins/agent-bridge.ts). Go through the bridge\'s `Connection` ' +
-        'instead, or add the capability to src/plugins/agent-bridge.ts.'
+        'WebSocket sink (the only writer to sockets, src/delivery/websocket-sink.ts). Go through the sink instead, or add ' +
+        'the capability to src/delivery/websocket-sink.ts.'
     }
   },
   create (context) {
@@ -358,12 +360,120 @@ const socketWritesOnlyInBridge = {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * A glob over repository paths (`*` within a segment, `**` across segments) as a RegExp.
+ * @param {string} glob
+ */
+function globRegExp (glob) {
+  let source = ''
+  for (let i = 0; i < glob.length; i++) {
+    const char = glob[i]
+    if (char === '*' && glob[i + 1] === '*') {
+      source += '.*'
+      i++
+      if (glob[i + 1] === '/') i++
+    } else if (char === '*') {
+      source += '[^/]*'
+    } else {
+      source += char.replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+    }
+  }
+  return new RegExp(`^${source}$`)
+}
+
+/**
+ * @typedef {{ module: string, only?: string[], not?: string[], allowTypeImports?: boolean, reason: string }} Boundary
+ */
+
+/** @type {RuleModule} */
+const importBoundaries = {
+  meta: {
+    type: 'problem',
+    docs: {
+      description: 'Modules behind a boundary are imported only by the files that own them (see eslint.config.js).'
+    },
+    schema: [{
+      type: 'object',
+      properties: {
+        boundaries: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              module: { type: 'string' },
+              only: { type: 'array', items: { type: 'string' } },
+              not: { type: 'array', items: { type: 'string' } },
+              allowTypeImports: { type: 'boolean' },
+              reason: { type: 'string' }
+            },
+            required: ['module', 'reason'],
+            additionalProperties: false
+          }
+        }
+      },
+      additionalProperties: false
+    }],
+    messages: {
+      crossed: '{{file}} imports {{target}}, which is {{reason}}.'
+    }
+  },
+  create (context) {
+    const cwd = context.cwd
+    const file = relative(cwd, context.filename).split(sep).join('/')
+    /** @type {Boundary[]} */
+    const boundaries = context.options[0]?.boundaries ?? []
+    const rules = boundaries.map((boundary) => ({
+      ...boundary,
+      module: globRegExp(boundary.module),
+      only: boundary.only?.map(globRegExp),
+      not: boundary.not?.map(globRegExp)
+    }))
+
+    /**
+     * @param {any} node the import or export declaration, or the dynamic import
+     * @param {any} source its source literal
+     * @param {boolean} typeOnly
+     */
+    function check (node, source, typeOnly) {
+      if (source?.type !== 'Literal' || typeof source.value !== 'string' || !source.value.startsWith('.')) return
+      const target = relative(cwd, resolvePath(dirname(context.filename), source.value)).split(sep).join('/').replace(/\.js$/, '.ts')
+      for (const rule of rules) {
+        if (!rule.module.test(target) || rule.module.test(file)) continue
+        if (typeOnly && rule.allowTypeImports === true) continue
+        const allowed = (rule.only === undefined || rule.only.some((glob) => glob.test(file))) &&
+          (rule.not === undefined || !rule.not.some((glob) => glob.test(file)))
+        if (!allowed) context.report({ node, messageId: 'crossed', data: { file, target, reason: rule.reason } })
+      }
+    }
+
+    return {
+      ImportDeclaration (node) {
+        const typeOnly = /** @type {any} */ (node).importKind === 'type' ||
+          (node.specifiers.length > 0 && node.specifiers.every((specifier) => /** @type {any} */ (specifier).importKind === 'type'))
+        check(node, node.source, typeOnly)
+      },
+      ExportNamedDeclaration (node) {
+        if (node.source !== null && node.source !== undefined) check(node, node.source, /** @type {any} */ (node).exportKind === 'type')
+      },
+      ExportAllDeclaration (node) {
+        check(node, node.source, /** @type {any} */ (node).exportKind === 'type')
+      },
+      ImportExpression (node) {
+        check(node, node.source, false)
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
 const plugin = {
   meta: { name: 'eslint-plugin-agw', version: '1.0.0' },
   rules: {
     'no-process-env': noProcessEnv,
     'no-module-side-effects': noModuleSideEffects,
-    'socket-writes-only-in-bridge': socketWritesOnlyInBridge
+    'socket-writes-only-in-sinks': socketWritesOnlyInSinks,
+    'import-boundaries': importBoundaries
   }
 }
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { Type } from 'typebox'
 import type { FastifyInstance } from 'fastify'
-import { build, defineTool, RunError, type Agent } from '../src/app.js'
+import { build, defineTool, RunError, type Agent } from '../src/index.js'
 import { PROTOCOL } from '../src/protocol.js'
 
 export interface ChaosOptions {
@@ -261,7 +261,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosCounts> {
       for (const [runId, run] of user.runs) {
         if (run.terminals !== 1) counts.runsWithoutOneTerminal++
         if (run.openTools.size > 0) counts.unpairedTools += run.openTools.size
-        const logged = await app.agentBridge.store.getRun(runId)
+        const logged = await app.eventStore.getRun(runId)
         if (logged.state !== 'found' || logged.meta.lastSeq !== run.lastSeq || logged.meta.ownerId !== user.name) counts.differentFromLog++
       }
     }

@@ -18,6 +18,14 @@ export const DispatcherPrivateError = createError<'AGW_ERR_TOOL_DISPATCHER_PRIVA
   'AGW_ERR_TOOL_DISPATCHER_PRIVATE', 'A ToolDispatcher can only be made by fastify.createToolDispatcher()', 500)
 export const AgentInvalidError = createError<'AGW_ERR_AGENT_INVALID', 500, [string]>(
   'AGW_ERR_AGENT_INVALID', 'Invalid agent configuration: %s', 500)
+export const AgentDuplicateError = createError<'AGW_ERR_AGENT_DUPLICATE', 500, [string]>(
+  'AGW_ERR_AGENT_DUPLICATE', 'An agent named "%s" is already registered', 500)
+export const AgentRegistryClosedError = createError<'AGW_ERR_AGENT_REGISTRY_CLOSED', 500, [string]>(
+  'AGW_ERR_AGENT_REGISTRY_CLOSED', 'Cannot add agent "%s": agents can only be added before the server is ready', 500)
+export const UserContextMissingError = createError<'AGW_ERR_USER_CONTEXT_MISSING', 500, [string]>(
+  'AGW_ERR_USER_CONTEXT_MISSING', 'The route %s reads the user without authenticating the request first (onRequest: fastify.requireUser)', 500)
+export const MetricsDisabledError = createError<'AGW_ERR_METRICS_DISABLED', 500, []>(
+  'AGW_ERR_METRICS_DISABLED', 'GET /metrics needs the telemetry plugin registered with { prometheus: true }', 500)
 export const WebSocketPresentError = createError<'AGW_ERR_WEBSOCKET_PRESENT', 500, []>(
   'AGW_ERR_WEBSOCKET_PRESENT',
   '@fastify/websocket is already registered on this instance; agent-gateway registers and configures it itself', 500)
@@ -54,6 +62,8 @@ export const MetricsUnauthorizedError = createError<'AGW_ERR_METRICS_UNAUTHORIZE
 // --- connection admission -------------------------------------------------------------------
 export const OriginForbiddenError = createError<'AGW_ERR_ORIGIN_FORBIDDEN', 403, []>(
   'AGW_ERR_ORIGIN_FORBIDDEN', 'This Origin is not allowed to connect', 403)
+export const UpgradeRequiredError = createError<'AGW_ERR_UPGRADE_REQUIRED', 426, []>(
+  'AGW_ERR_UPGRADE_REQUIRED', 'GET /ws is a WebSocket endpoint: open it with a WebSocket client (an Upgrade request)', 426)
 export const ConnectionLimitError = createError<'AGW_ERR_CONNECTION_LIMIT', 429, [number]>(
   'AGW_ERR_CONNECTION_LIMIT', 'Too many open connections for this user (limit %s)', 429)
 
@@ -108,20 +118,6 @@ export function toWireError (err: unknown): { code: WireErrorCode, message: stri
   }
   if (code === 'AGW_ERR_SHUTTING_DOWN') return { code: 'INTERNAL', message: (err as Error).message }
   return { code: 'INTERNAL', message: 'Internal error' }
-}
-
-/**
- * An error whose code and message are safe to show the end user. Tools and agents throw it to
- * explain a failure (`new RunError('DIVISION_BY_ZERO', 'Cannot divide by zero')`); anything
- * else they throw is reported with a generic message and logged server-side only.
- */
-export class RunError extends Error {
-  readonly code: string
-  constructor (code: string, message: string) {
-    super(message)
-    this.name = 'RunError'
-    this.code = code
-  }
 }
 
 interface HttpErrorLike { statusCode?: number, code?: string, message: string, validation?: unknown }

@@ -12,7 +12,8 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 
 const ENV = 'agw/no-process-env'
 const SIDE_EFFECTS = 'agw/no-module-side-effects'
-const SOCKETS = 'agw/socket-writes-only-in-bridge'
+const SOCKETS = 'agw/socket-writes-only-in-sinks'
+const BOUNDARIES = 'agw/import-boundaries'
 
 // Files that do not exist: samples are linted as if they sat there. The project service only knows
 // files on disk, so these are opened in a default project with tsconfig.json's options (needed by
@@ -116,12 +117,12 @@ t.test(`${SOCKETS}: reports writes to a ws WebSocket however it is typed, and to
   t.strictSame(found(findings), expected(code))
   t.equal(findings.length, 14)
   const messages = findings.map(({ message }) => message)
-  t.match(messages[0], /^`\.send\(\)` on a ws WebSocket outside src\/plugins\/agent-bridge\.ts\. The agent bridge is the only writer to sockets/)
+  t.match(messages[0], /^`\.send\(\)` on a ws WebSocket outside src\/delivery\/websocket-sink\.ts\. The sinks are the only writers to sockets/)
   t.match(messages[3], /^`\.close\(\)` on a ws WebSocket/)
   t.match(messages[4], /^`\.terminate\(\)` on a ws WebSocket/)
   t.match(messages[10], /^`\._socket\.write\(\)` writes to the TCP socket under a ws WebSocket/)
   t.match(messages[12], /^`\._socket\.destroy\(\)`/)
-  for (const message of messages) t.match(message, 'src/plugins/agent-bridge.ts')
+  for (const message of messages) t.match(message, 'src/delivery/websocket-sink.ts')
 })
 
 t.test(`${SOCKETS}: stays quiet on reply.send, EventEmitter, plain objects, net sockets and reads`, async (t) => {
@@ -135,7 +136,9 @@ t.test('eslint.config.js applies each architecture rule to the right paths', asy
     [PROBE.route, [SOCKETS, ENV], 'a route module may create things at import time, nothing else'],
     [PROBE.store, [SOCKETS, ENV], 'so may a store module'],
     ['src/config.ts', [SOCKETS], 'src/config.ts is the one reader of process.env'],
-    ['src/plugins/agent-bridge.ts', [SIDE_EFFECTS, ENV], 'the bridge is the one writer to sockets, still a plugin'],
+    ['src/plugins/delivery.ts', [SIDE_EFFECTS, SOCKETS, ENV], 'the delivery plugin wires sinks but writes to no socket itself'],
+    ['src/delivery/websocket-sink.ts', [ENV], 'the WebSocket sink is the one writer to sockets'],
+    ['src/delivery/sse-sink.ts', [SOCKETS, ENV], 'the SSE sink writes HTTP responses, never a WebSocket'],
     ['src/cli/client.ts', [ENV], 'the CLI client writes to its own outgoing socket'],
     [PROBE.cli, [SOCKETS, ENV], 'only that one CLI file is exempt from the socket rule'],
     [PROBE.client, [ENV], 'the client library writes to its own outgoing socket, and reads no environment'],
@@ -144,6 +147,33 @@ t.test('eslint.config.js applies each architecture rule to the right paths', asy
   for (const [path, rules, why] of cases) {
     t.strictSame(found(await lint(code, path)), expected(code, rules), `${path}: ${why}`)
   }
+})
+
+t.test(`${BOUNDARIES}: each folder behind a boundary is imported only by its owner`, async (t) => {
+  const cases: Array<[importer: string, code: string, crossed: boolean, why: string]> = [
+    ['src/routes/health.ts', "import { createMemoryStore } from '../stores/memory-store.js'\nexport const s = createMemoryStore", true, 'a route reaches a store implementation'],
+    ['src/plugins/run-engine.ts', "import { createRedisStore } from '../stores/redis-store.js'\nexport const s = createRedisStore", true, 'the engine reaches a store implementation'],
+    ['src/plugins/event-store.ts', "import { createEventStore } from '../stores/select.js'\nexport const s = createEventStore", false, 'the event-store plugin owns the stores'],
+    ['src/index.ts', "export { createMemoryStore } from './stores/memory-store.js'", false, 'the package entry exports a store for host apps'],
+    ['src/contracts.ts', "import type { Telemetry } from './plugins/telemetry.js'\nexport type T = Telemetry", true, 'the contracts import a plugin'],
+    ['src/agents/demo.ts', "import type { RunEngine } from '../plugins/run-engine.js'\nexport type E = RunEngine", true, 'an agent reaches into the wiring'],
+    ['src/tools/calculator.ts', "import { execute } from '../engine/execute.js'\nexport const e = execute", true, 'a tool reaches engine internals'],
+    ['src/routes/ws.ts', "import { Fanout } from '../delivery/fanout.js'\nexport const f = Fanout", true, 'a route makes its own fan-out'],
+    ['src/routes/ws.ts', "import type { WebSocketSink } from '../delivery/websocket-sink.js'\nexport type S = WebSocketSink", false, 'types of the delivery path may be imported'],
+    ['src/plugins/delivery.ts', "import { Fanout } from '../delivery/fanout.js'\nexport const f = Fanout", false, 'the delivery plugin wires its steps'],
+    ['src/plugins/run-engine.ts', "export const load = () => import('../routes/ws.js')", true, 'a dynamic import crosses a boundary too'],
+    ['src/stores/redis-store.ts', "import type { Config } from '../plugins/telemetry.js'\nexport type C = Config", true, 'a store reaches into the wiring']
+  ]
+  for (const [importer, code, crossed, why] of cases) {
+    const findings = (await lint(code, importer)).filter(({ ruleId }) => ruleId === BOUNDARIES)
+    t.equal(findings.length, crossed ? 1 : 0, `${importer}: ${why}`)
+    if (crossed) t.match(findings[0]?.message, new RegExp(`^${importer.replaceAll('.', '\\.')} imports src/`), 'the message names both files')
+  }
+})
+
+t.test('src/contracts.ts imports nothing of the gateway but the protocol', async (t) => {
+  const findings = await lint("import type { RunEventType } from './protocol.js'\nimport { ConfigInvalidError } from './errors.js'\nexport type T = RunEventType\nexport const E = ConfigInvalidError\n", 'src/contracts.ts')
+  t.same(findings.map(({ line, ruleId }) => `${line} ${String(ruleId)}`), ['2 no-restricted-imports'])
 })
 
 /** Runs the project's jscpd (`npm run duplication`, with the repo's .jscpd.json) on `target`. */

@@ -1,15 +1,22 @@
 // The gateway inside someone else's Fastify app: their agents, their tools, their routes,
 // their own @fastify/jwt — and each plugin of ours registered alone with its dependencies.
+import { spawnSync } from 'node:child_process'
+import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import Fastify from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import { Type } from 'typebox'
-import { agentGateway, defineTool, RunError, type Agent } from '../src/app.js'
+import { agentGateway, defineTool, RunError, type Agent } from '../src/index.js'
 import { configPlugin } from '../src/config.js'
 import authSecret from '../src/plugins/auth-secret.js'
 import userContext from '../src/plugins/user-context.js'
 import toolDispatcher from '../src/plugins/tool-dispatcher.js'
-import agentBridge from '../src/plugins/agent-bridge.js'
+import telemetry from '../src/plugins/telemetry.js'
+import eventStore from '../src/plugins/event-store.js'
+import delivery from '../src/plugins/delivery.js'
 import runEngine from '../src/plugins/run-engine.js'
 import { OTHER_SECRET, connect, runProblems, testEnv, tokenFor } from './helpers.js'
 
@@ -77,35 +84,101 @@ t.test('agentGateway refuses a second @fastify/websocket instead of fighting ove
   await t.rejects(async () => { await app.ready() }, { code: 'AGW_ERR_WEBSOCKET_PRESENT' })
 })
 
-t.test('each plugin works alone with its dependencies, and fails ready() without them', async (t) => {
-  const env = { APP_ENV: 'test', JWT_SECRET: testEnv().JWT_SECRET }
-  const chain = [
-    { name: 'auth-secret', plugin: authSecret, options: {} },
-    { name: 'user-context', plugin: userContext, options: {} },
-    { name: 'tool-dispatcher', plugin: toolDispatcher, options: { tools: [] } },
-    { name: 'agent-bridge', plugin: agentBridge, options: {} },
-    { name: 'run-engine', plugin: runEngine, options: { agents: { support } } }
-  ] as const
-  const dependencies: Record<string, readonly string[]> = {
-    'auth-secret': ['config'],
-    'user-context': ['config', 'auth-secret'],
+/** The dependencies a plugin declares (fastify-plugin's metadata). */
+function declared (plugin: unknown): readonly string[] {
+  return (plugin as Record<symbol, { dependencies?: string[] } | undefined> | undefined)?.[Symbol.for('plugin-meta')]?.dependencies ?? []
+}
+
+// The plugins in an order that satisfies their dependencies, with the options each needs alone.
+const chain = [
+  { name: 'telemetry', plugin: telemetry, options: {} },
+  { name: 'auth-secret', plugin: authSecret, options: {} },
+  { name: 'user-context', plugin: userContext, options: {} },
+  { name: 'event-store', plugin: eventStore, options: {} },
+  { name: 'tool-dispatcher', plugin: toolDispatcher, options: { tools: [] } },
+  { name: 'delivery', plugin: delivery, options: {} },
+  { name: 'run-engine', plugin: runEngine, options: { agents: { support } } }
+] as const
+
+t.test('the plugins declare the dependencies the architecture draws (docs/architecture.md)', async (t) => {
+  const graph = Object.fromEntries(chain.map(({ name, plugin }) => [name, [...declared(plugin)].sort()]))
+  t.same(graph, {
+    telemetry: [],
+    'auth-secret': ['config', 'telemetry'],
+    'user-context': ['auth-secret', 'telemetry'],
+    'event-store': ['config'],
     'tool-dispatcher': ['config'],
-    'agent-bridge': ['config'],
-    'run-engine': ['config', 'auth-secret', 'user-context', 'tool-dispatcher', 'agent-bridge']
+    delivery: ['config', 'event-store', 'telemetry'],
+    'run-engine': ['config', 'delivery', 'event-store', 'telemetry', 'tool-dispatcher', 'user-context']
+  })
+})
+
+t.test('each plugin works alone with its declared dependencies, and fails ready() without them', async (t) => {
+  const env = { APP_ENV: 'test', JWT_SECRET: testEnv().JWT_SECRET }
+  /** The plugin's declared dependencies and theirs. */
+  const closure = (name: string, into = new Set<string>()): Set<string> => {
+    for (const dep of declared(chain.find((entry) => entry.name === name)?.plugin)) {
+      if (!into.has(dep)) { into.add(dep); closure(dep, into) }
+    }
+    return into
   }
   for (const { name, plugin, options } of chain) {
+    const needed = closure(name)
     const withDeps = Fastify()
     t.teardown(() => withDeps.close())
     withDeps.register(configPlugin, { env })
-    for (const dep of chain) {
-      if (dependencies[name]?.includes(dep.name)) withDeps.register(dep.plugin as never, dep.options as never)
-    }
+    for (const dep of chain) if (needed.has(dep.name)) withDeps.register(dep.plugin as never, dep.options as never)
     withDeps.register(plugin as never, options as never)
-    await t.resolves(async () => { await withDeps.ready() }, `${name} with its dependencies`)
+    await t.resolves(async () => { await withDeps.ready() }, `${name} with ${[...needed].join(', ') || 'nothing else'}`)
 
+    if (needed.size === 0) continue
     const bare = Fastify()
     t.teardown(() => bare.close())
     bare.register(plugin as never, options as never)
     await t.rejects(async () => { await bare.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED' }, `${name} alone`)
   }
+})
+
+t.test('telemetry cannot be lost to registration order: a plugin registered before it fails loudly', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: testEnv().JWT_SECRET } })
+  app.register(authSecret)
+  app.register(telemetry, { prometheus: true })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /telemetry/ })
+})
+
+t.test('a host app with its own agents and tools needs neither openai nor the demo tools installed', async (t) => {
+  // The built package (npm test builds dist/ first) in a node_modules of its own, next to every
+  // dependency but openai, and without its built-in agents and tools: importing the main entry
+  // and making an app ready must not touch any of them.
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const dir = await mkdtemp(join(tmpdir(), 'agw-host-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const modules = join(dir, 'node_modules')
+  const pkg = join(modules, 'agent-gateway')
+  await mkdir(pkg, { recursive: true })
+  await cp(join(root, 'package.json'), join(pkg, 'package.json'))
+  await cp(join(root, 'dist'), join(pkg, 'dist'), { recursive: true, filter: (source) => !/[/\\]dist[/\\](agents|tools|page)([/\\]|$)/.test(source) })
+  for (const entry of await readdir(join(root, 'node_modules'))) {
+    if (entry === 'openai' || entry === '.bin' || entry.startsWith('.')) continue
+    await symlink(join(root, 'node_modules', entry), join(modules, entry))
+  }
+  const script = join(dir, 'host.mjs')
+  await writeFile(script, [
+    "import Fastify from 'fastify'",
+    "import { agentGateway, defineTool, RunError } from 'agent-gateway'",
+    "import { Type } from 'typebox'",
+    "const tool = defineTool({ name: 'ping', description: 'Pings', parameters: Type.Object({}), execute: async () => 'pong' })",
+    "const app = Fastify()",
+    "await app.register(agentGateway, { env: { APP_ENV: 'test', JWT_SECRET: process.argv[2] }, page: false, agents: { mine: async ({ tools }) => (await tools.call('ping')).result }, tools: [tool] })",
+    'await app.ready()',
+    "let openai = 'missing'",
+    "try { await import('openai'); openai = 'present' } catch {}",
+    "console.log(JSON.stringify({ agents: app.runEngine.agents, tools: app.toolRegistry.names, openai, runError: typeof RunError }))",
+    'await app.close()'
+  ].join('\n'))
+  const run = spawnSync(process.execPath, [script, testEnv().JWT_SECRET as string], { cwd: dir, encoding: 'utf8', timeout: 60_000 })
+  t.equal(run.status, 0, run.stderr)
+  t.same(JSON.parse(run.stdout.trim()), { agents: ['mine'], tools: ['ping'], openai: 'missing', runError: 'function' })
 })

@@ -6,7 +6,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import WebSocket from 'ws'
 import { Compile } from 'typebox/compile'
-import type { Agent } from '../src/app.js'
+import type { Agent } from '../src/index.js'
 import { PROTOCOL, ServerMessage, type RunEvent } from '../src/protocol.js'
 import { buildApp, connect, listen, runProblems, testEnv, tokenFor } from './helpers.js'
 

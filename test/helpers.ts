@@ -5,9 +5,9 @@ import { once } from 'node:events'
 import type { Test } from 'tap'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
-import type { Agent, BuildOptions } from '../src/app.js'
+import type { Agent, BuildOptions } from '../src/index.js'
 import { PROTOCOL, type RunEvent, type ServerMessage } from '../src/protocol.js'
-import type { EventStore } from '../src/stores/event-store.js'
+import type { EventStore } from '../src/contracts.js'
 import { createMemoryStore } from '../src/stores/memory-store.js'
 
 export const TEST_SECRET = 'f3c1T9qLw0ZkVb7NxR2mYpHs8uJd4GaE6oWi5CtKzQv'
@@ -221,7 +221,7 @@ export function firehose (events: number, bytes = 160, yieldEvery = 500): Agent 
 export async function runEnded (app: FastifyInstance, runId: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const lookup = await app.agentBridge.store.getRun(runId)
+    const lookup = await app.eventStore.getRun(runId)
     if (lookup.state === 'found' && lookup.meta.status !== 'running') return
     if (Date.now() > deadline) throw new Error(`run ${runId} did not end within ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, 10))

@@ -4,7 +4,8 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import t from 'tap'
 import WebSocket from 'ws'
-import { createDemoAgent, demoTools, type Agent } from '../src/app.js'
+import type { Agent } from '../src/index.js'
+import { createDemoAgent, demoTools } from '../src/agents/index.js'
 import { PROTOCOL } from '../src/protocol.js'
 import { buildApp, connect, firehose, listen, runEnded, runProblems, tcpOf, testEnv, tokenFor } from './helpers.js'
 
@@ -115,7 +116,7 @@ t.test('cancelOnDisconnect: a run nobody follows for DISCONNECT_GRACE_MS is canc
   await second.nextOf('subscribed')
   await sleep(400)
   const lookup = async (runId: string): Promise<string> => {
-    const found = await app.agentBridge.store.getRun(runId)
+    const found = await app.eventStore.getRun(runId)
     return found.state === 'found' ? found.meta.status : found.state
   }
   t.equal(await lookup(abandoned.runId), 'cancelled', 'the unwatched run was cancelled after the grace period')
@@ -135,16 +136,16 @@ t.test('a client that stops answering pings is closed with 4408 and everything i
   const silent = await connect(t, ws, { token: tokenFor('mute'), autoPong: false })
   silent.send({ type: 'run', input: { message: 'x' } })
   const { runId } = await silent.nextOf('run_accepted')
-  t.equal(app.agentBridge.connectionCount('mute'), 1)
+  t.equal(app.delivery.connectionCount('mute'), 1)
   t.match(await silent.waitClosed(3000), { code: 4408 })
-  await until(() => app.agentBridge.connectionCount('mute') === 0, 'the connection is forgotten', 3000)
-  const lookup = await app.agentBridge.store.getRun(runId)
+  await until(() => app.delivery.connectionCount('mute') === 0, 'the connection is forgotten', 3000)
+  const lookup = await app.eventStore.getRun(runId)
   t.match(lookup, { state: 'found', meta: { status: 'running' } }, 'its run goes on, ready for a reconnect')
   await app.runEngine.cancel({ userId: 'mute', scopes: [], requestId: 'r', connectionId: 'c' }, runId)
 })
 
 t.test('every run ends with exactly one terminal event: a hung agent, a hung tool, a throwing agent', async (t) => {
-  const { defineTool } = await import('../src/app.js')
+  const { defineTool } = await import('../src/index.js')
   const { Type } = await import('typebox')
   const never = defineTool({ name: 'never', description: 'Never returns', timeoutMs: 50, parameters: Type.Object({}), execute: () => new Promise(() => {}) })
   const app = await buildApp(t, {

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import type { Agent } from '../src/app.js'
+import type { Agent } from '../src/index.js'
 import type { RunEvent } from '../src/protocol.js'
 import { TEST_SECRET, buildApp, connect, listen, runProblems, testEnv, tokenFor } from './helpers.js'
 import { OwnRedis, REDIS_URL, freePort, redisSkip, testPrefix } from './redis.js'
@@ -36,7 +36,7 @@ t.test('a run started on node A is watched live from node B, then resumed on B a
   const prefix = testPrefix(t)
   const a = await node(t, REDIS_URL, prefix)
   const b = await node(t, REDIS_URL, prefix)
-  t.not(a.app.agentBridge.store.nodeId, b.app.agentBridge.store.nodeId)
+  t.not(a.app.eventStore.nodeId, b.app.eventStore.nodeId)
   const token = tokenFor('alice')
   const onA = await connect(t, a.ws, { token })
   onA.send({ type: 'run', agent: 'ticker', input: { message: 'go' } })
@@ -132,10 +132,10 @@ t.test('node A is killed mid-run: the watcher on B gets NODE_LOST within the lea
   t.match(rest.at(-1), { type: 'agent_completed', data: { status: 'failed', error: { code: 'NODE_LOST' } } })
   t.equal(rest.filter((e) => e.type === 'agent_completed').length, 1, 'exactly one terminal event')
   t.ok(waited < 5000, `it arrived ${waited} ms after the kill (lease 600 ms)`)
-  const logged = await b.app.agentBridge.store.read(runId, 0, 1000)
+  const logged = await b.app.eventStore.read(runId, 0, 1000)
   const all = logged.map((e) => JSON.parse(e.frame.toString()) as RunEvent)
   t.same(runProblems(all), [], 'the log is whole: paired tool events, one terminal event, last')
-  t.match(await b.app.agentBridge.store.getRun(runId), { state: 'found', meta: { status: 'failed' } })
+  t.match(await b.app.eventStore.getRun(runId), { state: 'found', meta: { status: 'failed' } })
 })
 
 t.test('Redis restarts mid-run: the run goes on and no event is lost', { skip }, async (t) => {

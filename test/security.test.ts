@@ -95,14 +95,27 @@ t.test('the attack matrix is refused, and nothing secret reaches the logs', asyn
   }
 })
 
-t.test('the HTTP routes are rate-limited per address, answering 429 { code, message }', async (t) => {
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', HTTP_RATE_LIMIT_MAX: '3', HTTP_RATE_LIMIT_WINDOW_MS: '60000' }) })
+t.test('the HTTP API has one rate-limit budget per address, across its routes, answering 429 { code, message }', async (t) => {
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', HTTP_RATE_LIMIT_MAX: '4', HTTP_RATE_LIMIT_WINDOW_MS: '60000' }) })
   const { http, ws } = await listen(t, app)
-  for (let i = 0; i < 3; i++) t.equal((await fetch(`${http}/dev/token?user=u${i}`)).status, 200)
+  for (let i = 0; i < 2; i++) t.equal((await fetch(`${http}/dev/token?user=u${i}`)).status, 200)
+  for (let i = 0; i < 2; i++) await connect(t, ws, { token: tokenFor(`user-${i}`) })
   const limited = await fetch(`${http}/dev/token?user=u9`)
-  t.equal(limited.status, 429)
+  t.equal(limited.status, 429, 'two tokens and two handshakes spent the budget of four')
   t.match(await limited.json(), { code: 'AGW_ERR_RATE_LIMITED', message: /^Too many requests from this address; retry in/ })
-  for (let i = 0; i < 3; i++) await connect(t, ws, { token: tokenFor(`user-${i}`) })
-  t.match(await refusedUpgrade(ws, { authorization: `Bearer ${tokenFor('user-9')}` }), { status: 429, body: { code: 'AGW_ERR_RATE_LIMITED' } }, 'handshakes too, before any token is verified')
+  t.match(await refusedUpgrade(ws, { authorization: `Bearer ${tokenFor('user-9')}` }), { status: 429, body: { code: 'AGW_ERR_RATE_LIMITED' } }, 'handshakes share it, and are refused before any token is verified')
+  t.equal((await fetch(`${http}/v1/runs/x`, { headers: { authorization: `Bearer ${tokenFor('user-9')}` } })).status, 429, 'so does the runs API')
   t.equal((await fetch(`${http}/healthz`)).status, 200, 'health checks are never limited')
+})
+
+t.test('refused authentications count against the budget: a token guesser is slowed down', async (t) => {
+  const app = await buildApp(t, { env: testEnv({ HTTP_RATE_LIMIT_MAX: '5', HTTP_RATE_LIMIT_WINDOW_MS: '60000' }) })
+  const { http, ws } = await listen(t, app)
+  const statuses: number[] = []
+  for (let i = 0; i < 40; i++) {
+    statuses.push((await refusedUpgrade(ws, { authorization: `Bearer ${mint({ sub: 'mallory' }, { secret: OTHER_SECRET })}` })).status)
+  }
+  t.same(statuses.slice(0, 5), [401, 401, 401, 401, 401], 'the first five are refused for their signature')
+  t.same(new Set(statuses.slice(5)), new Set([429]), 'every later attempt is refused by the limit, before its token is looked at')
+  t.equal((await fetch(`${http}/v1/runs/x`, { headers: { authorization: 'Bearer nonsense' } })).status, 429, 'on every route of the API')
 })

@@ -1,8 +1,8 @@
 // Target (a): the gateway itself, built from src/ exactly as src/server.ts builds it (the real
 // logger, at LOG_LEVEL=silent), with a bench agent registered through the public plugin API, so
-// every event takes the whole path: engine → bridge → log → socket. Heartbeats stay on.
+// every event takes the whole path: engine → emitter → log → fan-out → socket. Heartbeats stay on.
 //   env: BENCH_SECRET, BENCH_STORE (memory | redis://…), BENCH_REDIS_PREFIX
-import { build, loadConfig, type Agent } from '../../src/app.js'
+import { build, loadConfig, type Agent } from '../../src/index.js'
 import { loggerOptions } from '../../src/logger.js'
 import { BENCH_AGENT, emitThoughts, toPlan } from '../shared/plan.js'
 import { serveControl } from '../shared/control.js'

@@ -1,7 +1,6 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import { AgentInvalidError } from '../errors.js'
-import type { Agent, AgentRun } from '../plugins/run-engine.js'
-import type { ToolOutcome } from '../plugins/tool-dispatcher.js'
+import type { Agent, AgentRun, ToolOutcome } from '../contracts.js'
 import { CONSTANT_NAMES, FUNCTION_NAMES } from '../tools/calculator.js'
 import { findFact } from '../tools/facts.js'
 import { MAX_TEXT_LENGTH } from '../tools/text-stats.js'

@@ -10,9 +10,8 @@ import type {
 } from 'openai/resources/chat/completions'
 import { Type, type Static, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
-import { AgentInvalidError, RunError } from '../errors.js'
-import type { Agent, AgentRun } from '../plugins/run-engine.js'
-import type { ToolInfo, ToolOutcome } from '../plugins/tool-dispatcher.js'
+import { RunError, type Agent, type AgentRun, type ToolInfo, type ToolOutcome } from '../contracts.js'
+import { AgentInvalidError } from '../errors.js'
 
 export interface LlmAgentOptions {
   /** Base URL of the API, e.g. `https://api.openai.com/v1` or `http://localhost:11434/v1`. */

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import Fastify from 'fastify'
 import { configPlugin, loadConfig, type Config } from '../config.js'
 import authSecret, { resolveSecret } from '../plugins/auth-secret.js'
+import telemetry from '../plugins/telemetry.js'
 
 const usage = 'usage: npm run token -- --user <id> [--ttl <seconds>] [--scope "<scopes>"]'
 
@@ -16,6 +17,7 @@ function fail (message: string): never {
 async function signLocally (config: Config, claims: Record<string, unknown>, ttl: number): Promise<string> {
   const app = Fastify({ logger: false })
   app.register(configPlugin, { config })
+  app.register(telemetry)
   app.register(authSecret)
   try {
     await app.ready()

@@ -6,7 +6,7 @@
 import { EventType, PROTOCOL_VERSION, contentToText, type Event, type RunAgentInput } from '@ag-ui/core'
 import { EventEncoder } from '@ag-ui/encoder'
 import type { RunEvent, RunEventOf } from '../protocol.js'
-import type { StoredEvent } from '../stores/event-store.js'
+import type { SseFormat } from '../delivery/sse-sink.js'
 
 /** The ids the AG-UI client sent in its RunAgentInput: its events carry exactly these. */
 export interface AgUiRunIds {
@@ -137,15 +137,18 @@ function mintedId (event: RunEvent): string {
 }
 
 /**
- * The bridge's `format` for an AG-UI stream: each logged event as the Server-Sent Events of the
- * AG-UI events it translates to ('' for none).
+ * The SSE format of an AG-UI stream: each logged event as the Server-Sent Events of the AG-UI
+ * events it translates to ('' for none); a stream cut short (the token expired) ends with RUN_ERROR.
  */
-export function agUiEventStream (ids: AgUiRunIds): (event: StoredEvent) => string {
+export function agUiEventStream (ids: AgUiRunIds): SseFormat {
   const translate = createAgUiTranslator(ids)
   const encoder = new EventEncoder()
-  return (stored) => translate(JSON.parse(stored.frame.toString('utf8')) as RunEvent)
-    .map((event) => encoder.encodeSSE(event))
-    .join('')
+  return {
+    event: (stored) => translate(JSON.parse(stored.frame.toString('utf8')) as RunEvent)
+      .map((event) => encoder.encodeSSE(event))
+      .join(''),
+    error: (code, message) => encoder.encodeSSE({ type: EventType.RUN_ERROR, code, message, timestamp: Date.now() })
+  }
 }
 
 /**

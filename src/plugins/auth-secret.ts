@@ -8,7 +8,6 @@ import fastifyJwt, { type JWT } from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { AppEnv, Config } from '../config.js'
 import { BEARER_PROTOCOL_PREFIX } from '../protocol.js'
-import { telemetryOf } from '../telemetry.js'
 import {
   NoTokenError, QueryTokenError, SecretInvalidError, TokenAlgorithmError, TokenClaimError, TokenExpiredError,
   TokenInactiveError, TokenInvalidError, TokenMalformedError, TokenSignatureError
@@ -391,7 +390,7 @@ async function authSecret (fastify: FastifyInstance): Promise<void> {
 
   fastify.decorate('authSecret', api)
   fastify.decorateRequest('tokenClaims', null)
-  const telemetry = telemetryOf(fastify)
+  const telemetry = fastify.telemetry
   fastify.decorate('authenticate', async function authenticate (request: FastifyRequest): Promise<void> {
     try {
       request.tokenClaims = api.verify(extractToken(request, config.ALLOW_QUERY_TOKEN))
@@ -403,4 +402,4 @@ async function authSecret (fastify: FastifyInstance): Promise<void> {
   fastify.log.debug({ source: api.source }, 'JWT secret resolved')
 }
 
-export default fp(authSecret, { name: 'auth-secret', fastify: '5.x', dependencies: ['config'] })
+export default fp(authSecret, { name: 'auth-secret', fastify: '5.x', dependencies: ['config', 'telemetry'] })

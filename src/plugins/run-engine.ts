@@ -1,42 +1,23 @@
-// run-engine: the agent registry and the life of every run. The engine, not the agent, emits
-// `agent_started` and the single `agent_completed`, so no agent can forget them; it enforces the
-// deadline, cancellation and the per-user concurrency limit. Runs outlive their connection:
-// a client that comes back subscribes by seq.
+// run-engine: owns runs, whole — the agent registry, the registry of the runs this node executes,
+// start (with the per-user concurrency admission the store counts across nodes), ownership
+// lookups, cancel (here, or on another node through the store's stop requests), the deadline,
+// cancel-on-disconnect with its grace period, and the shutdown grace. The engine, not the agent,
+// emits `agent_started` and the single `agent_completed`, so no agent can forget them. A cancel
+// travels one way: route → engine → the run's AbortSignal. Runs outlive their connection: a
+// client that comes back subscribes by seq.
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { AgentName, RunRequest, type ErrorInfo, type RunEventData, type RunInput } from '../protocol.js'
+import type { FastifyInstance } from 'fastify'
 import { Compile } from 'typebox/compile'
-import { AgentInvalidError, RunError, RunRequestInvalidError, ShuttingDownError, UnknownAgentError } from '../errors.js'
-import type { RunEmitter } from './agent-bridge.js'
-import type { RunToolDispatcher, ToolDispatcher, ToolEventSink } from './tool-dispatcher.js'
-import type { RunContext, UserContext } from './user-context.js'
-
-/** What an agent receives for one run. */
-export interface AgentRun {
-  readonly input: RunInput
-  /** Frozen: userId, scopes, requestId, connectionId, runId, threadId, agent. */
-  readonly context: RunContext
-  /** Emits `agent_thinking`. Steps are numbered automatically unless given. (Safe to destructure.) */
-  think: (thought: string, step?: number) => void
-  /** Emits `agent_message`: a piece of the streamed answer. (Safe to destructure.) */
-  say: (delta: string) => void
-  /**
-   * Resolves once the run's events are (all but a few hundred) written to the log: an agent that
-   * emits in a tight loop awaits it now and then, so that a slow event store slows the agent
-   * instead of filling the server's memory. Agents paced by a model or a network need not call it.
-   */
-  drain: () => Promise<void>
-  /** Runs tools; emits their events. Never throws. */
-  readonly tools: ToolDispatcher
-  /** Aborted on cancel, deadline and shutdown: stop work promptly when it fires. */
-  readonly signal: AbortSignal
-  readonly log: FastifyBaseLogger
-}
-
-/** An agent: does the work of a run and returns its output (anything JSON-serialisable). */
-export type Agent = (run: AgentRun) => Promise<unknown>
+import type { Agent, RunContext, RunMeta, UserContext } from '../contracts.js'
+import type { RunEmitter } from '../delivery/emitter.js'
+import {
+  AgentDuplicateError, AgentInvalidError, AgentRegistryClosedError, HistoryExpiredError, RunEndedError, RunNotFoundError,
+  RunRequestInvalidError, ShuttingDownError, TooManyRunsError, UnknownAgentError
+} from '../errors.js'
+import { AgentName, RunRequest, type RunInput } from '../protocol.js'
+import { execute, RunStopper, type StopReason } from '../engine/execute.js'
 
 /** `{ agent?, threadId?, input, cancelOnDisconnect? }`: the protocol's run request. */
 export type StartRequest = Readonly<Omit<RunRequest, 'input'> & { input: RunInput }>
@@ -48,43 +29,44 @@ export interface StartedRun {
 }
 
 export interface RunEngine {
-  /** Accepts a run; its events flow through the bridge. Throws UNKNOWN_AGENT / TOO_MANY_RUNS errors. */
+  /** Accepts a run and starts it on the next turn. Throws UNKNOWN_AGENT / TOO_MANY_RUNS / invalid-request errors. */
   start(user: UserContext, request: StartRequest): Promise<StartedRun>
   /** Cancels a run of this user on any node: NOT_FOUND for someone else's or a missing run, RUN_ENDED if over. */
   cancel(user: UserContext, runId: string): Promise<void>
+  /** The run's metadata if `user` owns it; otherwise exactly the error of a run that does not exist. */
+  getOwnedRun(user: UserContext, runId: string): Promise<RunMeta>
+  /** The registered agents' names. */
   readonly agents: readonly string[]
   readonly defaultAgent: string
   /** Runs executing on this node (for one user when given). */
   activeRuns(userId?: string): number
+  /** True once shutdown has begun: no new runs. */
+  readonly closing: boolean
+}
+
+/** Agents by name, filled like the tool registry: from the plugin's options or `add()`, until the app is ready. */
+export interface AgentRegistry {
+  /** Adds an agent; only before the server is ready. Throws AGW_ERR_AGENT_INVALID / _DUPLICATE / _REGISTRY_CLOSED. */
+  add(name: string, agent: Agent): void
+  readonly names: readonly string[]
 }
 
 export interface RunEnginePluginOptions {
-  /** Agents by name. */
-  agents: Readonly<Record<string, Agent>>
-  /** The agent used when a run names none; the first one when omitted. */
+  /** Agents by name (more can be added with `fastify.agentRegistry.add` before ready). */
+  agents?: Readonly<Record<string, Agent>>
+  /** The agent used when a run names none; the first registered when omitted. */
   defaultAgent?: string
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     runEngine: RunEngine
+    agentRegistry: AgentRegistry
   }
 }
 
-type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
-
-const stopOutcomes: Record<StopReason, Pick<RunEventData<'agent_completed'>, 'status' | 'error'>> = {
-  cancelled: { status: 'cancelled' },
-  disconnected: { status: 'cancelled', error: { code: 'DISCONNECTED', message: 'Cancelled: no connection of the user followed the run' } },
-  timeout: { status: 'failed', error: { code: 'TIMEOUT', message: 'The run did not finish before its deadline' } },
-  shutdown: { status: 'failed', error: { code: 'SHUTDOWN', message: 'The server shut down before the run finished' } }
-}
-
-interface ActiveRun {
-  readonly userId: string
-  readonly controller: AbortController
-  stopReason?: StopReason
-}
+/** Bound on waiting for stopped runs to write their terminal event at shutdown. */
+const SHUTDOWN_STOP_MS = 5_000
 
 const validAgentName = Compile(AgentName)
 const validRunRequest = Compile(RunRequest)
@@ -102,150 +84,209 @@ function checkRequest (request: StartRequest): void {
   }
 }
 
-function checkOptions (opts: Partial<RunEnginePluginOptions>): { agents: Map<string, Agent>, defaultAgent: string } {
-  const entries = Object.entries(opts.agents ?? {})
-  if (entries.length === 0) throw new AgentInvalidError('at least one agent is required (option `agents`)')
-  for (const [name, agent] of entries) {
-    if (!validAgentName.Check(String(name))) throw new AgentInvalidError(`agent name "${name}" must be 1-64 letters, digits, "_", "." or "-"`)
-    if (typeof agent !== 'function') throw new AgentInvalidError(`agent "${name}" must be a function`)
-  }
-  const defaultAgent = opts.defaultAgent ?? (entries[0] as [string, Agent])[0]
-  if (!entries.some(([name]) => name === defaultAgent)) throw new AgentInvalidError(`the default agent "${defaultAgent}" is not registered`)
-  return { agents: new Map(entries), defaultAgent }
+/** A run this node executes. */
+interface LiveRun {
+  readonly ownerId: string
+  readonly stopper: RunStopper
+  readonly cancelOnDisconnect: boolean
+  /** Armed while a cancelOnDisconnect run has no follower on this node. */
+  unwatchedTimer?: NodeJS.Timeout
 }
 
 async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions): Promise<void> {
-  const { agents, defaultAgent } = checkOptions(opts)
-  const { config, agentBridge: bridge } = fastify
-  const active = new Map<string, ActiveRun>()
+  const { config, eventStore: store, delivery, telemetry } = fastify
+  const agents = new Map<string, Agent>()
+  const live = new Map<string, LiveRun>()
+  let sealed = false
+  let closing = false
+  let runEndedWaiters: Array<() => void> = []
+
+  const registry: AgentRegistry = {
+    add (name: string, agent: Agent): void {
+      if (!validAgentName.Check(String(name))) throw new AgentInvalidError(`agent name "${name}" must be 1-64 letters, digits, "_", "." or "-"`)
+      if (typeof agent !== 'function') throw new AgentInvalidError(`agent "${name}" must be a function`)
+      if (sealed) throw new AgentRegistryClosedError(name)
+      if (agents.has(name)) throw new AgentDuplicateError(name)
+      agents.set(name, agent)
+    },
+    get names () {
+      return [...agents.keys()]
+    }
+  }
+  for (const [name, agent] of Object.entries(opts.agents ?? {})) registry.add(name, agent)
+  const defaultAgent = (): string => opts.defaultAgent ?? agents.keys().next().value ?? ''
+
+  fastify.addHook('onReady', async () => {
+    sealed = true
+    if (agents.size === 0) throw new AgentInvalidError('at least one agent is required (option `agents`, or fastify.agentRegistry.add)')
+    if (!agents.has(defaultAgent())) throw new AgentInvalidError(`the default agent "${defaultAgent()}" is not registered`)
+  })
 
   function stop (runId: string, reason: StopReason): void {
-    const run = active.get(runId)
-    if (run === undefined || run.stopReason !== undefined) return
-    run.stopReason = reason
-    run.controller.abort(new RunError(reason.toUpperCase(), stopOutcomes[reason].error?.message ?? 'The run was cancelled'))
+    live.get(runId)?.stopper.stop(reason)
   }
 
-  async function execute (agent: Agent, name: string, context: RunContext, input: RunInput, emitter: RunEmitter, run: ActiveRun): Promise<void> {
-    const started = performance.now()
-    const { signal } = run.controller
-    const log = fastify.log.child({ runId: context.runId, agent: name })
-    let step = 0
-    let messageId: string | undefined
-    // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
-    const toolEvents = {
-      emit (type: 'tool_executing' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_completed'>): boolean {
-        messageId = undefined
-        return emitter.emit(type, data)
-      }
-    } as ToolEventSink
-    const tools: RunToolDispatcher = fastify.createToolDispatcher({ context, events: toolEvents, signal })
-    const api: AgentRun = Object.freeze({
-      input,
-      context,
-      signal,
-      tools,
-      log,
-      think (thought: string, explicitStep?: number): void {
-        step = explicitStep ?? step + 1
-        messageId = undefined
-        emitter.emit('agent_thinking', { thought: String(thought), step })
-      },
-      say (delta: string): void {
-        messageId ??= randomUUID()
-        emitter.emit('agent_message', { messageId, delta: String(delta) })
-      },
-      drain (): Promise<void> {
-        return emitter.drained()
-      }
-    })
-    // Settles when the run is stopped, even if it was stopped before the agent began.
-    const aborted = new Promise<'aborted'>((resolve) => {
-      if (signal.aborted) resolve('aborted')
-      else signal.addEventListener('abort', () => { resolve('aborted') }, { once: true })
-    })
-    const deadline = setTimeout(() => { stop(context.runId, 'timeout') }, config.RUN_TIMEOUT_MS)
-    let outcome: Pick<RunEventData<'agent_completed'>, 'status' | 'output' | 'error'>
-    try {
-      // An agent cancelled before it began is not started at all.
-      const result = signal.aborted ? await aborted : await Promise.race([Promise.resolve().then(() => agent(api)), aborted])
-      outcome = run.stopReason !== undefined ? stopOutcomes[run.stopReason] : { status: 'completed', output: result }
-    } catch (err) {
-      if (run.stopReason !== undefined) {
-        outcome = stopOutcomes[run.stopReason]
-      } else {
-        const error: ErrorInfo = err instanceof RunError
-          ? { code: err.code, message: err.message }
-          : { code: 'AGENT_FAILED', message: 'The agent failed' }
-        if (!(err instanceof RunError)) log.error({ err }, 'agent failed')
-        outcome = { status: 'failed', error }
-      }
-    } finally {
-      clearTimeout(deadline)
+  /** Arms the disconnect timer of a cancelOnDisconnect run that no sink of this node follows. */
+  function unwatched (runId: string): void {
+    const run = live.get(runId)
+    if (run?.cancelOnDisconnect !== true || run.unwatchedTimer !== undefined) return
+    run.unwatchedTimer = setTimeout(() => {
+      run.unwatchedTimer = undefined
+      if (!delivery.isWatched(runId)) stop(runId, 'disconnected')
+    }, config.DISCONNECT_GRACE_MS)
+    run.unwatchedTimer.unref()
+  }
+
+  delivery.onWatchChange((runId, watched) => {
+    if (!watched) {
+      unwatched(runId)
+      return
     }
-    // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
-    tools.close()
+    const run = live.get(runId)
+    if (run === undefined) return
+    clearTimeout(run.unwatchedTimer)
+    run.unwatchedTimer = undefined
+  })
+  // A `cancel` that arrived on another node, for a run this node executes.
+  store.onStopRequest((runId) => { stop(runId, 'cancelled') })
+
+  function ended (runId: string): void {
+    clearTimeout(live.get(runId)?.unwatchedTimer)
+    live.delete(runId)
+    const waiters = runEndedWaiters
+    runEndedWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  async function getOwnedRun (user: UserContext, runId: string): Promise<RunMeta> {
+    const lookup = await store.getRun(runId)
+    if (lookup.state === 'found' && lookup.meta.ownerId === user.userId) return lookup.meta
+    if (lookup.state === 'expired' && lookup.ownerId === user.userId) throw new HistoryExpiredError(runId)
+    // Missing, or someone else's: the same error, so nobody learns that another user's run exists.
+    throw new RunNotFoundError(runId)
+  }
+
+  async function run (agent: Agent, context: RunContext, input: RunInput, runState: LiveRun, emitter: RunEmitter): Promise<void> {
+    const started = performance.now()
+    const log = fastify.log.child({ runId: context.runId, agent: context.agent })
+    const outcome = await execute({
+      agent,
+      context,
+      input,
+      emitter,
+      stopper: runState.stopper,
+      tools: (events) => fastify.createToolDispatcher({ context, events, signal: runState.stopper.signal }),
+      log,
+      timeoutMs: config.RUN_TIMEOUT_MS
+    })
+    let status = outcome.status
     try {
-      await emitter.complete({ ...outcome, durationMs: Math.round(performance.now() - started) })
+      status = await emitter.complete({ ...outcome, durationMs: Math.round(performance.now() - started) })
+      await store.endRun(context.runId, status)
     } catch (err) {
       log.error({ err }, 'could not write the terminal event')
     } finally {
-      active.delete(context.runId)
+      ended(context.runId)
+      telemetry.runEnded(status)
     }
   }
 
+  function waitForRuns (deadline: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (live.size === 0 || Date.now() >= deadline) {
+          clearTimeout(timer)
+          resolve()
+        } else {
+          runEndedWaiters.push(check)
+        }
+      }
+      const timer = setTimeout(() => {
+        runEndedWaiters = runEndedWaiters.filter((waiter) => waiter !== check)
+        resolve()
+      }, Math.max(0, deadline - Date.now()))
+      check()
+    })
+  }
+
+  // At shutdown, before the sinks close: refuse new runs, give running ones the grace period,
+  // stop the rest — they write their terminal event, which subscribers then receive.
+  delivery.beforeSinksClose(async () => {
+    closing = true
+    await waitForRuns(Date.now() + config.SHUTDOWN_GRACE_MS)
+    for (const runId of [...live.keys()]) stop(runId, 'shutdown')
+    await waitForRuns(Date.now() + SHUTDOWN_STOP_MS)
+  })
+
   const engine: RunEngine = {
-    agents: Object.freeze([...agents.keys()]),
-    defaultAgent,
+    get agents () {
+      return registry.names
+    },
+    get defaultAgent () {
+      return defaultAgent()
+    },
+    get closing () {
+      return closing || delivery.closing
+    },
 
     async start (user: UserContext, request: StartRequest): Promise<StartedRun> {
-      if (bridge.closing) throw new ShuttingDownError()
+      if (engine.closing) throw new ShuttingDownError()
       checkRequest(request)
-      const name = request.agent ?? defaultAgent
+      const name = request.agent ?? defaultAgent()
       const agent = agents.get(name)
       if (agent === undefined) throw new UnknownAgentError(name)
       const runId = randomUUID()
       const threadId = request.threadId ?? randomUUID()
       // Known before the store hears of it, so a stop request can never miss it.
-      const run: ActiveRun = { userId: user.userId, controller: new AbortController() }
-      active.set(runId, run)
-      let emitter: RunEmitter
+      const runState: LiveRun = { ownerId: user.userId, stopper: new RunStopper(), cancelOnDisconnect: request.cancelOnDisconnect === true }
+      live.set(runId, runState)
       try {
-        // The store counts the user's runs in flight on every node (TOO_MANY_RUNS beyond the limit).
-        emitter = await bridge.openRun({ runId, threadId, agent: name, ownerId: user.userId }, {
-          stop: (reason) => { stop(runId, reason) },
-          cancelOnDisconnect: request.cancelOnDisconnect === true
-        })
+        // The store counts the user's runs in flight on every node, atomically.
+        const limit = config.MAX_CONCURRENT_RUNS
+        const created = await store.createRun({ runId, threadId, agent: name, ownerId: user.userId }, { maxActivePerOwner: limit })
+        if (!created.created) {
+          throw new TooManyRunsError(`${created.active} of yours are in progress (limit ${limit}); wait for one to finish or cancel one`)
+        }
       } catch (err) {
-        active.delete(runId)
+        live.delete(runId)
         throw err
       }
+      const emitter = delivery.openEmitter(runId, threadId)
+      telemetry.runStarted()
+      // Until a sink follows it, a cancelOnDisconnect run is unwatched.
+      if (!delivery.isWatched(runId)) unwatched(runId)
       const context = fastify.createRunContext(user, { runId, threadId, agent: name })
       const input = Object.freeze({ ...request.input })
       emitter.emit('agent_started', { agent: name, input })
       // The agent starts on the next turn of the event loop, after the caller has sent
       // run_accepted and subscribed its connection, so every event can flow live.
-      setImmediate(() => { void execute(agent, name, context, input, emitter, run) })
+      setImmediate(() => { void run(agent, context, input, runState, emitter) })
       return { runId, threadId, agent: name }
     },
 
     async cancel (user: UserContext, runId: string): Promise<void> {
-      await bridge.cancelRun(user, runId)
+      const meta = await getOwnedRun(user, runId)
+      if (meta.status !== 'running') throw new RunEndedError(runId)
+      if (live.has(runId)) stop(runId, 'cancelled')
+      else await store.requestStop(meta)
     },
 
+    getOwnedRun,
+
     activeRuns (userId?: string): number {
-      if (userId === undefined) return active.size
+      if (userId === undefined) return live.size
       let count = 0
-      for (const run of active.values()) if (run.userId === userId) count++
+      for (const runState of live.values()) if (runState.ownerId === userId) count++
       return count
     }
   }
 
+  fastify.decorate('agentRegistry', registry)
   fastify.decorate('runEngine', engine)
 }
 
 export default fp(runEngine, {
   name: 'run-engine',
   fastify: '5.x',
-  dependencies: ['config', 'user-context', 'tool-dispatcher', 'agent-bridge']
+  dependencies: ['config', 'telemetry', 'user-context', 'tool-dispatcher', 'event-store', 'delivery']
 })

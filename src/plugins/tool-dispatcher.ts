@@ -6,51 +6,10 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import type { Static, TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
+import { RunError, type RunContext, type Tool, type ToolDispatcher, type ToolInfo, type ToolOutcome } from '../contracts.js'
 import type { ErrorInfo, RunEventData, ToolStatus } from '../protocol.js'
-import { DispatcherPrivateError, RunError, ToolDuplicateError, ToolInvalidError, ToolRegistryClosedError } from '../errors.js'
-import type { RunContext } from './user-context.js'
-
-export interface ToolContext {
-  readonly context: RunContext
-  /** Aborted when the run is cancelled, times out or shuts down, or when this call times out. */
-  readonly signal: AbortSignal
-}
-
-export interface Tool<P extends TSchema = TSchema> {
-  /** Unique; letters, digits, `_` and `-` (what LLM function calling accepts). */
-  readonly name: string
-  readonly description: string
-  /** TypeBox object schema of the arguments. */
-  readonly parameters: P
-  /** When set, only users whose token carries this scope may call the tool. */
-  readonly scope?: string
-  /** Deadline of one call; TOOL_TIMEOUT_MS when omitted. */
-  readonly timeoutMs?: number
-  /** Returns (or resolves to) the result: anything JSON-serialisable. */
-  execute(args: Static<P>, ctx: ToolContext): unknown
-}
-
-/** Identity function that infers `args` from `parameters`. */
-export function defineTool<P extends TSchema> (tool: Tool<P>): Tool<P> {
-  return tool
-}
-
-export interface ToolInfo {
-  readonly name: string
-  readonly description: string
-  readonly parameters: TSchema
-}
-
-export type ToolOutcome = RunEventData<'tool_completed'>
-
-/** What an agent gets as `tools`. `call` never throws: every failure is an outcome. */
-export interface ToolDispatcher {
-  call(name: string, args?: unknown): Promise<ToolOutcome>
-  /** The tools this run may call (tools whose scope the user lacks are left out). */
-  list(): ToolInfo[]
-}
+import { DispatcherPrivateError, ToolDuplicateError, ToolInvalidError, ToolRegistryClosedError } from '../errors.js'
 
 /** The run engine's handle on a run's dispatcher. */
 export interface RunToolDispatcher extends ToolDispatcher {

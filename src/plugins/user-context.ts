@@ -3,22 +3,11 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { SubjectInvalidError } from '../errors.js'
-import { telemetryOf } from '../telemetry.js'
+import type { RunContext, UserContext } from '../contracts.js'
+import { SubjectInvalidError, UserContextMissingError } from '../errors.js'
 import type { TokenClaims } from './auth-secret.js'
 
-export interface UserContext {
-  readonly userId: string
-  readonly scopes: readonly string[]
-  readonly requestId: string
-  readonly connectionId: string
-}
-
-export interface RunContext extends UserContext {
-  readonly runId: string
-  readonly threadId: string
-  readonly agent: string
-}
+export type { RunContext, UserContext }
 
 export const MAX_USER_ID_LENGTH = 256
 const MAX_SCOPES = 100
@@ -70,6 +59,16 @@ export function createRunContext (parent: UserContext, run: { runId: string, thr
   })
 }
 
+/**
+ * The authenticated user of a request, typed: for routes whose onRequest includes
+ * `fastify.requireUser`. A route without it is a programming error, reported as a 500.
+ */
+export function userOf (request: FastifyRequest): UserContext {
+  const user = request.userContext
+  if (user === null) throw new UserContextMissingError(request.routeOptions.url ?? request.url)
+  return user
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: authenticates the request and sets `request.userContext`, or answers 401. */
@@ -84,7 +83,7 @@ declare module 'fastify' {
 async function userContext (fastify: FastifyInstance): Promise<void> {
   fastify.decorateRequest('userContext', null)
   fastify.decorate('createRunContext', createRunContext)
-  const telemetry = telemetryOf(fastify)
+  const telemetry = fastify.telemetry
   fastify.decorate('requireUser', async function requireUser (request: FastifyRequest): Promise<void> {
     // A refused token is counted by authenticate; an unusable subject here.
     await fastify.authenticate(request)
@@ -97,4 +96,4 @@ async function userContext (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(userContext, { name: 'user-context', fastify: '5.x', dependencies: ['auth-secret'] })
+export default fp(userContext, { name: 'user-context', fastify: '5.x', dependencies: ['auth-secret', 'telemetry'] })

@@ -1,17 +1,17 @@
 // POST /v1/ag-ui (section 4 of the contract): the endpoint @ag-ui/client's HttpAgent runs. The body
 // is an AG-UI RunAgentInput, checked with @ag-ui/core's own schema; the run is an ordinary run of
-// the engine, and its events reach the response through the bridge like every other event stream
+// the engine, and its events reach the response through an SSE sink like every other event stream
 // (seq order, from the log, with backpressure), translated by src/integrations/ag-ui.ts.
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { RunAgentInputSchema } from '@ag-ui/core/schemas'
 import { Compile } from 'typebox/compile'
 import { AgentName, ThreadId } from '../protocol.js'
-import { AgUiInputError, RunEndedError, httpErrorHandler } from '../errors.js'
+import type { UserContext } from '../contracts.js'
+import { AgUiInputError, RunEndedError } from '../errors.js'
 import { agUiEventStream, historyBefore, lastUserText, type AgUiRunIds } from '../integrations/ag-ui.js'
 import type { StartRequest } from '../plugins/run-engine.js'
-import type { UserContext } from '../plugins/user-context.js'
-import { limitRequestRate } from './rate-limit.js'
+import { userOf } from '../plugins/user-context.js'
 
 const validThreadId = Compile(ThreadId)
 const validAgentName = Compile(AgentName)
@@ -55,9 +55,7 @@ function runRequestFrom (body: unknown): { request: StartRequest, ids: AgUiRunId
 }
 
 async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
-  const { runEngine: engine, agentBridge: bridge } = fastify
-  fastify.setErrorHandler(httpErrorHandler)
-  await limitRequestRate(fastify)
+  const { runEngine: engine, delivery } = fastify
 
   /** The request was the run's only reader: when the client goes, the run is cancelled. */
   function cancelRun (user: UserContext, runId: string, log: FastifyBaseLogger): void {
@@ -67,17 +65,34 @@ async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
     })
   }
 
-  fastify.post('/v1/ag-ui', { onRequest: fastify.requireUser }, async (request, reply) => {
-    const user = request.userContext as UserContext
+  fastify.post('/v1/ag-ui', {
+    onRequest: fastify.requireUser,
+    schema: {
+      summary: 'Run an agent as an AG-UI agent',
+      description: 'The body is an AG-UI RunAgentInput (checked with @ag-ui/core\'s schema); the answer is the run as AG-UI events over Server-Sent Events, as @ag-ui/client\'s HttpAgent expects. `forwardedProps.agent` picks the agent. See docs/integrations.md#ag-ui.',
+      security: [{ bearer: [] }],
+      response: { 200: { description: 'text/event-stream of AG-UI events', type: 'string' } }
+    }
+  }, async (request, reply) => {
+    const user = userOf(request)
     const { request: runRequest, ids } = runRequestFrom(request.body)
-    // Admitted before the run exists, so that a refused stream never leaves a run behind.
-    bridge.admit(user.userId)
-    const { runId } = await engine.start(user, runRequest)
+    // Admitted before the run exists, so that a refused stream never leaves a run behind; a run
+    // that is refused gives the slot back at once.
+    delivery.admit(user.userId)
+    let runId: string
+    try {
+      ({ runId } = await engine.start(user, runRequest))
+    } catch (err) {
+      delivery.unadmit(user.userId)
+      throw err
+    }
     reply.hijack()
-    const stream = bridge.openStream(reply.raw, user, {
+    const exp = request.tokenClaims?.exp
+    const stream = delivery.openStream(reply.raw, user, {
       runId,
       after: 0,
       format: agUiEventStream(ids),
+      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined,
       onEnd: (completed) => { if (!completed) cancelRun(user, runId, request.log) }
     })
     // A client that left while the run was starting will send no 'close' event any more.
@@ -86,5 +101,5 @@ async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
 }
 
 export default fp(agUiRoutes, {
-  name: 'routes/ag-ui', fastify: '5.x', encapsulate: true, dependencies: ['config', 'user-context', 'agent-bridge', 'run-engine']
+  name: 'routes/ag-ui', fastify: '5.x', encapsulate: true, dependencies: ['config', 'user-context', 'delivery', 'run-engine']
 })

@@ -4,9 +4,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from 'typebox'
-import { httpErrorHandler } from '../errors.js'
 import { userIdFromClaims } from '../plugins/user-context.js'
-import { limitRequestRate } from './rate-limit.js'
 
 const DevTokenQuery = Type.Object({
   user: Type.String({ default: 'dev', minLength: 1, maxLength: 256 }),
@@ -19,8 +17,6 @@ async function devTokenRoute (fastify: FastifyInstance): Promise<void> {
   if (!['127.0.0.1', '::1', 'localhost'].includes(fastify.config.HOST)) {
     fastify.log.warn(`GET /dev/token mints tokens for any user and HOST=${fastify.config.HOST} exposes it beyond this machine; use APP_ENV=development only on a trusted network`)
   }
-  fastify.setErrorHandler(httpErrorHandler)
-  await limitRequestRate(fastify)
   fastify.get<{ Querystring: Static<typeof DevTokenQuery> }>('/dev/token', { schema: { querystring: DevTokenQuery } }, async (request) => {
     const { user, ttl, scope } = request.query
     const claims = scope === undefined ? { sub: user } : { sub: user, scope }

@@ -2,18 +2,17 @@
 // event store answers). Load balancers route by /readyz; orchestrators restart by /healthz.
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { NotReadyError, httpErrorHandler } from '../errors.js'
+import { NotReadyError } from '../errors.js'
 
 async function healthRoutes (fastify: FastifyInstance): Promise<void> {
-  const bridge = fastify.agentBridge
-  fastify.setErrorHandler(httpErrorHandler)
+  const { eventStore: store, runEngine: engine } = fastify
 
   fastify.get('/healthz', async () => ({ status: 'ok' }))
 
   fastify.get('/readyz', async () => {
-    if (bridge.closing) throw new NotReadyError('shutting down')
+    if (engine.closing) throw new NotReadyError('shutting down')
     try {
-      await bridge.store.ping()
+      await store.ping()
     } catch (err) {
       fastify.log.warn({ err }, 'event store is not reachable')
       throw new NotReadyError('the event store is not reachable')
@@ -22,4 +21,4 @@ async function healthRoutes (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(healthRoutes, { name: 'routes/health', fastify: '5.x', encapsulate: true, dependencies: ['agent-bridge'] })
+export default fp(healthRoutes, { name: 'routes/health', fastify: '5.x', encapsulate: true, dependencies: ['event-store', 'run-engine'] })

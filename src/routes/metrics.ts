@@ -3,7 +3,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { MetricsUnauthorizedError, httpErrorHandler } from '../errors.js'
+import { MetricsUnauthorizedError, MetricsDisabledError } from '../errors.js'
 
 function sameToken (given: string, expected: string): boolean {
   const a = Buffer.from(given)
@@ -13,7 +13,8 @@ function sameToken (given: string, expected: string): boolean {
 
 async function metricsRoute (fastify: FastifyInstance): Promise<void> {
   const token = fastify.config.METRICS_TOKEN
-  fastify.setErrorHandler(httpErrorHandler)
+  const registry = fastify.metricsRegistry
+  if (registry === null) throw new MetricsDisabledError()
   fastify.get('/metrics', {
     onRequest: async (request: FastifyRequest) => {
       if (token === undefined) return
@@ -21,9 +22,9 @@ async function metricsRoute (fastify: FastifyInstance): Promise<void> {
       if (match?.[1] === undefined || !sameToken(match[1], token)) throw new MetricsUnauthorizedError()
     }
   }, async (_request, reply) => {
-    reply.type(fastify.metricsRegistry.contentType)
-    return fastify.metricsRegistry.metrics()
+    reply.type(registry.contentType)
+    return registry.metrics()
   })
 }
 
-export default fp(metricsRoute, { name: 'routes/metrics', fastify: '5.x', encapsulate: true, dependencies: ['config', 'metrics'] })
+export default fp(metricsRoute, { name: 'routes/metrics', fastify: '5.x', encapsulate: true, dependencies: ['config', 'telemetry'] })

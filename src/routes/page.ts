@@ -45,4 +45,4 @@ async function pageRoute (fastify: FastifyInstance, opts: PageRouteOptions): Pro
   })
 }
 
-export default fp(pageRoute, { name: 'routes/page', fastify: '5.x', encapsulate: true, dependencies: ['routes/ws'] })
+export default fp(pageRoute, { name: 'routes/page', fastify: '5.x', encapsulate: true })

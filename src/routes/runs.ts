@@ -1,15 +1,16 @@
 // The HTTP runs API (section 4 of the contract): start, inspect and cancel runs, and follow one as
-// Server-Sent Events — on the same engine and bridge as the WebSocket (no second event path):
-// the event stream is a bridge sink, so seq, replay, backpressure and ownership are the same.
-// Route schemas come from protocol.ts; @fastify/swagger turns them into /docs/json.
+// Server-Sent Events — on the same engine and delivery path as the WebSocket (no second event
+// path): the event stream is an SSE sink, so seq, replay, backpressure and ownership are the same.
+// Route schemas come from protocol.ts; @fastify/swagger (registered by the routes' scope) turns
+// them into /docs/json.
 import fp from 'fastify-plugin'
-import swagger from '@fastify/swagger'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { hasEventsAfter, type StoredEvent } from '../contracts.js'
+import type { SseFormat } from '../delivery/sse-sink.js'
 import { EventsQuery, HttpError, RunAccepted, RunParams, RunRequest, RunSummary } from '../protocol.js'
-import { LastEventIdError, httpErrorHandler } from '../errors.js'
-import { hasEventsAfter, type StoredEvent } from '../stores/event-store.js'
-import { limitRequestRate } from './rate-limit.js'
+import { LastEventIdError } from '../errors.js'
+import { userOf } from '../plugins/user-context.js'
 
 const errors = { 400: HttpError, 401: HttpError, 404: HttpError, 409: HttpError, 410: HttpError, 429: HttpError, 503: HttpError }
 const security = [{ bearer: [] }]
@@ -17,6 +18,12 @@ const security = [{ bearer: [] }]
 /** One event as Server-Sent Events: its seq as the id, its wire frame as the data. */
 export function sseEvent (event: StoredEvent): string {
   return `id: ${event.seq}\ndata: ${event.frame.toString('utf8')}\n\n`
+}
+
+/** The runs API's stream: our frames with their seq as the id; a cut-short stream says why in an `error` event. */
+const runEventsFormat: SseFormat = {
+  event: sseEvent,
+  error: (code, message) => `event: error\ndata: ${JSON.stringify({ code, message })}\n\n`
 }
 
 /** The seq to resume after: the Last-Event-ID header (what EventSource sends), else ?after=. */
@@ -29,26 +36,16 @@ function resumeAfter (request: FastifyRequest<{ Querystring: { after?: number } 
 
 async function runsRoutes (parent: FastifyInstance): Promise<void> {
   const fastify = parent.withTypeProvider<TypeBoxTypeProvider>()
-  const { runEngine: engine, agentBridge: bridge } = fastify
-  fastify.setErrorHandler(httpErrorHandler)
+  const { runEngine: engine, delivery } = fastify
   // TypeBox validates as the WebSocket does: bodies strictly (a number is not a string), while
   // params and query strings are converted from their text first.
   fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
-  await fastify.register(swagger, {
-    openapi: {
-      info: { title: 'agent-gateway HTTP API', version: '1', description: 'Runs, their events as Server-Sent Events, and cancellation. The WebSocket protocol is documented in docs/protocol.md.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } }
-    }
-  })
-  await limitRequestRate(fastify)
-  const user = (request: FastifyRequest): NonNullable<FastifyRequest['userContext']> =>
-    request.userContext as NonNullable<FastifyRequest['userContext']>
 
   fastify.post('/v1/runs', {
     onRequest: fastify.requireUser,
     schema: { summary: 'Start a run', security, body: RunRequest, response: { 202: RunAccepted, ...errors } }
   }, async (request, reply) => {
-    const started = await engine.start(user(request), request.body)
+    const started = await engine.start(userOf(request), request.body)
     return reply.code(202).send(started)
   })
 
@@ -56,7 +53,7 @@ async function runsRoutes (parent: FastifyInstance): Promise<void> {
     onRequest: fastify.requireUser,
     schema: { summary: 'A run and how far it got', security, params: RunParams, response: { 200: RunSummary, ...errors } }
   }, async (request) => {
-    const { runId, threadId, agent, status, lastSeq, createdAt } = await bridge.lookupOwnedRun(user(request), request.params.runId)
+    const { runId, threadId, agent, status, lastSeq, createdAt } = await engine.getOwnedRun(userOf(request), request.params.runId)
     return { runId, threadId, agent, status, lastSeq, createdAt }
   })
 
@@ -75,31 +72,37 @@ async function runsRoutes (parent: FastifyInstance): Promise<void> {
       }
     }
   }, async (request, reply) => {
-    const context = user(request)
+    const user = userOf(request)
     const after = resumeAfter(request)
     // Checked before the response starts, so that refusals are still plain HTTP errors.
-    const meta = await bridge.lookupOwnedRun(context, request.params.runId)
+    const meta = await engine.getOwnedRun(user, request.params.runId)
     // Resumed after the end of a finished run: 204 is also what tells an EventSource to stop reconnecting.
     if (!hasEventsAfter(meta, after)) return reply.code(204).send(null)
-    bridge.admit(context.userId)
+    // HEAD learns what GET would answer without opening a stream (or holding a connection slot).
+    if (request.method === 'HEAD') return reply.code(200).type('text/event-stream; charset=utf-8').send('')
+    delivery.admit(user.userId)
     reply.hijack()
-    bridge.openStream(reply.raw, context, { runId: request.params.runId, after, format: sseEvent })
+    const exp = request.tokenClaims?.exp
+    delivery.openStream(reply.raw, user, {
+      runId: request.params.runId,
+      after,
+      format: runEventsFormat,
+      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined
+    })
   })
 
   fastify.post('/v1/runs/:runId/cancel', {
     onRequest: fastify.requireUser,
     schema: { summary: 'Cancel a run', security, params: RunParams, response: { 202: RunParams, ...errors } }
   }, async (request, reply) => {
-    await engine.cancel(user(request), request.params.runId)
+    await engine.cancel(userOf(request), request.params.runId)
     return reply.code(202).send({ runId: request.params.runId })
   })
-
-  fastify.get('/docs/json', { schema: { hide: true } }, async () => fastify.swagger())
 }
 
 export default fp(runsRoutes, {
   name: 'routes/runs',
   fastify: '5.x',
   encapsulate: true,
-  dependencies: ['config', 'user-context', 'agent-bridge', 'run-engine']
+  dependencies: ['config', 'user-context', 'delivery', 'run-engine']
 })

@@ -1,16 +1,15 @@
 // GET /ws — the agent-events.v1 WebSocket endpoint. It composes the plugins per connection:
 // admission before the upgrade (origin, token, user, connection limit), then every frame is
-// rate-limited, validated against the protocol schemas and handed to the engine or the bridge.
-// The route never writes to the socket itself: the bridge's Connection does.
+// rate-limited, validated against the protocol schemas and handed to the engine or the sink.
+// The route never writes to the socket itself: its WebSocket sink does (src/delivery/).
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
+import { hasEventsAfter } from '../contracts.js'
 import { CloseCode, parseClientMessage, type ClientMessage, type WireErrorCode } from '../protocol.js'
-import { OriginForbiddenError, OtherUserTokenError, httpErrorHandler, toWireError } from '../errors.js'
-import type { Connection } from '../plugins/agent-bridge.js'
-import { userIdFromClaims } from '../plugins/user-context.js'
-import { limitRequestRate } from './rate-limit.js'
-import { telemetryOf } from '../telemetry.js'
+import { OriginForbiddenError, OtherUserTokenError, UpgradeRequiredError, toWireError } from '../errors.js'
+import type { WebSocketSink } from '../delivery/websocket-sink.js'
+import { userIdFromClaims, userOf } from '../plugins/user-context.js'
 
 /** A token bucket per connection; a client that keeps sending into an empty bucket is closed. */
 class RateLimiter {
@@ -44,11 +43,7 @@ function frameText (data: RawData): string {
 }
 
 async function wsRoute (fastify: FastifyInstance): Promise<void> {
-  const { config, agentBridge: bridge, runEngine: engine, authSecret } = fastify
-  const telemetry = telemetryOf(fastify)
-  fastify.setErrorHandler(httpErrorHandler)
-  // Handshakes are limited per address before any token is verified.
-  await limitRequestRate(fastify)
+  const { config, delivery, runEngine: engine, authSecret, telemetry } = fastify
 
   async function checkOrigin (request: FastifyRequest): Promise<void> {
     const origin = request.headers.origin
@@ -58,17 +53,22 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
     }
   }
 
-  async function admitConnection (request: FastifyRequest): Promise<void> {
-    bridge.admit((request.userContext as NonNullable<FastifyRequest['userContext']>).userId)
+  async function admitConnection (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    // A plain GET holds no connection slot: it is answered before anything is reserved.
+    if (!request.ws) {
+      reply.header('upgrade', 'websocket')
+      throw new UpgradeRequiredError()
+    }
+    delivery.admit(userOf(request).userId)
   }
 
   fastify.get('/ws', {
     websocket: true,
     onRequest: [checkOrigin, fastify.requireUser, admitConnection]
   }, (socket: WebSocket, request: FastifyRequest) => {
-    const user = request.userContext as NonNullable<FastifyRequest['userContext']>
+    const user = userOf(request)
     const exp = request.tokenClaims?.exp
-    const conn = bridge.attach(socket, user, {
+    const conn = delivery.attach(socket, user, {
       expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined,
       // Undefined under injectWS, which has no TCP socket: then every frame is written at once.
       rawSocket: request.raw.socket ?? undefined
@@ -101,7 +101,7 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
             fail(message.id, 'TOO_MANY_RUNS', `This connection already follows ${conn.subscriptionCount} runs; unsubscribe from one first`)
             return
           }
-          await conn.subscribe(message.runId, message.after ?? 0, message.id)
+          await subscribe(message.runId, message.after ?? 0, message.id)
           return
         case 'unsubscribe':
           conn.unsubscribe(message.runId)
@@ -115,7 +115,17 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
       }
     }
 
-    function refresh (conn: Connection, token: string, id: string | undefined): void {
+    /** Follows a run this connection's user owns, from `after`, replying `subscribed` first. */
+    async function subscribe (runId: string, after: number, id: string | undefined): Promise<void> {
+      const meta = await engine.getOwnedRun(user, runId)
+      if (conn.closed) return
+      conn.reply({ type: 'subscribed', id, runId, recovered: true, fromSeq: after + 1 })
+      // A finished run the client has seen to its end: there is nothing left to follow.
+      if (hasEventsAfter(meta, after)) conn.follow(runId, after)
+      else conn.unsubscribe(runId)
+    }
+
+    function refresh (conn: WebSocketSink, token: string, id: string | undefined): void {
       let userId: string
       let exp: number | undefined
       try {
@@ -174,5 +184,5 @@ export default fp(wsRoute, {
   name: 'routes/ws',
   fastify: '5.x',
   encapsulate: true,
-  dependencies: ['config', 'auth-secret', 'user-context', 'agent-bridge', 'run-engine']
+  dependencies: ['config', 'telemetry', 'auth-secret', 'user-context', 'delivery', 'run-engine']
 })

@@ -3,7 +3,7 @@
 // HISTORY_EXPIRED rather than NOT_FOUND. Being the only node, it executes every run itself.
 import { randomUUID } from 'node:crypto'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
-import type { CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from './event-store.js'
+import type { CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from '../contracts.js'
 
 export interface MemoryStoreOptions {
   historyTtlMs: number

@@ -12,7 +12,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type {
   CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
-} from './event-store.js'
+} from '../contracts.js'
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db] or rediss://… */

@@ -1,6 +1,5 @@
 import { Type } from 'typebox'
-import { RunError } from '../errors.js'
-import { defineTool } from '../plugins/tool-dispatcher.js'
+import { RunError, defineTool } from '../contracts.js'
 
 export const MAX_EXPRESSION_LENGTH = 200
 const MAX_DEPTH = 32

@@ -1,4 +1,4 @@
-import type { Tool } from '../plugins/tool-dispatcher.js'
+import type { Tool } from '../contracts.js'
 import { calculator } from './calculator.js'
 import { factLookup } from './facts.js'
 import { textStats } from './text-stats.js'

@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { defineTool } from '../plugins/tool-dispatcher.js'
+import { defineTool } from '../contracts.js'
 
 export const MAX_TEXT_LENGTH = 20_000
 

@@ -1,6 +1,5 @@
 import { Type } from 'typebox'
-import { RunError } from '../errors.js'
-import { defineTool } from '../plugins/tool-dispatcher.js'
+import { RunError, defineTool } from '../contracts.js'
 import { roundSignificant } from './calculator.js'
 
 export type UnitFamily = 'length' | 'mass' | 'temperature' | 'time' | 'volume' | 'speed' | 'data'

@@ -2,9 +2,7 @@ import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
 import { Compile } from 'typebox/compile'
 import { createDemoAgent, findConversion, findExpression } from '../../src/agents/demo.js'
-import { RunError } from '../../src/errors.js'
-import type { AgentRun } from '../../src/plugins/run-engine.js'
-import type { ToolOutcome } from '../../src/plugins/tool-dispatcher.js'
+import { RunError, type AgentRun, type ToolOutcome } from '../../src/contracts.js'
 import { demoTools } from '../../src/tools/index.js'
 
 type Event =

@@ -11,8 +11,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Type, type TObject, type TString } from 'typebox'
 import { createLlmAgent } from '../../src/agents/llm.js'
 import { agentGateway } from '../../src/app.js'
-import type { Agent } from '../../src/plugins/run-engine.js'
-import { defineTool } from '../../src/plugins/tool-dispatcher.js'
+import { defineTool, type Agent } from '../../src/contracts.js'
 import { createUserContext } from '../../src/plugins/user-context.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { demoTools } from '../../src/tools/index.js'
@@ -125,12 +124,12 @@ async function run (app: FastifyInstance, message: string, input: Record<string,
 async function finished (app: FastifyInstance, runId: string): Promise<RunEvent[]> {
   const deadline = Date.now() + 15_000
   for (;;) {
-    const lookup = await app.agentBridge.store.getRun(runId)
+    const lookup = await app.eventStore.getRun(runId)
     if (lookup.state === 'found' && lookup.meta.status !== 'running') break
     if (Date.now() > deadline) throw new Error(`run ${runId} did not end`)
     await sleep(5)
   }
-  return (await app.agentBridge.store.read(runId, 0, 10_000)).map((event) => JSON.parse(event.frame.toString()) as RunEvent)
+  return (await app.eventStore.read(runId, 0, 10_000)).map((event) => JSON.parse(event.frame.toString()) as RunEvent)
 }
 
 const ofType = <T extends RunEvent['type']>(events: readonly RunEvent[], type: T): Array<Extract<RunEvent, { type: T }>> =>
@@ -503,7 +502,7 @@ t.test('a cancel during a tool call ends the run without another model call', as
   await until(() => server.requests.length === 1, 'the model call')
   for (let events: RunEvent[] = []; events.every((event) => event.type !== 'tool_executing');) {
     await sleep(5)
-    events = (await app.agentBridge.store.read(runId, 0, 100)).map((event) => JSON.parse(event.frame.toString()) as RunEvent)
+    events = (await app.eventStore.read(runId, 0, 100)).map((event) => JSON.parse(event.frame.toString()) as RunEvent)
   }
   await app.runEngine.cancel(alice, runId)
   const events = await finished(app, runId)

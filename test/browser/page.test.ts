@@ -12,7 +12,7 @@ import type WebSocket from 'ws'
 import { Type } from 'typebox'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import type { FastifyInstance } from 'fastify'
-import { defineTool, type Agent } from '../../src/app.js'
+import { defineTool, type Agent } from '../../src/index.js'
 import { demoTools } from '../../src/tools/index.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { buildApp, listen, runProblems, testEnv, tokenFor } from '../helpers.js'
@@ -83,7 +83,7 @@ function serverSockets (app: FastifyInstance): { sockets: Set<WebSocket>, opened
 }
 
 async function logged (app: FastifyInstance, runId: string): Promise<RunEvent[]> {
-  return (await app.agentBridge.store.read(runId, 0, 100_000)).map((event) => JSON.parse(event.frame.toString()) as RunEvent)
+  return (await app.eventStore.read(runId, 0, 100_000)).map((event) => JSON.parse(event.frame.toString()) as RunEvent)
 }
 
 interface Rendered {
@@ -141,7 +141,7 @@ t.test('a message: the five critical events in order, the tool cards, the answer
   const view = await rendered(page)
   const events = await logged(app, view.runId)
   t.same(runProblems(events), [])
-  const lookup = await app.agentBridge.store.getRun(view.runId)
+  const lookup = await app.eventStore.getRun(view.runId)
   t.equal(lookup.state === 'found' && lookup.meta.ownerId, 'alice', 'the page took its token from /dev/token?user=alice')
   checkTimeline(t, view, events)
 
@@ -378,7 +378,7 @@ t.test('outside development the page asks the embedding app for its token', { sk
   await embedded.keyboard.press('Enter')
   await embedded.locator('.agw-run[data-status="completed"]').waitFor()
   const runId = await embedded.locator('.agw-run').getAttribute('data-run-id') as string
-  const lookup = await app.agentBridge.store.getRun(runId)
+  const lookup = await app.eventStore.getRun(runId)
   t.equal(lookup.state === 'found' && lookup.meta.ownerId, 'carol', "the run is the embedding app's user's")
   t.ok(calls >= 1)
 })

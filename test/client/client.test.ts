@@ -49,7 +49,7 @@ async function collect (run: Run): Promise<RunEvent[]> {
 
 /** The run's events as the server logged them: the truth a client must reproduce exactly. */
 async function logged (app: FastifyInstance, runId: string): Promise<RunEvent[]> {
-  const stored = await app.agentBridge.store.read(runId, 0, 100_000)
+  const stored = await app.eventStore.read(runId, 0, 100_000)
   return stored.map((event) => JSON.parse(event.frame.toString()) as RunEvent)
 }
 
@@ -386,7 +386,7 @@ t.test('the client paces itself by the limits the server announces: nothing refu
   const { client } = watch(t, { url: ws, token: tokenFor('alice'), rate: { perSecond: 100, burst: 100 } })
   const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => client.run(`What is ${i} + 1?`)))
   for (const run of runs) t.same(await collect(run), await logged(app, run.runId))
-  const metrics = await app.metricsRegistry.getSingleMetricAsString('agw_messages_rejected_total')
+  const metrics = await app.metricsRegistry!.getSingleMetricAsString('agw_messages_rejected_total')
   t.notMatch(metrics, /RATE_LIMITED/, 'the server never had to refuse a message')
 })
 
@@ -403,7 +403,7 @@ t.test('pacing holds when the server reads late and the first messages arrive bu
   const { client } = watch(t, { url: ws, token: tokenFor('alice') })
   const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => client.run(`What is ${i} * 2?`)))
   for (const run of runs) t.equal((await run.done).data.status, 'completed')
-  const metrics = await app.metricsRegistry.getSingleMetricAsString('agw_messages_rejected_total')
+  const metrics = await app.metricsRegistry!.getSingleMetricAsString('agw_messages_rejected_total')
   t.notMatch(metrics, /RATE_LIMITED/, 'the server never had to refuse a message')
 })
 

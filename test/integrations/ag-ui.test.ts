@@ -23,7 +23,7 @@ const started = ['agent_started', { agent: 'llm', input: { message: 'hi' } }] as
 /** What an HttpAgent makes of the run's stream, with its verification on. */
 async function throughClient (events: readonly RunEvent[]): Promise<{ seen: BaseEvent[], messages: Message[], outcome: unknown, warnings: string[] }> {
   const format = agUiEventStream(ids)
-  const body = events.map((event) => format({ seq: event.seq, type: event.type, frame: Buffer.from(JSON.stringify(event)), at: Date.parse(event.ts) })).join('')
+  const body = events.map((event) => format.event({ seq: event.seq, type: event.type, frame: Buffer.from(JSON.stringify(event)), at: Date.parse(event.ts) })).join('')
   const agent = new HttpAgent({ url: 'http://agent.invalid/v1/ag-ui', threadId: ids.threadId, fetch: async () => new Response(body, { headers: { 'content-type': 'text/event-stream' } }) })
   const seen: BaseEvent[] = []
   let outcome: unknown

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { configPlugin, loadConfig, type EnvSource } from '../../src/config.js'
+import telemetry from '../../src/plugins/telemetry.js'
 import authSecret, { checkSecret, extractToken, inspectSecrets, resolveSecret } from '../../src/plugins/auth-secret.js'
 import { OTHER_SECRET, TEST_SECRET, mint } from '../helpers.js'
 
@@ -12,6 +13,7 @@ async function authApp (t: Test, env: EnvSource): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env })
+  app.register(telemetry)
   app.register(authSecret)
   await app.ready()
   return app
@@ -100,6 +102,7 @@ t.test('the plugin refuses to start on a bad secret, listing every problem witho
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'production', JWT_SECRET: 'changeme-changeme', JWT_PREVIOUS_SECRET_PRODUCTION: 'secret' } })
+  app.register(telemetry)
   app.register(authSecret)
   const err = await app.ready().then(() => undefined, (e: unknown) => e as Error & { code: string })
   t.equal(err?.code, 'AGW_ERR_SECRET_INVALID')
@@ -123,6 +126,7 @@ t.test('the plugin refuses to start without a secret in production', async (t) =
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'production' } })
+  app.register(telemetry)
   app.register(authSecret)
   await t.rejects(async () => { await app.ready() }, { code: 'AGW_ERR_SECRET_INVALID', message: /no JWT secret is configured/ })
 })
@@ -130,6 +134,7 @@ t.test('the plugin refuses to start without a secret in production', async (t) =
 t.test('the plugin cannot be registered without config', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
+  app.register(telemetry)
   app.register(authSecret)
   await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /config/ })
 })
@@ -201,6 +206,7 @@ t.test('authenticate answers 401 { code, message } through the route', async (t)
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
+  app.register(telemetry)
   app.register(authSecret)
   app.register(async (scope) => {
     scope.get('/me', { onRequest: scope.authenticate }, async (request) => ({ sub: request.tokenClaims?.sub }))
@@ -218,6 +224,7 @@ t.test("a host app's own @fastify/jwt is left untouched", async (t) => {
   t.teardown(() => app.close())
   await app.register(fastifyJwt, { secret: OTHER_SECRET })
   app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
+  app.register(telemetry)
   app.register(authSecret)
   await app.ready()
   const hostToken = app.jwt.sign({ sub: 'host' })

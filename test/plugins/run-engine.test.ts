@@ -2,12 +2,14 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { configPlugin } from '../../src/config.js'
-import { RunError } from '../../src/errors.js'
 import authSecret from '../../src/plugins/auth-secret.js'
 import userContext, { createUserContext, type UserContext } from '../../src/plugins/user-context.js'
-import toolDispatcher, { defineTool, type Tool } from '../../src/plugins/tool-dispatcher.js'
-import agentBridge from '../../src/plugins/agent-bridge.js'
-import runEngine, { type Agent, type AgentRun } from '../../src/plugins/run-engine.js'
+import toolDispatcher from '../../src/plugins/tool-dispatcher.js'
+import telemetry from '../../src/plugins/telemetry.js'
+import eventStore from '../../src/plugins/event-store.js'
+import delivery from '../../src/plugins/delivery.js'
+import runEngine from '../../src/plugins/run-engine.js'
+import { RunError, defineTool, type Agent, type AgentRun, type Tool } from '../../src/contracts.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { TEST_SECRET, runProblems } from '../helpers.js'
 
@@ -28,15 +30,17 @@ const stuck = defineTool({
 
 interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string }
 
-/** The engine and its dependencies on a bare Fastify (optionally without the bridge). */
-function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], bridge = true }: { env?: Record<string, string>, tools?: Tool[], bridge?: boolean } = {}): FastifyInstance {
+/** The engine and its dependencies on a bare Fastify (optionally without the delivery path). */
+function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], withDelivery = true }: { env?: Record<string, string>, tools?: Tool[], withDelivery?: boolean } = {}): FastifyInstance {
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '0', ...env } })
+  app.register(telemetry)
   app.register(authSecret)
   app.register(userContext)
+  app.register(eventStore)
   app.register(toolDispatcher, { tools })
-  if (bridge) app.register(agentBridge)
+  if (withDelivery) app.register(delivery)
   app.register(runEngine, options as never)
   return app
 }
@@ -53,12 +57,12 @@ const alice: UserContext = createUserContext({ sub: 'alice', scope: 'read' }, 'r
 async function finished (app: FastifyInstance, runId: string, timeoutMs = 5000): Promise<RunEvent[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const lookup = await app.agentBridge.store.getRun(runId)
+    const lookup = await app.eventStore.getRun(runId)
     if (lookup.state === 'found' && lookup.meta.status !== 'running') break
     if (Date.now() > deadline) throw new Error(`run ${runId} did not end`)
     await sleep(5)
   }
-  const events = await app.agentBridge.store.read(runId, 0, 10_000)
+  const events = await app.eventStore.read(runId, 0, 10_000)
   return events.map((event) => JSON.parse(event.frame.toString()) as RunEvent)
 }
 
@@ -177,7 +181,7 @@ t.test('cancel ends the run with cancelled, open tool calls first; later cancels
     agents: { slow: async (run) => { signal = run.signal; run.think('working'); await run.tools.call('stuck', {}); return 'never' } }
   })
   const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
-  while ((await app.agentBridge.store.read(runId, 0, 10)).length < 3) await sleep(2)
+  while ((await app.eventStore.read(runId, 0, 10)).length < 3) await sleep(2)
   await app.runEngine.cancel(alice, runId)
   const events = await finished(app, runId)
   t.same(runProblems(events), [])
@@ -241,11 +245,11 @@ t.test('an agent that keeps going after the end emits nothing more', async (t) =
   await finished(app, runId)
   await sleep(150)
   t.match(await late, { status: 'cancelled' })
-  const events = (await app.agentBridge.store.read(runId, 0, 100)).map((e) => e.type)
+  const events = (await app.eventStore.read(runId, 0, 100)).map((e) => e.type)
   t.same(events, ['agent_started', 'agent_completed'])
 })
 
-t.test('options are checked at registration', async (t) => {
+t.test('agents are checked as they are registered, and the registry before the app is ready', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ agents: {} }, /at least one agent/],
     [{ agents: { 'bad name!': async () => 1 } }, /agent name "bad name!"/],
@@ -258,9 +262,40 @@ t.test('options are checked at registration', async (t) => {
   }
 })
 
-t.test('the engine cannot be registered without the bridge', async (t) => {
-  const app = engineStack(t, { agents: { a: async () => 1 } }, { bridge: false })
-  await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /agent-bridge/ })
+t.test('the agent registry is filled like the tool registry: by option or add(), until the app is ready', async (t) => {
+  const app = engineStack(t, { defaultAgent: 'second' })
+  app.after(() => {
+    app.agentRegistry.add('first', async () => 'one')
+    app.agentRegistry.add('second', async () => 'two')
+    t.throws(() => { app.agentRegistry.add('first', async () => 'again') }, { code: 'AGW_ERR_AGENT_DUPLICATE', message: 'An agent named "first" is already registered' })
+  })
+  await app.ready()
+  t.same(app.runEngine.agents, ['first', 'second'])
+  t.equal(app.runEngine.defaultAgent, 'second')
+  t.throws(() => { app.agentRegistry.add('late', async () => 'late') }, { code: 'AGW_ERR_AGENT_REGISTRY_CLOSED' }, 'sealed once ready')
+  const { runId, agent } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  t.equal(agent, 'second')
+  t.match((await finished(app, runId)).at(-1), { data: { status: 'completed', output: 'two' } })
+})
+
+t.test('getOwnedRun: the owner finds the run; anyone else gets exactly the error of a missing run', async (t) => {
+  const app = await engineApp(t, { env: { RUN_HISTORY_TTL_MS: '50' }, agents: { a: async () => 'ok' } })
+  const bob = createUserContext({ sub: 'bob' }, 'req-2')
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  t.match(await app.runEngine.getOwnedRun(alice, runId), { runId, ownerId: 'alice' })
+  const theirs = await app.runEngine.getOwnedRun(bob, runId).catch((err: Error & { code: string }) => [err.code, err.message.replace(runId, 'ID')])
+  const missing = await app.runEngine.getOwnedRun(bob, 'run-x').catch((err: Error & { code: string }) => [err.code, err.message.replace('run-x', 'ID')])
+  t.same(theirs, missing)
+  t.same(theirs, ['AGW_ERR_RUN_NOT_FOUND', 'Run "ID" not found'])
+  await finished(app, runId)
+  await sleep(120)
+  await t.rejects(app.runEngine.getOwnedRun(alice, runId), { code: 'AGW_ERR_RUN_HISTORY_EXPIRED' }, 'its owner learns the history expired')
+  await t.rejects(app.runEngine.getOwnedRun(bob, runId), { code: 'AGW_ERR_RUN_NOT_FOUND' }, 'others still learn nothing')
+})
+
+t.test('the engine cannot be registered without the delivery path', async (t) => {
+  const app = engineStack(t, { agents: { a: async () => 1 } }, { withDelivery: false })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /delivery/ })
 })
 
 t.test('shutdown ends runs still going with SHUTDOWN after the grace period', async (t) => {
@@ -274,7 +309,7 @@ t.test('shutdown ends runs still going with SHUTDOWN after the grace period', as
   const quick = await app.runEngine.start(alice, { agent: 'quick', input: { message: 'x' } })
   const forever = await app.runEngine.start(alice, { agent: 'forever', input: { message: 'x' } })
   await app.close()
-  const store = app.agentBridge.store
+  const store = app.eventStore
   const last = async (runId: string): Promise<unknown> => JSON.parse((await store.read(runId, 0, 100)).at(-1)?.frame.toString() ?? 'null')
   t.match(await last(quick.runId), { data: { status: 'completed', output: 'made it' } }, 'finished within the grace period')
   t.match(await last(forever.runId), { data: { status: 'failed', error: { code: 'SHUTDOWN' } } })

@@ -2,8 +2,8 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { configPlugin, type EnvSource } from '../../src/config.js'
-import { RunError } from '../../src/errors.js'
-import toolDispatcher, { defineTool, type DispatcherOptions, type Tool, type ToolDispatcher } from '../../src/plugins/tool-dispatcher.js'
+import { RunError, defineTool, type Tool, type ToolDispatcher } from '../../src/contracts.js'
+import toolDispatcher, { type DispatcherOptions } from '../../src/plugins/tool-dispatcher.js'
 import { createRunContext, createUserContext } from '../../src/plugins/user-context.js'
 
 const add = defineTool({

@@ -1,6 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { configPlugin } from '../../src/config.js'
+import telemetry from '../../src/plugins/telemetry.js'
 import authSecret from '../../src/plugins/auth-secret.js'
 import userContext, { createRunContext, createUserContext, userIdFromClaims } from '../../src/plugins/user-context.js'
 import { TEST_SECRET, mint } from '../helpers.js'
@@ -62,6 +63,7 @@ t.test('requireUser sets request.userContext or answers 401 { code, message }', 
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET } })
+  app.register(telemetry)
   app.register(authSecret)
   app.register(userContext)
   app.register(async (scope) => {

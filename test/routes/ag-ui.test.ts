@@ -8,7 +8,8 @@ import Fastify from 'fastify'
 import { HttpAgent } from '@ag-ui/client'
 import { EventType, PROTOCOL_VERSION, type BaseEvent, type Message } from '@ag-ui/core'
 import { EventSchema } from '@ag-ui/core/schemas'
-import { createDemoAgent, createMemoryStore, demoTools, RunError, type Agent, type EventStore, type NewRun } from '../../src/app.js'
+import { createMemoryStore, RunError, type Agent, type EventStore, type NewRun } from '../../src/index.js'
+import { createDemoAgent, demoTools } from '../../src/agents/index.js'
 import type { RunEvent } from '../../src/protocol.js'
 import agUiRoutes from '../../src/routes/ag-ui.js'
 import { buildApp, listen, tokenFor } from '../helpers.js'
@@ -116,7 +117,7 @@ t.test('HttpAgent runs the demo agent: reasoning, a tool call with our ids, the 
   for (const event of first.wire) t.ok(EventSchema.safeParse(event).success, `${(event as BaseEvent).type} is valid per @ag-ui/core`)
 
   const runId = ourRunId(first.events)
-  const ours = await logged(app.agentBridge.store, runId)
+  const ours = await logged(app.eventStore, runId)
   const executing = ours.find((event) => event.type === 'tool_executing')
   const thoughts = ours.filter((event) => event.type === 'agent_thinking')
   t.match(ours[0], { type: 'agent_started', threadId: agent.threadId, data: { agent: 'demo', input: { message: 'What is 6 * 7?', agUi: { messages: [{ id: 'q1', role: 'user' }], context: [] } } } })
@@ -157,7 +158,7 @@ t.test('HttpAgent runs the demo agent: reasoning, a tool call with our ids, the 
   t.equal(second.events[0]?.runId, 'ag-ui-run-2')
   t.equal(second.events.at(-1)?.type, 'RUN_FINISHED')
   t.same(second.warnings, [])
-  const next = await logged(app.agentBridge.store, ourRunId(second.events))
+  const next = await logged(app.eventStore, ourRunId(second.events))
   t.match(next[0], { threadId: agent.threadId, data: { input: { message: 'And how many miles is 5 km?' } } }, 'the same thread, the new question')
   const sent = (next[0]?.data as unknown as { input: { agUi: { messages: Message[] } } }).input.agUi.messages
   t.same(sent.map((message) => message.id), history, 'the whole conversation goes along in input.agUi')
@@ -289,7 +290,7 @@ t.test('the input: bad bodies are 400 with a reason, no token is 401; text parts
   for (const event of events) t.ok(EventSchema.safeParse(event).success, `${event.type} is valid per @ag-ui/core`)
   t.match(events[0], { type: 'RUN_STARTED', threadId: 'a thread/of theirs', runId: 'run-1' })
   t.match(events.at(-1), { type: 'RUN_FINISHED', threadId: 'a thread/of theirs', runId: 'run-1', result: { answer: '6 * 7 = 42.' } })
-  const ours = await logged(app.agentBridge.store, ourRunId(events))
+  const ours = await logged(app.eventStore, ourRunId(events))
   t.match(ours[0], { data: { input: { message: 'What is 6 * 7?' } } }, 'the text parts, joined')
   t.not(ours[0]?.threadId, 'a thread/of theirs', 'not one of our thread ids: the run got its own')
 })

@@ -9,7 +9,7 @@ function sample (text: string, name: string, labels = ''): number | undefined {
 }
 
 t.test('the metrics count connections, auth failures, runs, events, latency, replays and rejected messages', async (t) => {
-  const { createDemoAgent, demoTools } = await import('../../src/app.js')
+  const { createDemoAgent, demoTools } = await import('../../src/agents/index.js')
   const app = await buildApp(t, { agents: { demo: createDemoAgent({ stepDelayMs: 0 }), flood: firehose(20_000, 200) }, tools: demoTools, env: testEnv({ SEND_BUFFER_BYTES: '16384' }) })
   const { ws, http } = await listen(t, app)
   await refusedUpgrade(ws, { authorization: `Bearer ${mint({ sub: 'a' }, { expiresIn: -600 })}` })
@@ -71,7 +71,7 @@ t.test('agw_events_unwritten counts the events waiting for a store that lags beh
       }
     }
   })
-  const scrape = async (): Promise<number | undefined> => sample(await app.metricsRegistry.metrics(), 'agw_events_unwritten')
+  const scrape = async (): Promise<number | undefined> => sample(await app.metricsRegistry!.metrics(), 'agw_events_unwritten')
   t.equal(await scrape(), 0)
   const { runId } = await app.runEngine.start(createUserContext({ sub: 'alice' }, 'req-1'), { input: { message: 'go' } })
   await allEmitted

@@ -1,7 +1,7 @@
-// The HTTP runs API and its Server-Sent Events, over a real port: same engine, same bridge,
+// The HTTP runs API and its Server-Sent Events, over a real port: same engine, same delivery path,
 // same events as the WebSocket.
 import t from 'tap'
-import type { Agent } from '../../src/app.js'
+import type { Agent } from '../../src/index.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { buildApp, connect, listen, runProblems, testEnv, tokenFor } from '../helpers.js'
 
@@ -60,7 +60,7 @@ t.test('start a run over HTTP, read it back, follow its events as SSE and resume
     t.equal(await atEnd.text(), '')
   }
   t.equal((await fetch(`${http}/v1/runs/${runId}/events?after=${all.length}`, { headers: auth, signal: AbortSignal.timeout(5000) })).status, 204)
-  t.equal(app.agentBridge.connectionCount('alice'), 0, 'no stream is left open')
+  t.equal(app.delivery.connectionCount('alice'), 0, 'no stream is left open')
 
   const summary = await fetch(`${http}/v1/runs/${runId}`, { headers: auth })
   const body = await summary.json() as Record<string, unknown>
@@ -143,7 +143,8 @@ t.test('the OpenAPI document describes the API from the same schemas', async (t)
   t.equal(response.statusCode, 200)
   const doc = response.json<{ openapi: string, paths: Record<string, Record<string, { security?: unknown, requestBody?: { content: Record<string, { schema: unknown }> } }>> }>()
   t.match(doc.openapi, /^3\./)
-  t.same(Object.keys(doc.paths).sort(), ['/v1/runs', '/v1/runs/{runId}', '/v1/runs/{runId}/cancel', '/v1/runs/{runId}/events'])
+  t.same(Object.keys(doc.paths).sort(), ['/v1/ag-ui', '/v1/runs', '/v1/runs/{runId}', '/v1/runs/{runId}/cancel', '/v1/runs/{runId}/events'], 'every HTTP route of the API, from one document')
+  t.same(doc.paths['/v1/ag-ui']?.post?.security, [{ bearer: [] }])
   t.match(doc.paths['/v1/runs']?.post?.requestBody?.content['application/json']?.schema, { required: ['input'], properties: { input: { required: ['message'] } } })
   t.same(doc.paths['/v1/runs/{runId}']?.get?.security, [{ bearer: [] }])
 })

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import type WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { defineTool, type Agent } from '../../src/app.js'
+import { defineTool, type Agent } from '../../src/index.js'
 import { CRITICAL_EVENT_TYPES, PROTOCOL } from '../../src/protocol.js'
 import { TestClient, buildApp, mint, runProblems, testEnv, tokenFor } from '../helpers.js'
 

@@ -2,7 +2,7 @@
 import type { Test } from 'tap'
 import { Compile } from 'typebox/compile'
 import { RunEvent } from '../../src/protocol.js'
-import type { EventStore, NewRun, StoredEvent } from '../../src/stores/event-store.js'
+import type { EventStore, NewRun, StoredEvent } from '../../src/contracts.js'
 
 export interface StoreFactory {
   /** A fresh store whose history expires `historyTtlMs` after a run ends. */

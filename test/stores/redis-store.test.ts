@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import type { EventStore, StoredEvent } from '../../src/stores/event-store.js'
+import type { EventStore, StoredEvent } from '../../src/contracts.js'
 import { createRedisStore } from '../../src/stores/redis-store.js'
 import { REDIS_URL, redisSkip, testPrefix } from '../redis.js'
 import { eventStoreContract } from './contract.js'

@@ -1,7 +1,6 @@
 import t from 'tap'
 import { Compile } from 'typebox/compile'
-import { RunError } from '../../src/errors.js'
-import type { Tool, ToolContext } from '../../src/plugins/tool-dispatcher.js'
+import { RunError, type Tool, type ToolContext } from '../../src/contracts.js'
 import { calculator, evaluate, roundSignificant } from '../../src/tools/calculator.js'
 import { FACTS, factLookup, findFact, lookupFact } from '../../src/tools/facts.js'
 import { demoTools, calculator as reCalculator, factLookup as reFactLookup, textStats as reTextStats, unitConverter as reUnitConverter } from '../../src/tools/index.js'

@@ -1,19 +1,54 @@
-// metrics: Prometheus metrics of this gateway instance (prom-client), in a registry of its own so
-// that several instances in one process (or a host app's own registry) never mix. It implements
-// the Telemetry the other plugins report to; register it before them. GET /metrics serves it.
+// telemetry: what the gateway's plugins report about themselves, as one narrow interface that
+// every plugin reporting to it declares as a dependency — so no registration order can lose a
+// metric. Silent by default; with `prometheus: true` it keeps Prometheus metrics (prom-client) in
+// a registry of its own, so that several instances in one process (or a host app's own registry)
+// never mix; GET /metrics serves them. Reports on the event path are a field update.
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Telemetry } from '../telemetry.js'
+import type { RunEventType, TerminalStatus, WireErrorCode } from '../protocol.js'
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    metricsRegistry: Registry
-  }
+export type SinkKind = 'websocket' | 'sse'
+
+export interface Telemetry {
+  connectionOpened(kind: SinkKind): void
+  connectionClosed(kind: SinkKind): void
+  /** A refused token or subject, by error code (AGW_ERR_AUTH_*). */
+  authFailed(code: string): void
+  runStarted(): void
+  runEnded(status: TerminalStatus): void
+  eventAppended(type: RunEventType): void
+  /** A live event written to a peer, `latencyMs` after it was emitted. */
+  eventDelivered(latencyMs: number): void
+  /** A sink's buffer filled: live delivery to it paused until it drains. */
+  slowConsumerPaused(): void
+  /** Events sent from the log (replay, catch-up) rather than live. */
+  eventsReplayed(count: number): void
+  /** A client message answered with an `error`. */
+  messageRejected(code: WireErrorCode): void
+  /** How to count the events emitted on this node and not yet written to the event store (read when scraped). */
+  countUnwrittenWith(read: () => number): void
 }
 
-async function metrics (fastify: FastifyInstance): Promise<void> {
-  const registry = new Registry()
+const nothing = (): void => {}
+
+/** The telemetry of a gateway without metrics. */
+export const silentTelemetry: Telemetry = Object.freeze({
+  connectionOpened: nothing,
+  connectionClosed: nothing,
+  authFailed: nothing,
+  runStarted: nothing,
+  runEnded: nothing,
+  eventAppended: nothing,
+  eventDelivered: nothing,
+  slowConsumerPaused: nothing,
+  eventsReplayed: nothing,
+  messageRejected: nothing,
+  countUnwrittenWith: nothing
+})
+
+/** Telemetry kept as Prometheus metrics in `registry`. */
+function prometheusTelemetry (registry: Registry): Telemetry {
   collectDefaultMetrics({ register: registry, prefix: 'agw_' })
   const connections = new Gauge({ name: 'agw_connections_open', help: 'Open WebSocket connections and SSE streams', labelNames: ['kind'], registers: [registry] })
   const connectionsTotal = new Counter({ name: 'agw_connections_total', help: 'WebSocket connections and SSE streams opened', labelNames: ['kind'], registers: [registry] })
@@ -43,7 +78,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   const replayed = new Counter({ name: 'agw_events_replayed_total', help: 'Events sent from the log (replay after subscribe, catch-up after a pause)', registers: [registry] })
   const rejected = new Counter({ name: 'agw_messages_rejected_total', help: 'Client messages answered with an error, by code', labelNames: ['code'], registers: [registry] })
   let unwritten: () => number = () => 0
-  // Read from the bridge when scraped: nothing on the event path.
+  // Read from the delivery path when scraped: nothing on the event path.
   new Gauge({
     name: 'agw_events_unwritten',
     help: 'Events emitted on this node and not yet written to the event store',
@@ -51,7 +86,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     collect () { this.set(unwritten()) }
   })
 
-  const telemetry: Telemetry = {
+  return {
     connectionOpened (kind) { connections.inc({ kind }); connectionsTotal.inc({ kind }) },
     connectionClosed (kind) { connections.dec({ kind }) },
     authFailed (code) { authFailures.inc({ reason: code }) },
@@ -64,8 +99,30 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     messageRejected (code) { rejected.inc({ code }) },
     countUnwrittenWith (read) { unwritten = read }
   }
-  fastify.decorate('telemetry', telemetry)
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    telemetry: Telemetry
+    /** The Prometheus registry, when the telemetry plugin keeps metrics (null when silent). */
+    metricsRegistry: Registry | null
+  }
+}
+
+export interface TelemetryPluginOptions {
+  /** Keep Prometheus metrics (default false: every report is a no-op). */
+  prometheus?: boolean
+}
+
+async function telemetry (fastify: FastifyInstance, opts: TelemetryPluginOptions): Promise<void> {
+  if (opts.prometheus !== true) {
+    fastify.decorate('telemetry', silentTelemetry)
+    fastify.decorate('metricsRegistry', null)
+    return
+  }
+  const registry = new Registry()
+  fastify.decorate('telemetry', prometheusTelemetry(registry))
   fastify.decorate('metricsRegistry', registry)
 }
 
-export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['config'] })
+export default fp(telemetry, { name: 'telemetry', fastify: '5.x' })

@@ -1,14 +1,18 @@
-// The bridge alone on a bare Fastify (config is its only dependency), driven with fake sockets
-// whose send buffer the test controls, so backpressure and catch-up can be stepped through.
+// The delivery path alone on a bare Fastify (with config, telemetry and the event store, its
+// declared dependencies), driven with fake sockets whose send buffer the test controls, so
+// backpressure and catch-up can be stepped through.
 import { EventEmitter } from 'node:events'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type WebSocket from 'ws'
 import { configPlugin } from '../../src/config.js'
-import agentBridge, { DRAIN_BACKLOG, type RunEmitter } from '../../src/plugins/agent-bridge.js'
+import delivery from '../../src/plugins/delivery.js'
+import eventStore from '../../src/plugins/event-store.js'
+import telemetry from '../../src/plugins/telemetry.js'
+import { DRAIN_BACKLOG, type RunEmitter } from '../../src/delivery/emitter.js'
 import { createUserContext } from '../../src/plugins/user-context.js'
 import type { ServerMessage } from '../../src/protocol.js'
-import type { EventStore, StoredEvent } from '../../src/stores/event-store.js'
+import type { EventStore, StoredEvent } from '../../src/contracts.js'
 import { gatedStore } from '../helpers.js'
 
 /** A WebSocket stand-in: frames are recorded; while stalled, they pile up in the send buffer. */
@@ -27,7 +31,7 @@ class FakeSocket extends EventEmitter {
   onSend?: (frame: string) => void
 
   send (bytes: Buffer, options: { binary?: boolean }, callback?: () => void): void {
-    if (options.binary !== false) throw new Error('the bridge must send text frames')
+    if (options.binary !== false) throw new Error('the sink must send text frames')
     const frame = bytes.toString('utf8')
     this.frames.push(frame)
     this.onSend?.(frame)
@@ -59,45 +63,47 @@ class FakeSocket extends EventEmitter {
 }
 
 const alice = createUserContext({ sub: 'alice' }, 'req-1')
-const bob = createUserContext({ sub: 'bob' }, 'req-2')
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
-async function bridgeApp (t: Test, options: { store?: EventStore, env?: Record<string, string> } = {}): Promise<FastifyInstance> {
+async function deliveryApp (t: Test, options: { store?: EventStore, env?: Record<string, string> } = {}): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'test', SEND_BUFFER_BYTES: '16384', SHUTDOWN_GRACE_MS: '0', ...options.env } })
-  app.register(agentBridge, { store: options.store })
+  app.register(telemetry)
+  app.register(eventStore, { store: options.store })
+  app.register(delivery)
   await app.ready()
   return app
 }
 
+/** A run in the store (as the engine registers it) and its emitter. */
 async function openRun (app: FastifyInstance, runId: string, ownerId = 'alice'): Promise<RunEmitter> {
-  return app.agentBridge.openRun({ runId, threadId: 'thread-1', agent: 'demo', ownerId }, { stop: () => {} })
+  await app.eventStore.createRun({ runId, threadId: 'thread-1', agent: 'demo', ownerId }, { maxActivePerOwner: 100 })
+  return app.delivery.openEmitter(runId, 'thread-1')
 }
 
 const thought = (n: number, padding = 0): { thought: string, step: number } => ({ thought: `${n} ${'x'.repeat(padding)}`, step: n })
 
 t.test('the emitter logs events in call order, once, and nothing after the terminal event', async (t) => {
-  const app = await bridgeApp(t)
+  const app = await deliveryApp(t)
   const emitter = await openRun(app, 'run-1')
   t.equal(emitter.emit('agent_started', { agent: 'demo', input: { message: 'hi' } }), true)
   emitter.emit('agent_thinking', thought(1))
   const loop: Record<string, unknown> = {}
   loop.loop = loop
   t.throws(() => emitter.emit('agent_thinking', loop as never), TypeError, 'data JSON cannot hold throws at once…')
-  await emitter.complete({ status: 'completed', output: 'ok', durationMs: 5 })
+  t.equal(await emitter.complete({ status: 'completed', output: 'ok', durationMs: 5 }), 'completed')
   await emitter.complete({ status: 'failed', durationMs: 6 })
   t.equal(emitter.emit('agent_thinking', thought(2)), false, 'emits after the end are dropped')
   t.equal(emitter.ended, true)
-  const log = await app.agentBridge.store.read('run-1', 0, 100)
+  const log = await app.eventStore.read('run-1', 0, 100)
   t.same(log.map((e) => [e.seq, e.type]), [[1, 'agent_started'], [2, 'agent_thinking'], [3, 'agent_completed']], '…and logs nothing')
   t.match(JSON.parse((log[2] as StoredEvent).frame.toString()), { data: { status: 'completed', output: 'ok' } }, 'only the first completion counts')
-  t.match(await app.agentBridge.store.getRun('run-1'), { state: 'found', meta: { status: 'completed', lastSeq: 3 } })
 })
 
 t.test('drained(): a producer faster than the store waits for it; the backlog is counted and bounded', async (t) => {
   const gated = gatedStore()
-  const app = await bridgeApp(t, { store: gated.store })
+  const app = await deliveryApp(t, { store: gated.store })
   const emitter = await openRun(app, 'run-drain')
   for (let i = 1; i <= DRAIN_BACKLOG; i++) emitter.emit('agent_thinking', thought(i))
   t.equal(emitter.backlog, DRAIN_BACKLOG)
@@ -114,12 +120,12 @@ t.test('drained(): a producer faster than the store waits for it; the backlog is
   t.ok(emitter.backlog <= DRAIN_BACKLOG, 'and resolves once the backlog is back under the limit')
   await emitter.complete({ status: 'completed', durationMs: 1 })
   t.equal(emitter.backlog, 0, 'every event written')
-  t.equal((await app.agentBridge.store.read('run-drain', 0, 1000)).length, DRAIN_BACKLOG + 2)
+  t.equal((await app.eventStore.read('run-drain', 0, 1000)).length, DRAIN_BACKLOG + 2)
 })
 
 t.test('drained(): appends that fail count as settled, so nobody waits forever', async (t) => {
   const gated = gatedStore()
-  const app = await bridgeApp(t, { store: gated.store })
+  const app = await deliveryApp(t, { store: gated.store })
   const emitter = await openRun(app, 'run-drain-fail')
   for (let i = 1; i <= DRAIN_BACKLOG + 10; i++) emitter.emit('agent_thinking', thought(i))
   const waiting = emitter.drained()
@@ -130,40 +136,26 @@ t.test('drained(): appends that fail count as settled, so nobody waits forever',
 })
 
 t.test('an output JSON cannot hold becomes a BAD_OUTPUT failure, still exactly one terminal event', async (t) => {
-  const app = await bridgeApp(t)
+  const app = await deliveryApp(t)
   const emitter = await openRun(app, 'run-2')
   const output: Record<string, unknown> = {}
   output.self = output
-  await emitter.complete({ status: 'completed', output, durationMs: 1 })
-  const log = await app.agentBridge.store.read('run-2', 0, 100)
+  t.equal(await emitter.complete({ status: 'completed', output, durationMs: 1 }), 'failed', 'the status it wrote is returned, for the run to end with')
+  const log = await app.eventStore.read('run-2', 0, 100)
   t.equal(log.length, 1)
   t.match(JSON.parse((log[0] as StoredEvent).frame.toString()), { type: 'agent_completed', data: { status: 'failed', error: { code: 'BAD_OUTPUT' }, durationMs: 1 } })
-  t.match(await app.agentBridge.store.getRun('run-2'), { state: 'found', meta: { status: 'failed' } })
-})
-
-t.test('lookupOwnedRun: the owner finds the run; anyone else gets exactly the error of a missing run', async (t) => {
-  const app = await bridgeApp(t, { env: { RUN_HISTORY_TTL_MS: '50' } })
-  const emitter = await openRun(app, 'run-3')
-  t.match(await app.agentBridge.lookupOwnedRun(alice, 'run-3'), { runId: 'run-3', ownerId: 'alice' })
-  const theirs = await app.agentBridge.lookupOwnedRun(bob, 'run-3').catch((err: Error & { code: string }) => [err.code, err.message.replace('run-3', 'ID')])
-  const missing = await app.agentBridge.lookupOwnedRun(bob, 'run-x').catch((err: Error & { code: string }) => [err.code, err.message.replace('run-x', 'ID')])
-  t.same(theirs, missing)
-  t.same(theirs, ['AGW_ERR_RUN_NOT_FOUND', 'Run "ID" not found'])
-  await emitter.complete({ status: 'completed', durationMs: 1 })
-  await new Promise((resolve) => setTimeout(resolve, 120))
-  await t.rejects(app.agentBridge.lookupOwnedRun(alice, 'run-3'), { code: 'AGW_ERR_RUN_HISTORY_EXPIRED' }, 'its owner learns the history expired')
-  await t.rejects(app.agentBridge.lookupOwnedRun(bob, 'run-3'), { code: 'AGW_ERR_RUN_NOT_FOUND' }, 'others still learn nothing')
 })
 
 t.test('attach sends welcome; a subscription replays from after, then goes live without gap or duplicate', async (t) => {
-  const app = await bridgeApp(t)
+  const app = await deliveryApp(t)
   const emitter = await openRun(app, 'run-4')
   for (let n = 1; n <= 5; n++) emitter.emit('agent_thinking', thought(n))
   const socket = new FakeSocket()
-  const conn = app.agentBridge.attach(socket as unknown as WebSocket, alice)
+  const conn = app.delivery.attach(socket as unknown as WebSocket, alice)
   t.match(socket.messages()[0], { type: 'welcome', userId: 'alice', connectionId: alice.connectionId })
-  await conn.subscribe('run-4', 2, 'sub-1')
-  t.same(socket.messages()[1], { type: 'subscribed', id: 'sub-1', runId: 'run-4', recovered: true, fromSeq: 3 })
+  t.equal(app.delivery.isWatched('run-4'), false)
+  conn.follow('run-4', 2)
+  t.equal(app.delivery.isWatched('run-4'), true, 'a followed run is watched on this node')
   emitter.emit('agent_thinking', thought(6)) // appended while the replay read is in flight
   await tick()
   for (let n = 7; n <= 9; n++) emitter.emit('agent_thinking', thought(n))
@@ -171,16 +163,17 @@ t.test('attach sends welcome; a subscription replays from after, then goes live 
   await tick()
   t.same(socket.seqs(), [3, 4, 5, 6, 7, 8, 9, 10])
   t.equal(conn.subscriptionCount, 0, 'the subscription ends itself after agent_completed')
-  t.equal(app.agentBridge.connectionCount('alice'), 1)
+  t.equal(app.delivery.isWatched('run-4'), false, 'and the run is no longer watched here')
+  t.equal(app.delivery.connectionCount('alice'), 1)
   socket.terminate()
-  t.equal(app.agentBridge.connectionCount('alice'), 0, 'a closed socket is forgotten')
+  t.equal(app.delivery.connectionCount('alice'), 0, 'a closed socket is forgotten')
 })
 
 t.test('a stalled socket stops receiving live events past SEND_BUFFER_BYTES and catches up from the log', async (t) => {
-  const app = await bridgeApp(t)
+  const app = await deliveryApp(t)
   const emitter = await openRun(app, 'run-5')
   const socket = new FakeSocket()
-  const conn = app.agentBridge.attach(socket as unknown as WebSocket, alice)
+  const conn = app.delivery.attach(socket as unknown as WebSocket, alice)
   conn.follow('run-5', 0)
   await tick()
   socket.stalled = true
@@ -203,7 +196,7 @@ t.test('a subscription that goes live and is congested at once starts catching u
   // The last event of a catch-up is sent; in the microtask right after the catch-up loop ends
   // (the subscription is live again) the socket becomes congested and the next event arrives.
   // The subscription must start a new catch-up for it, not stall.
-  const app = await bridgeApp(t)
+  const app = await deliveryApp(t)
   const emitter = await openRun(app, 'run-6')
   emitter.emit('agent_thinking', thought(1))
   const socket = new FakeSocket()
@@ -216,7 +209,7 @@ t.test('a subscription that goes live and is congested at once starts catching u
       emitter.emit('agent_thinking', thought(2))
     })
   }
-  const conn = app.agentBridge.attach(socket as unknown as WebSocket, alice)
+  const conn = app.delivery.attach(socket as unknown as WebSocket, alice)
   conn.follow('run-6', 0)
   await new Promise((resolve) => setTimeout(resolve, 20))
   t.same(socket.seqs(), [1], 'nothing is sent while the socket is congested')
@@ -228,37 +221,42 @@ t.test('a subscription that goes live and is congested at once starts catching u
   t.same(socket.seqs(), [1, 2, 3, 4], 'once it drains, everything arrives')
 })
 
-t.test('the bridge refuses connections past MAX_CONNECTIONS_PER_USER, counting handshakes in progress', async (t) => {
-  const app = await bridgeApp(t, { env: { MAX_CONNECTIONS_PER_USER: '2' } })
-  app.agentBridge.admit('alice')
-  app.agentBridge.admit('alice')
-  t.throws(() => { app.agentBridge.admit('alice') }, { code: 'AGW_ERR_CONNECTION_LIMIT', statusCode: 429 })
-  t.doesNotThrow(() => { app.agentBridge.admit('bob') })
-  app.agentBridge.attach(new FakeSocket() as unknown as WebSocket, alice)
-  t.throws(() => { app.agentBridge.admit('alice') }, { code: 'AGW_ERR_CONNECTION_LIMIT' }, 'an attached connection keeps its slot')
+t.test('delivery refuses sinks past MAX_CONNECTIONS_PER_USER, counting handshakes in progress', async (t) => {
+  const app = await deliveryApp(t, { env: { MAX_CONNECTIONS_PER_USER: '2' } })
+  app.delivery.admit('alice')
+  app.delivery.admit('alice')
+  t.throws(() => { app.delivery.admit('alice') }, { code: 'AGW_ERR_CONNECTION_LIMIT', statusCode: 429 })
+  t.doesNotThrow(() => { app.delivery.admit('bob') })
+  app.delivery.attach(new FakeSocket() as unknown as WebSocket, alice)
+  t.throws(() => { app.delivery.admit('alice') }, { code: 'AGW_ERR_CONNECTION_LIMIT' }, 'an attached connection keeps its slot')
+  app.delivery.admit('bob')
+  t.throws(() => { app.delivery.admit('bob') }, { code: 'AGW_ERR_CONNECTION_LIMIT' })
+  app.delivery.unadmit('bob')
+  t.doesNotThrow(() => { app.delivery.admit('bob') }, 'a slot given back by unadmit is free again at once')
 })
 
-t.test('the bridge cannot be registered without config', async (t) => {
+t.test('delivery cannot be registered without its dependencies', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  app.register(agentBridge)
+  app.register(delivery)
   await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED', message: /config/ })
 })
 
-t.test('shutdown closes every socket with 1001 after the runs have ended', async (t) => {
-  const app = await bridgeApp(t)
-  let stopped = false
-  const emitter = await app.agentBridge.openRun({ runId: 'run-7', threadId: 't', agent: 'demo', ownerId: 'alice' }, {
-    stop: () => { stopped = true; void emitter.complete({ status: 'failed', error: { code: 'SHUTDOWN', message: 'bye' }, durationMs: 1 }) }
+t.test('shutdown: the producers end their runs first, subscribers get what was logged, then every socket closes with 1001', async (t) => {
+  const app = await deliveryApp(t)
+  const emitter = await openRun(app, 'run-7')
+  const order: string[] = []
+  app.delivery.beforeSinksClose(async () => {
+    order.push('producers stop')
+    t.equal(app.delivery.closing, true, 'no new sinks once shutdown has begun')
+    t.throws(() => { app.delivery.admit('carol') }, { code: 'AGW_ERR_SHUTTING_DOWN' })
+    await emitter.complete({ status: 'failed', error: { code: 'SHUTDOWN', message: 'bye' }, durationMs: 1 })
   })
   const socket = new FakeSocket()
-  app.agentBridge.attach(socket as unknown as WebSocket, alice).follow('run-7', 0)
-  const closing = app.close()
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  socket.terminate()
-  await closing
-  t.equal(stopped, true, 'the run was asked to stop')
-  t.match(socket.messages().at(-1), { type: 'agent_completed', data: { error: { code: 'SHUTDOWN' } } }, 'its terminal event was delivered first')
+  socket.on('close', () => { order.push('socket closed') })
+  app.delivery.attach(socket as unknown as WebSocket, alice).follow('run-7', 0)
+  await app.close()
+  t.same(order, ['producers stop', 'socket closed'])
+  t.match(socket.messages().at(-1), { type: 'agent_completed', data: { error: { code: 'SHUTDOWN' } } }, 'the terminal event was delivered first')
   t.same(socket.closedWith, { code: 1001, reason: 'server shutting down' })
-  await t.rejects(app.agentBridge.openRun({ runId: 'late', threadId: 't', agent: 'demo', ownerId: 'alice' }, { stop: () => {} }), { code: 'AGW_ERR_SHUTTING_DOWN' })
 })

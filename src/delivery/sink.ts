@@ -1,0 +1,183 @@
+// The sink contract: where a user's events go — a WebSocket connection (websocket-sink.ts) or an
+// HTTP event stream (sse-sink.ts); a new transport is one more subclass. A sink follows runs
+// through fan-out subscriptions, tells them when its send buffer is full, and is the only thing
+// that writes to its peer. Each sink kind keeps its peer alive its own way, on a shared Ticker.
+import type { FastifyBaseLogger } from 'fastify'
+import type { StoredEvent, UserContext } from '../contracts.js'
+import type { SinkKind } from '../plugins/telemetry.js'
+import type { Fanout, SubscriberSink, Subscription } from './fanout.js'
+
+/** How often a congested sink's buffer is re-checked when no write callback is pending. */
+const DRAIN_POLL_MS = 50
+
+/** A stream whose writes can be held back and sent together (net.Socket, http.ServerResponse). */
+export interface Corkable {
+  cork(): void
+  uncork(): void
+}
+
+/** What a sink needs of the delivery path that made it. */
+export interface SinkHost {
+  readonly fanout: Fanout
+  readonly log: FastifyBaseLogger
+  /** Bytes queued for one peer before live delivery to it pauses (SEND_BUFFER_BYTES). */
+  readonly sendBufferBytes: number
+  /** Called once, when the sink is released. */
+  released(sink: Sink): void
+}
+
+export abstract class Sink implements SubscriberSink {
+  abstract readonly kind: SinkKind
+  readonly id: string
+  readonly log: FastifyBaseLogger
+  protected readonly subs = new Map<string, Subscription>()
+  #closed = false
+  #drainWaiters: Array<() => void> = []
+  #drainTimer: NodeJS.Timeout | undefined
+  protected readonly highWater: number
+  protected readonly lowWater: number
+  /** Shared by every write, not allocated per frame. */
+  protected readonly onFlushed = (): void => { this.checkDrained() }
+  #corked = false
+  readonly #uncork = (): void => {
+    this.#corked = false
+    this.transport?.uncork()
+  }
+
+  constructor (protected readonly host: SinkHost, readonly user: UserContext) {
+    this.id = user.connectionId
+    this.log = host.log.child({ connectionId: this.id, userId: user.userId })
+    this.highWater = host.sendBufferBytes
+    this.lowWater = Math.floor(this.highWater / 2)
+  }
+
+  /** Bytes written but not yet handed to the kernel. */
+  protected abstract get buffered (): number
+  /** The stream the sink's bytes go out on, when it can be corked. */
+  protected abstract get transport (): Corkable | undefined
+
+  /**
+   * Holds this tick's writes back until the tick ends, so that they reach the kernel in one
+   * system call: under load, a run emits many events per tick and each write would otherwise be
+   * a syscall of its own. Order is kept: corking only delays the flush, and every write of the
+   * sink goes through the same stream.
+   */
+  protected batchWrites (): void {
+    if (this.#corked) return
+    const transport = this.transport
+    if (transport === undefined) return
+    this.#corked = true
+    transport.cork()
+    process.nextTick(this.#uncork)
+  }
+
+  /** Writes one event to the peer. */
+  abstract write (event: StoredEvent): void
+  /** Ends the sink after a failure it cannot recover from. */
+  abstract fail (reason: string): void
+  /** Keeps the peer alive (or finds it dead); called by the sink kind's Ticker. */
+  abstract heartbeat (): void
+  /** Ends the sink at shutdown, after everything logged was delivered. */
+  abstract goAway (): void
+
+  /** Nothing left to deliver: no subscription, an empty send buffer. */
+  get idle (): boolean {
+    return this.subs.size === 0 && this.buffered === 0
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  get congested (): boolean {
+    return this.buffered > this.highWater
+  }
+
+  /**
+   * Resolves once the send buffer is back under the low-water mark (or the sink closed). Write
+   * callbacks are the signal; a slow poll backs them up for buffer growth that has no callback of
+   * ours pending (ws's own control frames).
+   */
+  drained (): Promise<void> {
+    if (this.#closed || this.buffered <= this.lowWater) return Promise.resolve()
+    this.#drainTimer ??= setInterval(() => { this.checkDrained() }, DRAIN_POLL_MS).unref()
+    return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
+  }
+
+  protected checkDrained (): void {
+    if (this.#drainWaiters.length === 0) return
+    if (!this.#closed && this.buffered > this.lowWater) return
+    clearInterval(this.#drainTimer)
+    this.#drainTimer = undefined
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** True when a write of `bytes` leaves the buffer filling: then we want its flush callback. */
+  protected filling (bytes: number): boolean {
+    return this.buffered + bytes > this.lowWater
+  }
+
+  get subscriptionCount (): number {
+    return this.subs.size
+  }
+
+  follows (runId: string): boolean {
+    return this.subs.has(runId)
+  }
+
+  /** Starts (or restarts) following a run from `after` (the caller has checked ownership). */
+  follow (runId: string, after: number): void {
+    if (this.#closed) return
+    this.unsubscribe(runId)
+    this.subs.set(runId, this.host.fanout.subscribe(this, runId, after))
+  }
+
+  unsubscribe (runId: string): void {
+    const sub = this.subs.get(runId)
+    if (sub !== undefined) this.endSubscription(sub, false)
+  }
+
+  /** `completed`: the run's terminal event was delivered. */
+  endSubscription (sub: Subscription, _completed: boolean): void {
+    if (this.subs.get(sub.runId) === sub) this.subs.delete(sub.runId)
+    this.host.fanout.unsubscribe(sub)
+  }
+
+  /** Called when the peer is gone, whoever ended it; frees everything the sink holds. */
+  release (): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const sub of [...this.subs.values()]) this.endSubscription(sub, false)
+    this.checkDrained()
+    this.host.released(this)
+  }
+}
+
+/** One timer for every sink of a kind, not one per sink: calls `heartbeat()` on each, every `intervalMs`. */
+export class Ticker {
+  readonly #sinks = new Set<Sink>()
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (private readonly intervalMs: number) {}
+
+  add (sink: Sink): void {
+    this.#sinks.add(sink)
+    if (this.#timer !== undefined) return
+    this.#timer = setInterval(() => {
+      for (const each of [...this.#sinks]) each.heartbeat()
+    }, this.intervalMs)
+    this.#timer.unref()
+  }
+
+  delete (sink: Sink): void {
+    this.#sinks.delete(sink)
+    if (this.#sinks.size === 0) this.stop()
+  }
+
+  stop (): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+}

@@ -1,0 +1,111 @@
+// The execution of one run: the agent is given its AgentRun — input, frozen context, think/say,
+// drain, its own tool dispatcher, the abort signal, a logger — and raced against the run's abort
+// signal, so cancel, deadline and shutdown end the run without waiting for an agent that ignores
+// them. Resolves with the run's outcome; never throws.
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { RunError, type Agent, type AgentRun, type RunContext } from '../contracts.js'
+import type { RunEmitter } from '../delivery/emitter.js'
+import type { ErrorInfo, RunEventData, RunInput } from '../protocol.js'
+import type { RunToolDispatcher, ToolEventSink } from '../plugins/tool-dispatcher.js'
+
+export type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
+
+export type Outcome = Pick<RunEventData<'agent_completed'>, 'status' | 'output' | 'error'>
+
+const stopOutcomes: Record<StopReason, Outcome> = {
+  cancelled: { status: 'cancelled' },
+  disconnected: { status: 'cancelled', error: { code: 'DISCONNECTED', message: 'Cancelled: no connection of the user followed the run' } },
+  timeout: { status: 'failed', error: { code: 'TIMEOUT', message: 'The run did not finish before its deadline' } },
+  shutdown: { status: 'failed', error: { code: 'SHUTDOWN', message: 'The server shut down before the run finished' } }
+}
+
+/** The abort side of a run: stopped once, for the first reason given. */
+export class RunStopper {
+  readonly controller = new AbortController()
+  reason: StopReason | undefined
+
+  get signal (): AbortSignal {
+    return this.controller.signal
+  }
+
+  stop (reason: StopReason): void {
+    if (this.reason !== undefined) return
+    this.reason = reason
+    this.controller.abort(new RunError(reason.toUpperCase(), stopOutcomes[reason].error?.message ?? 'The run was cancelled'))
+  }
+}
+
+export interface Execution {
+  readonly agent: Agent
+  readonly context: RunContext
+  readonly input: RunInput
+  readonly emitter: RunEmitter
+  readonly stopper: RunStopper
+  /** Makes the run's tool dispatcher, given where its events go. */
+  readonly tools: (events: ToolEventSink) => RunToolDispatcher
+  readonly log: FastifyBaseLogger
+  readonly timeoutMs: number
+}
+
+/** Runs the agent to its outcome; the run's open tool calls are closed (cancelled) before it resolves. */
+export async function execute (run: Execution): Promise<Outcome> {
+  const { emitter, stopper, log } = run
+  const { signal } = stopper
+  let step = 0
+  let messageId: string | undefined
+  // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
+  const toolEvents = {
+    emit (type: 'tool_executing' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_completed'>): boolean {
+      messageId = undefined
+      return emitter.emit(type, data)
+    }
+  } as ToolEventSink
+  const tools = run.tools(toolEvents)
+  const api: AgentRun = Object.freeze({
+    input: run.input,
+    context: run.context,
+    signal,
+    tools,
+    log,
+    think (thought: string, explicitStep?: number): void {
+      step = explicitStep ?? step + 1
+      messageId = undefined
+      emitter.emit('agent_thinking', { thought: String(thought), step })
+    },
+    say (delta: string): void {
+      messageId ??= randomUUID()
+      emitter.emit('agent_message', { messageId, delta: String(delta) })
+    },
+    drain (): Promise<void> {
+      return emitter.drained()
+    }
+  })
+  // Settles when the run is stopped, even if it was stopped before the agent began.
+  const aborted = new Promise<'aborted'>((resolve) => {
+    if (signal.aborted) resolve('aborted')
+    else signal.addEventListener('abort', () => { resolve('aborted') }, { once: true })
+  })
+  const deadline = setTimeout(() => { stopper.stop('timeout') }, run.timeoutMs)
+  let outcome: Outcome
+  try {
+    // An agent cancelled before it began is not started at all.
+    const result = signal.aborted ? await aborted : await Promise.race([Promise.resolve().then(() => run.agent(api)), aborted])
+    outcome = stopper.reason !== undefined ? stopOutcomes[stopper.reason] : { status: 'completed', output: result }
+  } catch (err) {
+    if (stopper.reason !== undefined) {
+      outcome = stopOutcomes[stopper.reason]
+    } else {
+      const error: ErrorInfo = err instanceof RunError
+        ? { code: err.code, message: err.message }
+        : { code: 'AGENT_FAILED', message: 'The agent failed' }
+      if (!(err instanceof RunError)) log.error({ err }, 'agent failed')
+      outcome = { status: 'failed', error }
+    }
+  } finally {
+    clearTimeout(deadline)
+  }
+  // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
+  tools.close()
+  return outcome
+}

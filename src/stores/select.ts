@@ -1,0 +1,17 @@
+// Which event store EVENT_STORE names: the embedded memory store, or Redis shared by every node.
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../config.js'
+import type { EventStore } from '../contracts.js'
+import { createMemoryStore } from './memory-store.js'
+import { createRedisStore } from './redis-store.js'
+
+export function createEventStore (config: Config, log: FastifyBaseLogger): EventStore {
+  if (config.EVENT_STORE === 'memory') return createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
+  return createRedisStore({
+    url: config.EVENT_STORE,
+    historyTtlMs: config.RUN_HISTORY_TTL_MS,
+    leaseTtlMs: config.LEASE_TTL_MS,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+    log
+  })
+}
