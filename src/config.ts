@@ -29,6 +29,10 @@ export const ConfigSchema = Type.Object({
     default: 'development'
   }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { description: 'Log level.', default: 'info' }),
+  LOG_FORMAT: Type.Enum(['auto', 'json', 'pretty'], {
+    description: 'How the server writes its logs: `json` (one object per line, for collectors), `pretty` (human-readable, pino-pretty), or `auto`: pretty in development when standard output is a terminal, JSON everywhere else.',
+    default: 'auto'
+  }),
 
   JWT_SECRET: secret('HS256 signing and verification secret, shared with every service that mints tokens. At least 32 bytes of key material. Optional in development and test (a random one is generated per process).'),
   ...envSpecific('JWT_SECRET', 'Environment-specific JWT secret.'),

@@ -18,9 +18,19 @@ interface RequestLike {
   socket?: { remotePort?: number }
 }
 
-export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>): NonNullable<FastifyServerOptions['logger']> {
+/**
+ * Whether logs are written for a person: `LOG_FORMAT=pretty`, or `auto` in development when they go
+ * to a terminal (as fastify-cli does); anything read by a collector stays JSON.
+ */
+export function prettyLogs (config: Pick<Config, 'LOG_FORMAT' | 'APP_ENV'>, toTerminal: boolean): boolean {
+  return config.LOG_FORMAT === 'pretty' || (config.LOG_FORMAT === 'auto' && config.APP_ENV === 'development' && toTerminal)
+}
+
+export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>, options: { pretty?: boolean } = {}): NonNullable<FastifyServerOptions['logger']> {
   return {
     level: config.LOG_LEVEL,
+    // Formatted in a worker thread, off the event loop; redaction and serializers still run here.
+    ...(options.pretty === true ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
     redact: {
       paths: [
         'req.headers.authorization',

@@ -3,7 +3,7 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { build } from './app.js'
 import { loadConfig, trustProxyOption, type Config } from './config.js'
-import { loggerOptions } from './logger.js'
+import { loggerOptions, prettyLogs } from './logger.js'
 
 function refuse (message: string): never {
   process.stderr.write(`agent-gateway: ${message}\n`)
@@ -39,7 +39,7 @@ async function main (): Promise<void> {
   try {
     // Plugins check what they are given as they load (secrets, agents): a refusal can come from
     // build() as well as from ready().
-    app = await build({ config, logger: loggerOptions(config), trustProxy: trustProxyOption(config) })
+    app = await build({ config, logger: loggerOptions(config, { pretty: prettyLogs(config, process.stdout.isTTY) }), trustProxy: trustProxyOption(config) })
     await app.ready()
   } catch (err) {
     refuse((err as Error).message)
@@ -50,6 +50,10 @@ async function main (): Promise<void> {
     else app.log.info({ signal }, 'shutting down')
     await app.close()
   })
+  const nodeMajor = Number(process.versions.node.split('.')[0])
+  if (nodeMajor < 22) {
+    app.log.warn(`Node.js ${process.versions.node} is past its end of life; agent-gateway supports Node.js 22 and 24 (the LTS lines). It runs, but upgrade.`)
+  }
   const address = await app.listen({ port: config.PORT, host: config.HOST })
   if (app.authSecret.generated) process.stdout.write(`${devBanner(app, config, address)}\n`)
 }

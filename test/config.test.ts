@@ -1,6 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { configPlugin, loadConfig } from '../src/config.js'
+import { loggerOptions, prettyLogs } from '../src/logger.js'
 
 t.test('defaults match the documented values', async (t) => {
   const config = loadConfig({})
@@ -90,4 +91,17 @@ t.test('the config plugin fails ready() with the coded error', async (t) => {
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { PORT: 'nope' } })
   await t.rejects(async () => { await app.ready() }, { code: 'AGW_ERR_CONFIG_INVALID' })
+})
+
+t.test('LOG_FORMAT: pretty for a person at a terminal in development, JSON for everything else', async (t) => {
+  const auto = loadConfig({ APP_ENV: 'development' })
+  t.equal(auto.LOG_FORMAT, 'auto')
+  t.equal(prettyLogs(auto, true), true, 'development, at a terminal')
+  t.equal(prettyLogs(auto, false), false, 'development, piped to a collector')
+  t.equal(prettyLogs(loadConfig({ APP_ENV: 'production' }), true), false, 'production stays JSON, even at a terminal')
+  t.equal(prettyLogs(loadConfig({ APP_ENV: 'production', LOG_FORMAT: 'pretty' }), false), true, 'unless asked')
+  t.equal(prettyLogs(loadConfig({ APP_ENV: 'development', LOG_FORMAT: 'json' }), true), false)
+  t.throws(() => loadConfig({ LOG_FORMAT: 'xml' }), { code: 'AGW_ERR_CONFIG_INVALID', message: /LOG_FORMAT must be equal to one of the allowed values \(auto, json, pretty\)/ })
+  t.match(loggerOptions(auto, { pretty: true }), { transport: { target: 'pino-pretty' } })
+  t.notOk((loggerOptions(auto) as { transport?: unknown }).transport, 'JSON needs no transport')
 })

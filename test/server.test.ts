@@ -116,6 +116,16 @@ t.test('with a configured secret, npm run token signs locally; /dev/token exists
   t.equal(devToken.status, 404)
 })
 
+t.test('logs are JSON lines for collectors, and human-readable with LOG_FORMAT=pretty', async (t) => {
+  const json = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET })
+  const pretty = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_FORMAT: 'pretty' })
+  await address(json)
+  const line = (await printed(pretty, /^.*INFO.*Server listening at http:\/\/127\.0\.0\.1:\d+.*$/m))[0]
+  t.match(JSON.parse(json.stdout().split('\n').find((text) => text.includes('Server listening')) ?? '{}'), { level: 30, msg: /^Server listening at/ }, 'JSON by default when not on a terminal')
+  t.notMatch(line, /^\{/, 'pino-pretty formats the line for a person')
+  t.match(line, /^\[\d{2}:\d{2}:\d{2}\.\d{3}\] INFO/)
+})
+
 t.test('SIGTERM: not ready at once, runs still going end with SHUTDOWN after the grace period, sockets close with 1001, exit 0', async (t) => {
   // Each demo step takes 2 s, so the run cannot finish within the 500 ms grace period.
   const server = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, DEMO_STEP_DELAY_MS: '2000', SHUTDOWN_GRACE_MS: '500' })
