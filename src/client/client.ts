@@ -4,76 +4,11 @@
 // the token with `auth` before it expires, and paces what it sends under the server's rate limit.
 // It runs unchanged in browsers and in Node: the only platform piece, the WebSocket class, is
 // passed in or found on globalThis, and nothing here imports a runtime value from elsewhere.
-import type { ClientMessage, Reply, ReplyOf, RunEvent, RunInput, RunRequest, ServerMessage } from '../protocol.js'
+import type { ClientMessage, Reply, ReplyOf, RunEvent, RunInput, ServerMessage } from '../protocol.js'
+import type { ClientOptions, ConnectionState, GatewayClient, RunOptions, StateChange, TokenSource, WebSocketConstructor, WebSocketLike } from './options.js'
+import { Pacer } from './pacer.js'
 import { GatewayError, RunState, type Run, type RunOwner } from './run.js'
 import { BEARER_PROTOCOL_PREFIX, CLOSE_UNAUTHORIZED, PROTOCOL, tokenExpiry } from './wire.js'
-
-export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed'
-
-export interface StateChange {
-  readonly state: ConnectionState
-  /** `reconnecting`: the number of this retry (1, 2, …) and how long it waits before it. */
-  readonly attempt?: number
-  readonly delayMs?: number
-  /** `reconnecting` / `closed`: the close code and reason of the connection that ended. */
-  readonly closeCode?: number
-  readonly reason?: string
-  /** `closed`: why the client stopped. */
-  readonly error?: GatewayError
-}
-
-/** A JWT, or a function that returns a fresh one; the function is called for every connection and before `exp`. */
-export type TokenSource = string | (() => string | Promise<string>)
-
-/** The part of a WebSocket the client uses: the browser's and `ws`'s both fit. */
-export interface WebSocketLike {
-  readonly readyState: number
-  send(data: string): void
-  close(code?: number, reason?: string): void
-  addEventListener(type: 'open', listener: () => void): void
-  addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void
-  addEventListener(type: 'close', listener: (event: { code: number, reason: string }) => void): void
-  addEventListener(type: 'error', listener: (event: unknown) => void): void
-}
-export type WebSocketConstructor = new (url: string, protocols: string[]) => WebSocketLike
-
-export interface ClientOptions {
-  /** The gateway's WebSocket URL, e.g. `wss://gateway.example/ws`. */
-  url: string | URL
-  token: TokenSource
-  /** The WebSocket class: `ws`'s default export in Node; the global one when omitted. */
-  WebSocket?: WebSocketConstructor
-  reconnect?: {
-    /** First retry delay (default 250 ms); it doubles per failed attempt up to `maxDelayMs` (default 15 s). */
-    initialDelayMs?: number
-    maxDelayMs?: number
-    /** Share of each delay that is random (0…1, default 0.5), so clients do not retry in lockstep. */
-    jitter?: number
-  }
-  /** Refresh a function token this long before its `exp` (default 60 s, at most half its remaining life). */
-  refreshBeforeExpiryMs?: number
-  /** Check the connection this often (default: the server's `heartbeatMs`, at least 5 s); silent for a whole interval means dead. */
-  pingIntervalMs?: number
-  /** Pacing of outgoing messages, below the server's rate limit (default 10 per second, bursts of 20). */
-  rate?: { perSecond?: number, burst?: number }
-}
-
-/** `{ agent?, threadId? }` of the protocol's run request. */
-export type RunOptions = Omit<RunRequest, 'input'>
-
-export interface GatewayClient {
-  readonly state: ConnectionState
-  /** The server's last `welcome` (user id, heartbeat, limits); undefined before the first. */
-  readonly welcome: ReplyOf<'welcome'> | undefined
-  /** Starts a run (queued until connected); rejects with a GatewayError (`TOO_MANY_RUNS`, `UNKNOWN_AGENT`, …). */
-  run(input: string | RunInput, options?: RunOptions): Promise<Run>
-  /** Follows an existing run from `after` (default 0: from its start); rejects with `NOT_FOUND` / `HISTORY_EXPIRED`. */
-  subscribe(runId: string, options?: { after?: number }): Promise<Run>
-  /** Calls `listener` on every state change; returns the function that removes it. */
-  onStateChange(listener: (change: StateChange) => void): () => void
-  /** Closes the connection for good; runs still followed end with `CLOSED`. */
-  close(): void
-}
 
 /** A request waiting for its reply, kept whole so that it can be sent again. */
 interface PendingRequest {
@@ -89,11 +24,6 @@ interface PendingRun {
   reject(error: GatewayError): void
 }
 
-interface Outgoing {
-  readonly frame: string
-  readonly onSent?: () => void
-}
-
 type Timer = ReturnType<typeof setTimeout>
 
 /** A close code for connections the client gives up on itself (4000–4999 are free for applications). */
@@ -101,8 +31,6 @@ const CLOSE_CLIENT_DROP = 4000
 const MAX_TIMER_MS = 2 ** 31 - 1
 /** Least wait before asking a failing token function again while the connection is up. */
 const REFRESH_RETRY_MS = 250
-/** The share of the server's announced message rate the client uses (see #onWelcome). */
-const PACING_RATE_SHARE = 0.9
 
 class Client implements GatewayClient, RunOwner {
   #state: ConnectionState = 'connecting'
@@ -115,11 +43,7 @@ class Client implements GatewayClient, RunOwner {
   readonly #pendingRuns = new Map<string, PendingRun>()
   /** Reply handlers of the current connection, by request id. */
   readonly #replies = new Map<string, PendingRequest>()
-  #queue: Outgoing[] = []
-  #allowance: number
-  #refilledAt = 0
-  #perSecond: number
-  #burst: number
+  readonly #pacer: Pacer
   #attempt = 0
   #nextId = 0
   #heard = false
@@ -127,7 +51,6 @@ class Client implements GatewayClient, RunOwner {
   #reconnectTimer: Timer | undefined
   #pingTimer: ReturnType<typeof setInterval> | undefined
   #refreshTimer: Timer | undefined
-  #flushTimer: Timer | undefined
 
   readonly #url: string
   readonly #token: TokenSource
@@ -147,9 +70,11 @@ class Client implements GatewayClient, RunOwner {
     this.#jitter = Math.min(1, Math.max(0, options.reconnect?.jitter ?? 0.5))
     this.#refreshBeforeMs = options.refreshBeforeExpiryMs ?? 60_000
     this.#pingIntervalMs = options.pingIntervalMs
-    this.#perSecond = options.rate?.perSecond ?? 10
-    this.#burst = options.rate?.burst ?? 20
-    this.#allowance = this.#burst
+    this.#pacer = new Pacer(options.rate?.perSecond ?? 10, options.rate?.burst ?? 20, (frame) => {
+      if (this.#socket === undefined) return false
+      this.#socket.send(frame)
+      return true
+    })
     // On the next microtask, so that listeners added right after createClient() see every change.
     queueMicrotask(() => { void this.#connect() })
   }
@@ -249,8 +174,7 @@ class Client implements GatewayClient, RunOwner {
       // refusal. The server names the refused request, which is sent again at the slower pace;
       // a refusal that names none (an older server) means starting over on a new connection,
       // which re-sends every subscription and request in flight.
-      this.#perSecond = Math.max(1, this.#perSecond / 2)
-      this.#burst = Math.max(1, Math.floor(this.#burst / 2))
+      this.#pacer.slowDown()
       if (request === undefined) {
         this.#drop(`${message.code}: ${message.message}`)
         return
@@ -258,7 +182,7 @@ class Client implements GatewayClient, RunOwner {
       const socket = this.#socket
       setTimeout(() => {
         if (this.#socket === socket && this.#replies.get(request.message.id) === request) this.#send(request.message, request.onSent)
-      }, Math.ceil(1000 / this.#perSecond))
+      }, Math.ceil(1000 / this.#pacer.rate))
       return
     }
     if (request !== undefined) {
@@ -273,15 +197,7 @@ class Client implements GatewayClient, RunOwner {
   #onWelcome (welcome: ReplyOf<'welcome'>): void {
     this.#welcome = welcome
     this.#attempt = 0
-    // Pace by what the server announces (older servers announce nothing), so it need not refuse.
-    // The server measures arrivals, not sends: frames held up on the way (a busy server, a slow
-    // network) arrive closer together than they were sent. One message of the burst and a tenth
-    // of the rate are kept in reserve so that such bunching stays within the server's bucket.
-    const { messagesPerSecond, messageBurst } = welcome.limits as Partial<ReplyOf<'welcome'>['limits']>
-    if (typeof messagesPerSecond === 'number') this.#perSecond = Math.min(this.#perSecond, messagesPerSecond * PACING_RATE_SHARE)
-    if (typeof messageBurst === 'number') this.#burst = Math.min(this.#burst, Math.max(1, messageBurst - 1))
-    this.#allowance = this.#burst
-    this.#refilledAt = Date.now()
+    this.#pacer.adopt(welcome.limits)
     this.#setState({ state: 'open' })
     this.#heard = true
     this.#pingTimer = setInterval(() => { this.#checkAlive() }, this.#pingIntervalMs ?? Math.max(welcome.heartbeatMs, 5000))
@@ -293,11 +209,9 @@ class Client implements GatewayClient, RunOwner {
   #onClose (code: number, reason: string): void {
     this.#socket = undefined
     this.#replies.clear()
-    this.#queue = []
+    this.#pacer.clear()
     clearInterval(this.#pingTimer)
     clearTimeout(this.#refreshTimer)
-    clearTimeout(this.#flushTimer)
-    this.#flushTimer = undefined
     for (const run of this.#runs.values()) run.resubscribing = false
     for (const [id, pending] of this.#pendingRuns) {
       if (!pending.sent) continue
@@ -452,29 +366,7 @@ class Client implements GatewayClient, RunOwner {
   }
 
   #send (message: ClientMessage, onSent?: () => void): void {
-    this.#queue.push({ frame: JSON.stringify(message), onSent })
-    this.#flush()
-  }
-
-  /** Sends queued frames as fast as a token bucket allows. */
-  #flush (): void {
-    const socket = this.#socket
-    if (this.#flushTimer !== undefined || socket === undefined) return
-    const now = Date.now()
-    this.#allowance = Math.min(this.#burst, this.#allowance + ((now - this.#refilledAt) / 1000) * this.#perSecond)
-    this.#refilledAt = now
-    while (this.#queue.length > 0 && this.#allowance >= 1) {
-      const next = this.#queue.shift() as Outgoing
-      this.#allowance -= 1
-      socket.send(next.frame)
-      next.onSent?.()
-    }
-    if (this.#queue.length === 0) return
-    const waitMs = Math.ceil(((1 - this.#allowance) / this.#perSecond) * 1000)
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined
-      this.#flush()
-    }, waitMs)
+    this.#pacer.send(JSON.stringify(message), onSent)
   }
 }
 

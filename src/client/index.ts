@@ -3,7 +3,7 @@
 export { createClient } from './client.js'
 export type {
   ClientOptions, ConnectionState, GatewayClient, RunOptions, StateChange, TokenSource, WebSocketConstructor, WebSocketLike
-} from './client.js'
+} from './options.js'
 export { GatewayError } from './run.js'
 export type { ClientErrorCode, GatewayErrorCode, Run, TerminalEvent } from './run.js'
 export type {

@@ -471,7 +471,7 @@ t.test('the browser path: no Node, no TypeBox; the package exports agent-gateway
     absWorkingDir: root
   })
   const inputs = Object.keys(bundle.metafile.inputs).sort()
-  t.same(inputs, ['src/client/client.ts', 'src/client/index.ts', 'src/client/run.ts', 'src/client/wire.ts'], 'only the client itself is bundled')
+  t.same(inputs, ['src/client/client.ts', 'src/client/index.ts', 'src/client/pacer.ts', 'src/client/run.ts', 'src/client/wire.ts'], 'only the client itself is bundled')
   const size = bundle.outputFiles[0]?.contents.byteLength ?? Infinity
   t.ok(size < 16_000, `the minified client is ${size} bytes`)
 
