@@ -28,8 +28,14 @@ const BOUNDARIES = [
     reason: "a step of the delivery path: use `fastify.delivery` (its types may be imported)"
   },
   {
+    module: 'src/mcp/**',
+    only: ['src/plugins/mcp-tools.ts', 'src/index.ts', 'src/app.ts'],
+    allowTypeImports: true,
+    reason: 'the MCP client: MCP servers become tools through the mcp-tools plugin; use `fastify.mcpServers`'
+  },
+  {
     module: 'src/plugins/**',
-    not: ['src/contracts.ts', 'src/protocol.ts', 'src/errors.ts', 'src/agents/**', 'src/tools/**', 'src/stores/**', 'src/client/**'],
+    not: ['src/contracts.ts', 'src/protocol.ts', 'src/errors.ts', 'src/agents/**', 'src/tools/**', 'src/stores/**', 'src/mcp/**', 'src/client/**'],
     reason: 'a plugin: contracts, agents, tools and stores are written against src/contracts.ts, never against the wiring'
   },
   {

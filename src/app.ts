@@ -12,6 +12,8 @@ import authSecret from './plugins/auth-secret.js'
 import userContext from './plugins/user-context.js'
 import eventStore from './plugins/event-store.js'
 import toolDispatcher from './plugins/tool-dispatcher.js'
+import mcpTools from './plugins/mcp-tools.js'
+import type { McpServersConfig } from './mcp/config.js'
 import delivery from './plugins/delivery.js'
 import runEngine from './plugins/run-engine.js'
 import gatewayRoutes from './routes/index.js'
@@ -26,6 +28,8 @@ export interface AgentGatewayOptions {
   defaultAgent?: string
   /** Tools agents may call. Default: the demo tools when `agents` is omitted, none otherwise. */
   tools?: readonly Tool[]
+  /** MCP servers whose tools agents may call as `<server>__<tool>`, as under `mcpServers` in MCP_CONFIG (both may be used). */
+  mcpServers?: McpServersConfig
   /** The event store. Default: the one EVENT_STORE names (the embedded memory store unless set). */
   store?: EventStore
   /** Serve the demo page at `GET /` (default true); false leaves `/` to the host app. */
@@ -62,6 +66,7 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   fastify.register(userContext)
   fastify.register(eventStore, { store: opts.store })
   fastify.register(toolDispatcher, { tools: opts.tools ?? [] })
+  fastify.register(mcpTools, { servers: opts.mcpServers })
   fastify.register(delivery)
   fastify.register(runEngine, { agents: opts.agents, defaultAgent: opts.defaultAgent })
   if (opts.agents === undefined) fastify.register(builtInAgents)

@@ -45,6 +45,14 @@ export interface ToolContext {
   readonly context: RunContext
   /** Aborted when the run is cancelled, times out or shuts down, or when this call times out. */
   readonly signal: AbortSignal
+  /**
+   * Reports how far the call has got, as a `tool_progress` event of the run. `progress` must grow
+   * from one report to the next (a report that does not is dropped); `total` is the value it
+   * reaches when the work is done, if known. Reports closer together than
+   * TOOL_PROGRESS_INTERVAL_MS are thinned to the latest; reports after the call ended are dropped.
+   * (Safe to destructure.)
+   */
+  readonly progress: (progress: number, total?: number, message?: string) => void
 }
 
 export interface Tool<P extends TSchema = TSchema> {
@@ -59,6 +67,24 @@ export interface Tool<P extends TSchema = TSchema> {
   readonly timeoutMs?: number
   /** Returns (or resolves to) the result: anything JSON-serialisable. */
   execute(args: Static<P>, ctx: ToolContext): unknown
+}
+
+/** What a tool name must look like: what LLM function calling accepts. */
+export const TOOL_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+
+/**
+ * Tools whose list changes while the server runs, such as the tools of MCP servers. The registry
+ * reads `tools` on every list() and call(), so a source keeps it current rather than computing it.
+ * A registered tool of the same name wins over a source's.
+ */
+export interface ToolSource {
+  /** The tools it offers now, by name. */
+  readonly tools: ReadonlyMap<string, Tool>
+  /**
+   * A tool it answers for without offering it now — one of a server that is down, whose execute
+   * then says why it fails — or undefined for a name that is not its own.
+   */
+  unlisted?(name: string): Tool | undefined
 }
 
 /** Identity function that infers `args` from `parameters`. */

@@ -26,6 +26,10 @@ export const UserContextMissingError = createError<'AGW_ERR_USER_CONTEXT_MISSING
   'AGW_ERR_USER_CONTEXT_MISSING', 'The route %s reads the user without authenticating the request first (onRequest: fastify.requireUser)', 500)
 export const MetricsDisabledError = createError<'AGW_ERR_METRICS_DISABLED', 500, []>(
   'AGW_ERR_METRICS_DISABLED', 'GET /metrics needs the telemetry plugin registered with { prometheus: true }', 500)
+export const McpConfigInvalidError = createError<'AGW_ERR_MCP_CONFIG_INVALID', 500, [string]>(
+  'AGW_ERR_MCP_CONFIG_INVALID', 'Invalid MCP server configuration: %s', 500)
+export const McpToolNameError = createError<'AGW_ERR_MCP_TOOL_NAME', 500, [string]>(
+  'AGW_ERR_MCP_TOOL_NAME', 'Unusable MCP tool names (rename the server or leave the tool out with "exclude"): %s', 500)
 export const WebSocketPresentError = createError<'AGW_ERR_WEBSOCKET_PRESENT', 500, []>(
   'AGW_ERR_WEBSOCKET_PRESENT',
   '@fastify/websocket is already registered on this instance; agent-gateway registers and configures it itself', 500)

@@ -105,6 +105,13 @@ const runEventData = {
   agent_started: Type.Object({ agent: Type.String(), input: RunInput }),
   agent_thinking: Type.Object({ thought: Type.String(), step: Type.Optional(Type.Integer({ minimum: 1 })) }),
   tool_executing: Type.Object({ toolCallId: Type.String(), tool: Type.String(), args: Type.Unknown() }),
+  // Added to agent-events.v1 after the first release: clients ignore event types they do not know.
+  tool_progress: Type.Object({
+    toolCallId: Type.String(),
+    progress: Type.Number({ description: 'Grows with every event of the call.' }),
+    total: Type.Optional(Type.Number({ description: 'The value `progress` reaches when the work is done, when the tool knows it.' })),
+    message: Type.Optional(Type.String({ maxLength: 500 }))
+  }, { description: 'Progress of an open tool call: between its tool_executing and its tool_completed.' }),
   tool_completed: Type.Object({
     toolCallId: Type.String(),
     tool: Type.String(),
@@ -144,6 +151,7 @@ const runEventSchemas = {
   agent_started: runEventSchema('agent_started'),
   agent_thinking: runEventSchema('agent_thinking'),
   tool_executing: runEventSchema('tool_executing'),
+  tool_progress: runEventSchema('tool_progress'),
   tool_completed: runEventSchema('tool_completed'),
   agent_message: runEventSchema('agent_message'),
   agent_completed: runEventSchema('agent_completed')
@@ -151,7 +159,7 @@ const runEventSchemas = {
 
 const runEventList = [
   runEventSchemas.agent_started, runEventSchemas.agent_thinking, runEventSchemas.tool_executing,
-  runEventSchemas.tool_completed, runEventSchemas.agent_message, runEventSchemas.agent_completed
+  runEventSchemas.tool_progress, runEventSchemas.tool_completed, runEventSchemas.agent_message, runEventSchemas.agent_completed
 ] as const
 export const RunEvent = Type.Union([...runEventList])
 /** The discriminated union of every run event, as it travels on the wire. */

@@ -17,6 +17,7 @@ import toolDispatcher from '../src/plugins/tool-dispatcher.js'
 import telemetry from '../src/plugins/telemetry.js'
 import eventStore from '../src/plugins/event-store.js'
 import delivery from '../src/plugins/delivery.js'
+import mcpTools from '../src/plugins/mcp-tools.js'
 import runEngine from '../src/plugins/run-engine.js'
 import { OTHER_SECRET, connect, runProblems, testEnv, tokenFor } from './helpers.js'
 
@@ -96,6 +97,7 @@ const chain = [
   { name: 'user-context', plugin: userContext, options: {} },
   { name: 'event-store', plugin: eventStore, options: {} },
   { name: 'tool-dispatcher', plugin: toolDispatcher, options: { tools: [] } },
+  { name: 'mcp-tools', plugin: mcpTools, options: {} },
   { name: 'delivery', plugin: delivery, options: {} },
   { name: 'run-engine', plugin: runEngine, options: { agents: { support } } }
 ] as const
@@ -108,6 +110,7 @@ t.test('the plugins declare the dependencies the architecture draws (docs/archit
     'user-context': ['auth-secret', 'telemetry'],
     'event-store': ['config'],
     'tool-dispatcher': ['config'],
+    'mcp-tools': ['config', 'tool-dispatcher'],
     delivery: ['config', 'event-store', 'telemetry'],
     'run-engine': ['config', 'delivery', 'event-store', 'telemetry', 'tool-dispatcher', 'user-context']
   })

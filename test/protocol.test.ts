@@ -57,7 +57,7 @@ t.test('the published JSON Schema has every message', async (t) => {
   t.equal(schema.$id, `urn:agent-gateway:${PROTOCOL}`)
   t.same(Object.keys(schema.$defs as object).sort(), [
     'client.auth', 'client.cancel', 'client.ping', 'client.run', 'client.subscribe', 'client.unsubscribe',
-    'event.agent_completed', 'event.agent_message', 'event.agent_started', 'event.agent_thinking', 'event.tool_completed', 'event.tool_executing',
+    'event.agent_completed', 'event.agent_message', 'event.agent_started', 'event.agent_thinking', 'event.tool_completed', 'event.tool_executing', 'event.tool_progress',
     'server.auth_ok', 'server.error', 'server.pong', 'server.run_accepted', 'server.subscribed', 'server.unsubscribed', 'server.welcome'
   ])
   t.match((schema.$defs as Record<string, unknown>)['server.error'], { properties: { code: { enum: [...WIRE_ERROR_CODES] } } })
@@ -78,4 +78,14 @@ t.test('docs/errors.md lists every error code of the catalogue', async (t) => {
   })
   t.ok(codes.length > 20)
   for (const code of codes) t.match(doc, `\`${code}\``, code)
+})
+
+t.test('tool_progress is a run event of the schema, with a bounded message', async (t) => {
+  const check = Compile(RunEvent)
+  const event = (data: Record<string, unknown>): unknown =>
+    JSON.parse(encodeRunEvent(runFrameHead('run-1', 'thread-1'), 'tool_progress', 4, '2026-11-25T17:00:00.123Z', JSON.stringify(data)))
+  t.ok(check.Check(event({ toolCallId: 'c', progress: 2, total: 5, message: 'Reading page 2 of 5' })))
+  t.ok(check.Check(event({ toolCallId: 'c', progress: 0.25 })), 'total and message are optional')
+  t.notOk(check.Check(event({ toolCallId: 'c' })), 'progress is required')
+  t.notOk(check.Check(event({ toolCallId: 'c', progress: 1, message: 'x'.repeat(501) })), 'a message is at most 500 characters')
 })

@@ -20,6 +20,10 @@ function describe (event: RunEvent): string {
       const detail = event.data.status === 'success' ? JSON.stringify(event.data.result) : `${event.data.error?.code ?? ''} ${event.data.error?.message ?? ''}`
       return `${event.data.tool} ${event.data.status} ${detail} (${event.data.durationMs} ms)`
     }
+    case 'tool_progress': {
+      const { progress, total, message } = event.data
+      return `${progress}${total === undefined ? '' : ` of ${total}`}${message === undefined ? '' : ` ${message}`}`
+    }
     case 'agent_message': return JSON.stringify(event.data.delta)
     case 'agent_completed': {
       const error = event.data.error === undefined ? '' : ` ${event.data.error.code}: ${event.data.error.message}`
@@ -62,7 +66,7 @@ socket.on('message', (data: Buffer) => {
     case 'error':
       fail(`error ${msg.code}: ${msg.message}`)
       break
-    case 'agent_started': case 'agent_thinking': case 'tool_executing': case 'tool_completed': case 'agent_message': case 'agent_completed':
+    case 'agent_started': case 'agent_thinking': case 'tool_executing': case 'tool_progress': case 'tool_completed': case 'agent_message': case 'agent_completed':
       if (!values.json) process.stdout.write(`  #${String(msg.seq).padEnd(3)} ${msg.type.padEnd(16)} ${describe(msg)}\n`)
       if (msg.type === 'agent_completed') {
         socket.removeAllListeners('close')

@@ -56,7 +56,7 @@ export async function execute (run: Execution): Promise<Outcome> {
   let messageId: string | undefined
   // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
   const toolEvents = {
-    emit (type: 'tool_executing' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_completed'>): boolean {
+    emit (type: 'tool_executing' | 'tool_progress' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_progress' | 'tool_completed'>): boolean {
       messageId = undefined
       return emitter.emit(type, data)
     }

@@ -17,6 +17,9 @@ export interface AgUiRunIds {
 /** Where RUN_STARTED tells a client our own ids for the run (to cancel it or replay its events). */
 export const AG_UI_METADATA_KEY = 'agentGateway'
 
+/** The `activityType` of the ACTIVITY_SNAPSHOT events that carry `tool_progress`. */
+export const TOOL_PROGRESS_ACTIVITY = 'tool_progress'
+
 /** Turns each of our run events, in seq order, into the AG-UI events it stands for. */
 export type AgUiTranslator = (event: RunEvent) => Event[]
 
@@ -89,6 +92,17 @@ export function createAgUiTranslator (ids: AgUiRunIds): AgUiTranslator {
     return [{ type: EventType.TOOL_CALL_RESULT, messageId: mintedId(event), toolCallId, content, role: 'tool' }]
   }
 
+  /** AG-UI has no progress event: ACTIVITY_SNAPSHOT ("structured progress that is not conversation content") fits, one activity per call. */
+  function progress (event: RunEventOf<'tool_progress'>): Event {
+    const { toolCallId, progress: done, total, message } = event.data
+    return {
+      type: EventType.ACTIVITY_SNAPSHOT,
+      messageId: `${toolCallId}:progress`,
+      activityType: TOOL_PROGRESS_ACTIVITY,
+      content: { toolCallId, progress: done, ...(total === undefined ? {} : { total }), ...(message === undefined ? {} : { message }) }
+    }
+  }
+
   function completed (event: RunEventOf<'agent_completed'>): Event {
     const { status, output, error } = event.data
     if (status === 'failed') {
@@ -118,6 +132,9 @@ export function createAgUiTranslator (ids: AgUiRunIds): AgUiTranslator {
         break
       case 'tool_executing':
         events.push(...toolCall(event))
+        break
+      case 'tool_progress':
+        events.push(progress(event))
         break
       case 'tool_completed':
         events.push(...toolResult(event))

@@ -1,8 +1,9 @@
 // One run on the page: the question, a status, a cancel button and a timeline that grows with
-// the run's events — started, thinking steps, tool cards (a spinner while the tool runs; its
-// arguments, result or error and duration when it is done), the answer as it streams, completed.
-// Every element made from an event carries that event's seq (`data-seq`, and a tool card also
-// `data-completed-seq`), so a test can check that each event was rendered exactly once, in order.
+// the run's events — started, thinking steps, tool cards (a spinner while the tool runs, and a
+// progress bar when it reports progress; its arguments, result or error and duration when it is
+// done), the answer as it streams, completed. Every element made from an event carries that
+// event's seq (`data-seq`; a tool card also `data-completed-seq`, and `data-progress-seqs` for its
+// progress events), so a test can check that each event was rendered exactly once, in order.
 import type { GatewayError, Run, RunEvent, RunEventOf } from '../client/index.js'
 
 type Attributes = Record<string, string>
@@ -37,6 +38,8 @@ const STATUS_TEXT: Record<string, string> = {
 interface ToolCard {
   readonly element: HTMLLIElement
   readonly head: HTMLElement
+  readonly tool: string
+  progress?: { readonly bar: HTMLProgressElement, readonly label: HTMLElement }
 }
 
 export class RunView {
@@ -83,6 +86,9 @@ export class RunView {
       case 'tool_executing':
         this.#toolStarted(event)
         return
+      case 'tool_progress':
+        this.#toolProgress(event)
+        return
       case 'tool_completed':
         this.#toolCompleted(event)
         return
@@ -120,7 +126,30 @@ export class RunView {
       h('dl', { class: 'agw-tool-detail' }, h('dt', {}, 'Arguments'), h('dd', {}, h('pre', {}, json(event.data.args)))))
     item.setAttribute('aria-busy', 'true')
     item.dataset.status = 'running'
-    this.#tools.set(event.data.toolCallId, { element: item, head })
+    this.#tools.set(event.data.toolCallId, { element: item, head, tool: event.data.tool })
+  }
+
+  #toolProgress (event: RunEventOf<'tool_progress'>): void {
+    const card = this.#tools.get(event.data.toolCallId)
+    if (card === undefined) return
+    const { progress, total, message } = event.data
+    if (card.progress === undefined) {
+      const bar = h('progress', { class: 'agw-progress', 'aria-label': `Progress of ${card.tool}` })
+      const label = h('span', { class: 'agw-progress-text' })
+      card.head.after(h('div', { class: 'agw-tool-progress' }, bar, label))
+      card.progress = { bar, label }
+    }
+    const { bar, label } = card.progress
+    // Without a total only the growth is known: the bar shows activity, the label the count.
+    if (total !== undefined && total > 0) {
+      bar.max = total
+      bar.value = Math.min(Math.max(progress, 0), total)
+    } else {
+      bar.removeAttribute('value')
+    }
+    label.textContent = `${total === undefined ? String(progress) : `${progress} of ${total}`}${message === undefined ? '' : ` · ${message}`}`
+    const seqs = card.element.dataset.progressSeqs
+    card.element.dataset.progressSeqs = seqs === undefined ? String(event.seq) : `${seqs} ${event.seq}`
   }
 
   #toolCompleted (event: RunEventOf<'tool_completed'>): void {
@@ -130,6 +159,7 @@ export class RunView {
     element.dataset.completedSeq = String(event.seq)
     element.dataset.status = event.data.status
     element.setAttribute('aria-busy', 'false')
+    if (card.progress !== undefined && event.data.status === 'success' && card.progress.bar.hasAttribute('value')) card.progress.bar.value = card.progress.bar.max
     head.querySelector('.agw-tool-status')?.replaceChildren(event.data.status)
     head.append(' ', h('span', { class: 'agw-duration' }, formatDuration(event.data.durationMs)))
     const detail = element.querySelector('dl') as HTMLDListElement

@@ -1,13 +1,15 @@
 // tool-dispatcher: the registry of tools and the factory that makes one dispatcher per run.
 // The dispatcher, not the tool, emits `tool_executing` and exactly one `tool_completed` per call,
 // so no tool can forget them; it validates arguments, checks the scope, enforces the timeout,
-// passes the run's abort signal, and never throws into the agent.
+// passes the run's abort signal, turns the tool's progress reports into `tool_progress` events,
+// and never throws into the agent. Next to the tools registered at start-up, tool sources offer
+// tools whose list changes while the server runs (the tools of MCP servers).
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { Compile, type Validator } from 'typebox/compile'
-import { RunError, type RunContext, type Tool, type ToolDispatcher, type ToolInfo, type ToolOutcome } from '../contracts.js'
+import { RunError, TOOL_NAME, type RunContext, type Tool, type ToolContext, type ToolDispatcher, type ToolInfo, type ToolOutcome, type ToolSource } from '../contracts.js'
 import type { ErrorInfo, RunEventData, ToolStatus } from '../protocol.js'
 import { DispatcherPrivateError, ToolDuplicateError, ToolInvalidError, ToolRegistryClosedError } from '../errors.js'
 
@@ -21,6 +23,7 @@ export interface RunToolDispatcher extends ToolDispatcher {
 /** The part of the run's emitter a dispatcher needs. */
 export interface ToolEventSink {
   emit(type: 'tool_executing', data: RunEventData<'tool_executing'>): unknown
+  emit(type: 'tool_progress', data: RunEventData<'tool_progress'>): unknown
   emit(type: 'tool_completed', data: RunEventData<'tool_completed'>): unknown
 }
 
@@ -36,30 +39,45 @@ interface RegisteredTool {
   readonly timeoutMs: number
 }
 
+/** Where the dispatcher finds a tool: the registered ones, then the sources. */
+interface ToolCatalog {
+  find(name: string): RegisteredTool | undefined
+  all(): Iterable<RegisteredTool>
+}
+
 interface OpenCall {
   readonly toolCallId: string
   readonly tool: string
   readonly started: number
   resolve?: (outcome: ToolOutcome) => void
   timer?: NodeJS.Timeout
+  /** The last progress reported (emitted or not), and when the last `tool_progress` was emitted. */
+  progress?: number
+  progressAt: number
+  /** The latest report held back by TOOL_PROGRESS_INTERVAL_MS, and the timer that emits it. */
+  pendingProgress?: RunEventData<'tool_progress'>
+  progressTimer?: NodeJS.Timeout
 }
 
-const TOOL_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+const PROGRESS_MESSAGE_LENGTH = 500
+
 // Only the factory below holds this token, so only it can construct a dispatcher.
 const factoryToken: unique symbol = Symbol('tool-dispatcher factory')
 
 class Dispatcher implements RunToolDispatcher {
-  readonly #tools: ReadonlyMap<string, RegisteredTool>
+  readonly #tools: ToolCatalog
   readonly #options: DispatcherOptions
   readonly #log: FastifyBaseLogger
+  readonly #progressIntervalMs: number
   readonly #open = new Map<string, OpenCall>()
   #closed = false
 
-  constructor (token: typeof factoryToken, tools: ReadonlyMap<string, RegisteredTool>, options: DispatcherOptions, log: FastifyBaseLogger) {
+  constructor (token: typeof factoryToken, tools: ToolCatalog, options: DispatcherOptions, log: FastifyBaseLogger, progressIntervalMs: number) {
     if (token !== factoryToken) throw new DispatcherPrivateError()
     this.#tools = tools
     this.#options = options
     this.#log = log
+    this.#progressIntervalMs = progressIntervalMs
   }
 
   get openCalls (): number {
@@ -68,14 +86,14 @@ class Dispatcher implements RunToolDispatcher {
 
   list (): ToolInfo[] {
     const infos: ToolInfo[] = []
-    for (const { tool } of this.#tools.values()) {
+    for (const { tool } of this.#tools.all()) {
       if (this.#allowed(tool)) infos.push({ name: tool.name, description: tool.description, parameters: tool.parameters })
     }
     return infos
   }
 
   async call (name: string, args: unknown = {}): Promise<ToolOutcome> {
-    const call: OpenCall = { toolCallId: randomUUID(), tool: String(name), started: performance.now() }
+    const call: OpenCall = { toolCallId: randomUUID(), tool: String(name), started: performance.now(), progressAt: Number.NEGATIVE_INFINITY }
     if (this.#closed) return this.#outcome(call, 'cancelled', { error: { code: 'RUN_ENDED', message: 'The run has ended' } })
     try {
       this.#options.events.emit('tool_executing', { toolCallId: call.toolCallId, tool: call.tool, args })
@@ -86,7 +104,7 @@ class Dispatcher implements RunToolDispatcher {
     }
     this.#open.set(call.toolCallId, call)
 
-    const registered = this.#tools.get(call.tool)
+    const registered = this.#tools.find(call.tool)
     if (registered === undefined) {
       return this.#finish(call, 'error', { code: 'UNKNOWN_TOOL', message: `No tool named "${call.tool}"` })
     }
@@ -117,20 +135,53 @@ class Dispatcher implements RunToolDispatcher {
     return new Promise<ToolOutcome>((resolve) => {
       call.resolve = (outcome) => {
         runSignal.removeEventListener('abort', onRunAbort)
-        timeout.abort()
+        // The tool's signal says why it should stop (what an MCP server is told on cancellation).
+        timeout.abort(runSignal.aborted ? runSignal.reason : new RunError(outcome.error?.code ?? 'CALL_ENDED', outcome.error?.message ?? `"${call.tool}" has ended`))
         resolve(outcome)
       }
       call.timer = setTimeout(() => {
         this.#finish(call, 'timeout', { code: 'TIMEOUT', message: `"${call.tool}" did not finish within ${registered.timeoutMs} ms` })
       }, registered.timeoutMs)
-      const signal = AbortSignal.any([runSignal, timeout.signal])
+      const ctx: ToolContext = {
+        context: this.#options.context,
+        signal: AbortSignal.any([runSignal, timeout.signal]),
+        progress: (progress, total, message) => { this.#progress(call, progress, total, message) }
+      }
       Promise.resolve()
-        .then(() => registered.tool.execute(args, { context: this.#options.context, signal }))
+        .then(() => registered.tool.execute(args, ctx))
         .then(
           (result) => { this.#finish(call, 'success', undefined, result) },
           (err: unknown) => { this.#finish(call, 'error', this.#toolError(call, err)) }
         )
     })
+  }
+
+  #progress (call: OpenCall, progress: unknown, total: unknown, message: unknown): void {
+    if (!this.#open.has(call.toolCallId) || typeof progress !== 'number' || !Number.isFinite(progress)) return
+    if (call.progress !== undefined && progress <= call.progress) return
+    call.progress = progress
+    const data: RunEventData<'tool_progress'> = { toolCallId: call.toolCallId, progress }
+    if (typeof total === 'number' && Number.isFinite(total)) data.total = total
+    if (typeof message === 'string' && message !== '') {
+      data.message = message.length > PROGRESS_MESSAGE_LENGTH ? `${message.slice(0, PROGRESS_MESSAGE_LENGTH - 1)}…` : message
+    }
+    const wait = call.progressAt + this.#progressIntervalMs - performance.now()
+    if (wait <= 0) {
+      this.#emitProgress(call, data)
+      return
+    }
+    call.pendingProgress = data
+    call.progressTimer ??= setTimeout(() => {
+      call.progressTimer = undefined
+      const pending = call.pendingProgress
+      call.pendingProgress = undefined
+      if (pending !== undefined && this.#open.has(call.toolCallId)) this.#emitProgress(call, pending)
+    }, wait)
+  }
+
+  #emitProgress (call: OpenCall, data: RunEventData<'tool_progress'>): void {
+    call.progressAt = performance.now()
+    this.#options.events.emit('tool_progress', data)
   }
 
   #toolError (call: OpenCall, err: unknown): ErrorInfo {
@@ -143,6 +194,7 @@ class Dispatcher implements RunToolDispatcher {
   #finish (call: OpenCall, status: ToolStatus, error?: ErrorInfo, result?: unknown): ToolOutcome {
     if (!this.#open.delete(call.toolCallId)) return this.#outcome(call, status, { error })
     clearTimeout(call.timer)
+    clearTimeout(call.progressTimer)
     let outcome = this.#outcome(call, status, status === 'success' ? { result } : { error })
     try {
       this.#options.events.emit('tool_completed', outcome)
@@ -197,6 +249,9 @@ function checkTool (tool: unknown): asserts tool is Tool {
 export interface ToolRegistry {
   /** Adds a tool; only before the server is ready. Throws AGW_ERR_TOOL_DUPLICATE / _INVALID. */
   add(tool: Tool): void
+  /** Adds a source of tools that come and go at run time; only before the server is ready. */
+  addSource(source: ToolSource): void
+  /** The names of the tools added with add() (not those of the sources). */
   readonly names: readonly string[]
 }
 
@@ -214,17 +269,64 @@ export interface ToolDispatcherPluginOptions {
 
 async function toolDispatcher (fastify: FastifyInstance, opts: ToolDispatcherPluginOptions): Promise<void> {
   const tools = new Map<string, RegisteredTool>()
+  const sources: ToolSource[] = []
   let sealed = false
+  const registered = (tool: Tool): RegisteredTool => ({
+    tool,
+    validator: Compile(tool.parameters),
+    timeoutMs: tool.timeoutMs ?? fastify.config.TOOL_TIMEOUT_MS
+  })
+  // A source's tool is checked and its schema compiled once, when it is first seen; a source
+  // replaces its Tool objects when its list changes. null: the tool failed the check.
+  const seen = new WeakMap<Tool, RegisteredTool | null>()
+  const fromSource = (tool: Tool | undefined): RegisteredTool | undefined => {
+    if (tool === undefined) return undefined
+    let entry = seen.get(tool)
+    if (entry === undefined) {
+      try {
+        checkTool(tool)
+        entry = registered(tool)
+      } catch (err) {
+        fastify.log.warn({ err }, 'a tool source offered a tool that cannot be used')
+        entry = null
+      }
+      seen.set(tool, entry)
+    }
+    return entry ?? undefined
+  }
+  const catalog: ToolCatalog = {
+    find (name) {
+      const tool = tools.get(name)
+      if (tool !== undefined) return tool
+      for (const source of sources) {
+        const found = fromSource(source.tools.get(name) ?? source.unlisted?.(name))
+        if (found !== undefined) return found
+      }
+      return undefined
+    },
+    * all () {
+      yield * tools.values()
+      const named = new Set(tools.keys())
+      for (const source of sources) {
+        for (const [name, tool] of source.tools) {
+          const found = named.has(name) ? undefined : fromSource(tool)
+          if (found === undefined) continue
+          named.add(name)
+          yield found
+        }
+      }
+    }
+  }
   const registry: ToolRegistry = {
     add (tool: Tool): void {
       checkTool(tool)
       if (sealed) throw new ToolRegistryClosedError(tool.name)
       if (tools.has(tool.name)) throw new ToolDuplicateError(tool.name)
-      tools.set(tool.name, {
-        tool,
-        validator: Compile(tool.parameters),
-        timeoutMs: tool.timeoutMs ?? fastify.config.TOOL_TIMEOUT_MS
-      })
+      tools.set(tool.name, registered(tool))
+    },
+    addSource (source: ToolSource): void {
+      if (sealed) throw new ToolRegistryClosedError('(a tool source)')
+      sources.push(source)
     },
     get names () {
       return [...tools.keys()]
@@ -234,7 +336,7 @@ async function toolDispatcher (fastify: FastifyInstance, opts: ToolDispatcherPlu
 
   fastify.decorate('toolRegistry', registry)
   fastify.decorate('createToolDispatcher', (options: DispatcherOptions): RunToolDispatcher =>
-    new Dispatcher(factoryToken, tools, options, fastify.log))
+    new Dispatcher(factoryToken, catalog, options, fastify.log, fastify.config.TOOL_PROGRESS_INTERVAL_MS))
   fastify.addHook('onReady', async () => { sealed = true })
 }
 

@@ -1,5 +1,6 @@
 // GET /healthz (the process is alive) and GET /readyz (it can serve: not shutting down, and the
-// event store answers). Load balancers route by /readyz; orchestrators restart by /healthz.
+// event store answers; with the state of each MCP server as detail). Load balancers route by
+// /readyz; orchestrators restart by /healthz.
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { NotReadyError } from '../errors.js'
@@ -17,7 +18,9 @@ async function healthRoutes (fastify: FastifyInstance): Promise<void> {
       fastify.log.warn({ err }, 'event store is not reachable')
       throw new NotReadyError('the event store is not reachable')
     }
-    return { status: 'ready' }
+    // MCP servers are reported, not required: one that is down fails only its own tools' calls.
+    const mcpServers = fastify.hasDecorator('mcpServers') ? fastify.mcpServers.status() : {}
+    return Object.keys(mcpServers).length === 0 ? { status: 'ready' } : { status: 'ready', mcpServers }
   })
 }
 

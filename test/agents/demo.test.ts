@@ -35,7 +35,7 @@ async function realOutcome (tool: string, args: unknown): Promise<ToolOutcome> {
     return { toolCallId, tool, status: 'error', error: { code: 'INVALID_ARGS', message: 'Invalid arguments' }, durationMs: 0 }
   }
   try {
-    const result = await found.execute(args, { context: {} as never, signal: new AbortController().signal })
+    const result = await found.execute(args, { context: {} as never, signal: new AbortController().signal, progress: () => {} })
     return { toolCallId, tool, status: 'success', result, durationMs: 1 }
   } catch (err) {
     if (!(err instanceof RunError)) throw err

@@ -1,10 +1,8 @@
 // The llm agent end to end: the real gateway, the real `openai` SDK, the real dispatcher and demo
-// tools, against an OpenAI-compatible streaming server written here (node:http on port 0) whose
-// answers each test scripts: plain answers, reasoning, tool calls in fragments, errors, slow
-// streams and cancellation.
-import { once } from 'node:events'
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+// tools, against an OpenAI-compatible streaming server (test/llm-server.ts, node:http on port 0)
+// whose answers each test scripts: plain answers, reasoning, tool calls in fragments, errors,
+// slow streams and cancellation.
+import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -16,87 +14,11 @@ import { createUserContext } from '../../src/plugins/user-context.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { demoTools } from '../../src/tools/index.js'
 import { buildApp, connect, listen, runProblems, testEnv, tokenFor } from '../helpers.js'
+import { SERVED_MODEL, answer, chunk, llmServer, sleep, sse, toolCall, usage, type LlmServer, type Received } from '../llm-server.js'
 
 const API_KEY = 'sk-test-4f9d2c7b1e8a6035d1'
 const MODEL = 'test-model'
-const SERVED_MODEL = 'test-model-2026-01'
 const alice = createUserContext({ sub: 'alice' }, 'req-1')
-
-interface Received {
-  readonly url: string
-  readonly headers: IncomingHttpHeaders
-  readonly body: any
-  /** The client closed the connection before the answer was complete. */
-  aborted: boolean
-}
-
-type Respond = (request: Received, res: ServerResponse, index: number) => void | Promise<void>
-
-interface LlmServer {
-  readonly baseURL: string
-  readonly requests: Received[]
-}
-
-/** An OpenAI-compatible server: POST /v1/chat/completions, answered by `respond`; records every request. */
-async function llmServer (t: Test, respond: Respond): Promise<LlmServer> {
-  const requests: Received[] = []
-  const server = createServer((req, res) => {
-    let text = ''
-    req.setEncoding('utf8')
-    req.on('data', (part: string) => { text += part })
-    req.on('end', () => {
-      const received: Received = { url: req.url ?? '', headers: req.headers, body: JSON.parse(text === '' ? 'null' : text), aborted: false }
-      requests.push(received)
-      res.on('close', () => { if (!res.writableFinished) received.aborted = true })
-      if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
-        res.writeHead(404).end()
-        return
-      }
-      void Promise.resolve(respond(received, res, requests.length - 1)).catch((err: unknown) => { res.destroy(err as Error) })
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    server.closeAllConnections()
-    server.close()
-  })
-  return { baseURL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, requests }
-}
-
-const chunk = (delta: Record<string, unknown>, finish: string | null = null): unknown => ({
-  id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1767225600, model: SERVED_MODEL,
-  choices: [{ index: 0, delta, finish_reason: finish }]
-})
-const usage = (prompt: number, completion: number): unknown => ({
-  id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1767225600, model: SERVED_MODEL,
-  choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
-})
-/** The chunks of an answer streamed in `pieces`, with usage at the end. */
-const answer = (pieces: string[], tokens: [number, number] = [20, 5]): unknown[] => [
-  chunk({ role: 'assistant', content: '' }),
-  ...pieces.map((piece) => chunk({ content: piece })),
-  chunk({}, 'stop'),
-  usage(...tokens)
-]
-/** A tool call as OpenAI streams it: id and name first, then the arguments in fragments. */
-const toolCall = (id: string, name: string, fragments: string[], index = 0): unknown[] => [
-  chunk({ tool_calls: [{ index, id, type: 'function', function: { name, arguments: '' } }] }),
-  ...fragments.map((fragment) => chunk({ tool_calls: [{ index, function: { arguments: fragment } }] }))
-]
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Streams `payloads` as server-sent events (objects as JSON, strings as they are), then [DONE]. */
-async function sse (res: ServerResponse, payloads: unknown[], gapMs = 0): Promise<void> {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
-  for (const payload of payloads) {
-    if (res.destroyed) return
-    res.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`)
-    if (gapMs > 0) await sleep(gapMs)
-  }
-  res.end('data: [DONE]\n\n')
-}
 
 function fail (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body))

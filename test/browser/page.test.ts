@@ -88,8 +88,8 @@ async function logged (app: FastifyInstance, runId: string): Promise<RunEvent[]>
 
 interface Rendered {
   runId: string
-  /** `data-seq` of the timeline entries and answer pieces, and `data-completed-seq` of tool cards, in document order. */
-  seqs: Array<{ seq: number, completedSeq?: number, type?: string }>
+  /** `data-seq` of the timeline entries and answer pieces, `data-completed-seq` and `data-progress-seqs` of tool cards, in document order. */
+  seqs: Array<{ seq: number, completedSeq?: number, progressSeqs?: number[], type?: string }>
   entries: Array<{ type: string, text: string, status?: string, busy?: string }>
   answer: string
 }
@@ -102,6 +102,7 @@ async function rendered (page: Page, index = 0): Promise<Rendered> {
     const seqs = [...run.querySelectorAll('[data-seq], [data-completed-seq]')].map((el: any) => ({
       seq: Number(el.dataset.seq),
       ...(el.dataset.completedSeq === undefined ? {} : { completedSeq: Number(el.dataset.completedSeq) }),
+      ...(el.dataset.progressSeqs === undefined ? {} : { progressSeqs: el.dataset.progressSeqs.split(' ').map(Number) }),
       ...(el.dataset.type === undefined ? {} : { type: el.dataset.type })
     }))
     const entries = [...run.querySelectorAll('.agw-timeline > li')].map((el: any) => ({
@@ -117,7 +118,7 @@ async function rendered (page: Page, index = 0): Promise<Rendered> {
 
 /** Every seq of the run rendered exactly once, in order: the timeline is the log, no more, no less. */
 function checkTimeline (t: Test, view: Rendered, events: readonly RunEvent[]): void {
-  const shown = view.seqs.flatMap((item) => [item.seq, ...(item.completedSeq === undefined ? [] : [item.completedSeq])]).filter((seq) => !Number.isNaN(seq))
+  const shown = view.seqs.flatMap((item) => [item.seq, ...(item.completedSeq === undefined ? [] : [item.completedSeq]), ...(item.progressSeqs ?? [])]).filter((seq) => !Number.isNaN(seq))
   t.same([...shown].sort((a, b) => a - b), events.map((event) => event.seq), 'each event is on the page exactly once')
   const order = view.seqs.map((item) => item.seq)
   t.same(order, [...order].sort((a, b) => a - b), 'in seq order')
@@ -289,6 +290,50 @@ t.test('a tool card spins while its tool runs; the cancel button ends a slow run
   const view = await rendered(page, 1)
   const events = await logged(app, view.runId)
   t.match(events.at(-1), { type: 'agent_completed', data: { status: 'cancelled' } })
+  checkTimeline(t, view, events)
+  t.same(errors, [])
+})
+
+t.test('a tool that reports progress gets a progress bar on its card, updated as it goes', { skip }, async (t) => {
+  const gates = [0, 1].map(() => { let open = (): void => {}; const opened = new Promise<void>((resolve) => { open = resolve }); return { opened, open } })
+  const tool = defineTool({
+    name: 'long_job',
+    description: 'Works in steps and says how far it is',
+    parameters: Type.Object({}),
+    async execute (_args, { progress }) {
+      progress(1, 4, 'reading')
+      await gates[0]!.opened
+      progress(3, 4)
+      await gates[1]!.opened
+      return { done: true }
+    }
+  })
+  const agent: Agent = async ({ tools, say }) => {
+    const outcome = await tools.call('long_job', {})
+    say(outcome.status === 'success' ? 'Done.' : 'It failed.')
+  }
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', TOOL_PROGRESS_INTERVAL_MS: '0' }), agents: { agent }, tools: [tool] })
+  const { http } = await listen(t, app)
+  const { page, errors } = await open(t, http)
+  await page.getByText('Connected').waitFor()
+  await page.getByRole('textbox', { name: 'Message' }).fill('go')
+  await page.keyboard.press('Enter')
+  const bar = page.getByRole('progressbar', { name: 'Progress of long_job' })
+  await bar.waitFor()
+  const card = page.locator('.agw-tool').first()
+  t.same([await bar.evaluate((el: any) => [el.value, el.max])], [[1, 4]])
+  t.equal(await card.locator('.agw-progress-text').textContent(), '1 of 4 · reading')
+  gates[0]!.open()
+  await page.waitForFunction(() => (globalThis as any).document.querySelector('.agw-progress')?.value === 3)
+  t.equal(await card.locator('.agw-progress-text').textContent(), '3 of 4')
+  t.equal(await card.getAttribute('aria-busy'), 'true', 'still running')
+  gates[1]!.open()
+  await page.locator('.agw-run[data-status="completed"]').waitFor()
+  t.equal(await card.getAttribute('data-status'), 'success')
+  t.same(await bar.evaluate((el: any) => [el.value, el.max]), [4, 4], 'a call that succeeded shows a full bar')
+  const view = await rendered(page)
+  const events = await logged(app, view.runId)
+  t.same(events.filter((event) => event.type === 'tool_progress').length, 2)
   checkTimeline(t, view, events)
   t.same(errors, [])
 })

@@ -150,3 +150,34 @@ t.test('the question is the text of the last user message', async (t) => {
   t.equal(lastUserText({ messages: [user('1', [{ type: 'image', source: { type: 'url', value: 'https://example.com/a.png' } }])] }), '', 'media only: no text')
   t.equal(lastUserText({ messages: [{ id: '1', role: 'system', content: 'Be brief.' }] }), undefined)
 })
+
+t.test('tool_progress becomes an ACTIVITY_SNAPSHOT per call that HttpAgent keeps as one activity message', async (t) => {
+  const events = run([
+    started,
+    ['agent_thinking', { thought: 'Reading the file' }],
+    ['tool_executing', { toolCallId: 'c1', tool: 'fs__read_text_file', args: { path: '/notes.txt' } }],
+    ['tool_progress', { toolCallId: 'c1', progress: 1, total: 3, message: 'page 1' }],
+    ['tool_progress', { toolCallId: 'c1', progress: 3, total: 3 }],
+    ['tool_completed', { toolCallId: 'c1', tool: 'fs__read_text_file', status: 'success', result: { text: 'hi' }, durationMs: 5 }],
+    ['agent_completed', { status: 'completed', output: 'hi', durationMs: 9 }]
+  ])
+  const translated = translateAll(t, events)
+  t.same(translated.map(({ type }) => type), [
+    'RUN_STARTED',
+    'REASONING_START', 'REASONING_MESSAGE_START', 'REASONING_MESSAGE_CONTENT', 'REASONING_MESSAGE_END', 'REASONING_END',
+    'TOOL_CALL_START', 'TOOL_CALL_ARGS', 'TOOL_CALL_END',
+    'ACTIVITY_SNAPSHOT', 'ACTIVITY_SNAPSHOT',
+    'TOOL_CALL_RESULT',
+    'RUN_FINISHED'
+  ])
+  t.same(translated.filter(({ type }) => type === EventType.ACTIVITY_SNAPSHOT), [
+    { type: 'ACTIVITY_SNAPSHOT', timestamp: Date.parse(events[3]!.ts), messageId: 'c1:progress', activityType: 'tool_progress', content: { toolCallId: 'c1', progress: 1, total: 3, message: 'page 1' } },
+    { type: 'ACTIVITY_SNAPSHOT', timestamp: Date.parse(events[4]!.ts), messageId: 'c1:progress', activityType: 'tool_progress', content: { toolCallId: 'c1', progress: 3, total: 3 } }
+  ])
+  const { messages, outcome, warnings } = await throughClient(events)
+  t.same(warnings, [])
+  t.match(outcome, 'success')
+  t.same(messages.filter((message) => message.role === 'activity'), [
+    { id: 'c1:progress', role: 'activity', activityType: 'tool_progress', content: { toolCallId: 'c1', progress: 3, total: 3 } }
+  ], 'the latest snapshot replaces the earlier one')
+})

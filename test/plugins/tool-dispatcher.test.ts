@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { configPlugin, type EnvSource } from '../../src/config.js'
-import { RunError, defineTool, type Tool, type ToolDispatcher } from '../../src/contracts.js'
+import { RunError, defineTool, type Tool, type ToolContext, type ToolDispatcher, type ToolSource } from '../../src/contracts.js'
 import toolDispatcher, { type DispatcherOptions } from '../../src/plugins/tool-dispatcher.js'
 import { createRunContext, createUserContext } from '../../src/plugins/user-context.js'
 
@@ -218,4 +218,117 @@ t.test('tool-dispatcher cannot be registered without config', async (t) => {
   t.teardown(() => app.close())
   app.register(toolDispatcher, { tools: [] })
   await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED' })
+})
+
+/** A promise and the function that settles it, for tools that wait on the test. */
+function gate (): { opened: Promise<void>, open: () => void } {
+  let open: () => void = () => {}
+  const opened = new Promise<void>((resolve) => { open = resolve })
+  return { opened, open }
+}
+
+t.test('progress reports become tool_progress events between tool_executing and tool_completed', async (t) => {
+  let late: ToolContext['progress'] | undefined
+  const reporter = defineTool({
+    name: 'reporter',
+    description: 'Reports progress',
+    parameters: Type.Object({}),
+    async execute (_args, { progress }) {
+      progress(1, 4)
+      progress(1, 4, 'not growing: dropped')
+      progress(0.5, 4, 'going back: dropped')
+      progress(Number.NaN)
+      progress('2' as unknown as number)
+      progress(2, Number.POSITIVE_INFINITY, '')
+      progress(4, 4, 'x'.repeat(600))
+      late = progress
+      return 'done'
+    }
+  })
+  const app = await dispatcherApp(t, [reporter], { TOOL_PROGRESS_INTERVAL_MS: '0' })
+  const { dispatcher, events } = makeDispatcher(app)
+  const outcome = await dispatcher.call('reporter', {})
+  late?.(5, 5, 'after the end: dropped')
+  t.same(events.map((e) => e.type), ['tool_executing', 'tool_progress', 'tool_progress', 'tool_progress', 'tool_completed'])
+  t.same(events[1]?.data, { toolCallId: outcome.toolCallId, progress: 1, total: 4 })
+  t.same(events[2]?.data, { toolCallId: outcome.toolCallId, progress: 2 }, 'a total that is not a finite number and an empty message are left out')
+  t.equal((events[3]?.data.message as string).length, 500, 'a long message is cut to the schema limit')
+  t.match(events[3]?.data.message, /^x+…$/)
+})
+
+t.test('progress closer together than TOOL_PROGRESS_INTERVAL_MS is thinned to the latest report', async (t) => {
+  const twoSeen = gate()
+  const flood = defineTool({
+    name: 'flood',
+    description: 'Reports a thousand times at once, then waits',
+    parameters: Type.Object({ wait: Type.Boolean() }),
+    async execute ({ wait }, { progress }) {
+      for (let i = 1; i <= 1000; i++) progress(i, 1000)
+      if (wait) await twoSeen.opened
+      return 'done'
+    }
+  })
+  const app = await dispatcherApp(t, [flood], { TOOL_PROGRESS_INTERVAL_MS: '100' })
+  const { events, sink } = recorder()
+  const watched: DispatcherOptions['events'] = {
+    emit (type: string, data: any) {
+      (sink.emit as (type: string, data: unknown) => unknown)(type, data)
+      if (events.filter((e) => e.type === 'tool_progress').length === 2) twoSeen.open()
+      return true
+    }
+  }
+  const context = createRunContext(createUserContext({ sub: 'alice' }, 'req-1'), { runId: 'run-1', threadId: 'thread-1', agent: 'demo' })
+  const dispatcher = app.createToolDispatcher({ context, events: watched, signal: new AbortController().signal })
+  await dispatcher.call('flood', { wait: true })
+  t.same(events.filter((e) => e.type === 'tool_progress').map((e) => e.data.progress), [1, 1000], 'the first at once, then the latest once the interval has passed')
+
+  events.length = 0
+  await dispatcher.call('flood', { wait: false })
+  t.same(events.map((e) => e.type), ['tool_executing', 'tool_progress', 'tool_completed'], 'a report still held back when the call ends is dropped')
+})
+
+t.test('a tool source offers tools that change at run time, next to the registered ones', async (t) => {
+  const current = new Map<string, Tool>()
+  const remote = (name: string, schema: Record<string, unknown>, scope?: string): Tool => ({
+    name,
+    description: `Remote ${name}`,
+    parameters: schema,
+    ...(scope === undefined ? {} : { scope }),
+    async execute (args) { return { from: 'source', name, args } }
+  })
+  const down: Tool = remote('srv__down', { type: 'object' })
+  down.execute = async () => { throw new RunError('SERVER_DOWN', 'The server is down') }
+  const source: ToolSource = { tools: current, unlisted: (name) => (name.startsWith('srv__') ? down : undefined) }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(configPlugin, { env: { APP_ENV: 'test' } })
+  app.register(toolDispatcher, { tools: [add] })
+  app.register(async (scope) => { scope.toolRegistry.addSource(source) })
+  await app.ready()
+  t.throws(() => { app.toolRegistry.addSource(source) }, { code: 'AGW_ERR_TOOL_REGISTRY_CLOSED' })
+
+  const { dispatcher } = makeDispatcher(app)
+  t.same(dispatcher.list().map((tool) => tool.name), ['add'])
+  current.set('srv__echo', remote('srv__echo', { type: 'object', properties: { text: { type: 'string', minLength: 1 } }, required: ['text'], additionalProperties: false }))
+  current.set('srv__admin', remote('srv__admin', { type: 'object' }, 'admin'))
+  current.set('add', remote('add', { type: 'object' }))
+  current.set('srv__bad name', remote('srv__bad name', { type: 'object' }))
+  t.same(dispatcher.list().map((tool) => tool.name), ['add', 'srv__echo'], 'a registered tool wins over a source tool of its name; scoped and invalid tools are left out')
+  t.same(dispatcher.list()[1]?.parameters, current.get('srv__echo')?.parameters, 'a source tool is listed with its own JSON Schema')
+  t.same(makeDispatcher(app, 'admin').dispatcher.list().map((tool) => tool.name), ['add', 'srv__echo', 'srv__admin'])
+
+  t.match(await dispatcher.call('srv__echo', { text: 'hi' }), { status: 'success', result: { from: 'source', name: 'srv__echo', args: { text: 'hi' } } })
+  t.match(await dispatcher.call('srv__echo', { text: '' }), { status: 'error', error: { code: 'INVALID_ARGS', message: /text must have a minimum length of 1|text .*1/ } })
+  t.match(await dispatcher.call('srv__echo', { text: 'hi', more: 1 }), { status: 'error', error: { code: 'INVALID_ARGS' } })
+  t.match(await dispatcher.call('add', { a: 1, b: 2 }), { status: 'success', result: { sum: 3 } }, 'the registered tool is the one called')
+  t.match(await dispatcher.call('srv__admin', {}), { status: 'error', error: { code: 'FORBIDDEN' } })
+  t.match(await dispatcher.call('srv__gone', {}), { status: 'error', error: { code: 'SERVER_DOWN', message: 'The server is down' } }, 'an unlisted tool the source answers for')
+  t.match(await dispatcher.call('other__x', {}), { status: 'error', error: { code: 'UNKNOWN_TOOL' } })
+  t.match(await dispatcher.call('srv__bad name', {}), { status: 'error', error: { code: 'UNKNOWN_TOOL' } }, 'a tool that fails the checks cannot be called')
+
+  current.set('srv__echo', remote('srv__echo', { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] }))
+  t.match(await dispatcher.call('srv__echo', { n: 2 }), { status: 'success' }, 'a replaced tool is validated against its new schema')
+  t.match(await dispatcher.call('srv__echo', { text: 'hi' }), { status: 'error', error: { code: 'INVALID_ARGS' } })
+  current.delete('srv__echo')
+  t.match(await dispatcher.call('srv__echo', { n: 2 }), { status: 'error', error: { code: 'SERVER_DOWN' } }, 'a tool the source no longer offers')
 })

@@ -17,7 +17,8 @@ const ctx: ToolContext = {
     threadId: 'thread-1',
     agent: 'demo'
   }),
-  signal: new AbortController().signal
+  signal: new AbortController().signal,
+  progress: () => {}
 }
 
 function valid (tool: Tool, args: unknown): boolean {
