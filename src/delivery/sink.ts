@@ -40,6 +40,7 @@ export abstract class Sink implements SubscriberSink {
   protected readonly onFlushed = (): void => { this.checkDrained() }
   #corked = false
   readonly #uncork = (): void => {
+    if (!this.#corked) return
     this.#corked = false
     this.transport?.uncork()
   }
@@ -69,6 +70,14 @@ export abstract class Sink implements SubscriberSink {
     this.#corked = true
     transport.cork()
     process.nextTick(this.#uncork)
+  }
+
+  /**
+   * Lets this tick's held-back writes go now. Call it before ending the transport: Node 24 drops
+   * what a corked HTTP response holds when the response is ended before it is uncorked.
+   */
+  protected flushWrites (): void {
+    this.#uncork()
   }
 
   /** Writes one event to the peer. */
