@@ -1,12 +1,13 @@
 // Remote AG-UI agents behind the gateway: real AG-UI servers on real ports replay what LangGraph's,
 // CrewAI's and Mastra's AG-UI integrations send, and a user's WebSocket sees the run.
+import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import { EventType, type BaseEvent, type RunAgentInput } from '@ag-ui/core'
 import type { FastifyInstance } from 'fastify'
 import { createAgUiAgent, type AgUiAgentOptions } from '../../src/agents/ag-ui-remote.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { buildApp, connect, listen, runProblems, testEnv, tokenFor, type TestClient } from '../helpers.js'
-import { freePort } from '../redis.js'
+import { REDIS_URL, freePort, redisSkip, testPrefix } from '../redis.js'
 import { agUiServer, run, type Step } from '../ag-ui-server.js'
 
 // Every rejection of the whole file, wherever it comes from: none may go unhandled (HttpAgent 1.0
@@ -323,4 +324,62 @@ t.test('createAgUiAgent checks its options with coded errors that never show a h
     t.match(err.message, message)
     t.notMatch(err.message, /secret-1/)
   }
+})
+
+const redis = await redisSkip(t)
+
+t.test('end to end on two nodes (Redis): live on A, a drop, resumed without a gap on B; a cancel from B stops the remote', { skip: redis }, async (t) => {
+  const remote = await agUiServer(t)
+  const deltas = Array.from({ length: 40 }, (_, i) => `${i} `)
+  const slowText = (input: RunAgentInput, count: number) => ({
+    steps: run(input, [
+      ev(EventType.STEP_STARTED, { stepName: 'answer' }),
+      ev(EventType.TEXT_MESSAGE_START, { messageId: 'm', role: 'assistant' }),
+      ...deltas.slice(0, count).flatMap((delta) => [ev(EventType.TEXT_MESSAGE_CONTENT, { messageId: 'm', delta }), { pause: 25 }]),
+      ev(EventType.TEXT_MESSAGE_END, { messageId: 'm' })
+    ])
+  })
+  remote.reply((input) => slowText(input, 40), (input) => ({ ...slowText(input, 40), steps: [...slowText(input, 40).steps.slice(0, 3), { hang: true }] }))
+  const prefix = testPrefix(t)
+  const env = { EVENT_STORE: REDIS_URL, REDIS_KEY_PREFIX: prefix, AG_UI_AGENTS: JSON.stringify({ remote: { url: remote.url } }) }
+  const nodes = await Promise.all([0, 1].map(async () => {
+    const app = await buildApp(t, { env: testEnv(env) })
+    return { app, ...(await listen(t, app)) }
+  }))
+  const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]]
+  const token = tokenFor('carol')
+
+  const onA = await connect(t, a.ws, { token })
+  onA.send({ type: 'run', agent: 'remote', input: { message: 'count to 40' } })
+  const { runId } = await onA.waitFor('run_accepted')
+  const seenOnA: RunEvent[] = []
+  while (seenOnA.length < 10) {
+    const message = await onA.next()
+    if ('seq' in message) seenOnA.push(message)
+  }
+  onA.socket.terminate()
+  await once(onA.socket, 'close')
+  const onB = await connect(t, b.ws, { token })
+  onB.send({ type: 'subscribe', runId, after: seenOnA.at(-1)?.seq ?? 0 })
+  await onB.waitFor('subscribed')
+  const rest = await onB.runEvents(runId, 15_000)
+  const all = [...seenOnA, ...rest]
+  t.same(runProblems(all), [], 'A then B: nothing lost, nothing twice, in order')
+  t.same(all.filter((event) => event.type === 'agent_message').map((event) => event.data.delta), deltas, 'every piece of the answer, once, in order')
+  t.equal(terminal(all).status, 'completed')
+
+  // A second run, executed by A, still streaming from the remote; cancelled by the user on B.
+  const request = remote.nextRequest()
+  const starter = await connect(t, a.ws, { token })
+  starter.send({ type: 'run', agent: 'remote', input: { message: 'hang on' } })
+  const second = await starter.waitFor('run_accepted')
+  const seen = await request
+  await starter.waitFor('agent_thinking')
+  onB.send({ type: 'subscribe', runId: second.runId })
+  await onB.waitFor('subscribed')
+  onB.send({ type: 'cancel', runId: second.runId })
+  const end = await onB.waitFor('agent_completed', (event) => event.runId === second.runId, 10_000)
+  t.equal(end.data.status, 'cancelled')
+  t.equal(await seen.clientLeft, true, 'the remote saw the request go')
+  t.same(unhandled, [])
 })
