@@ -100,9 +100,30 @@ export interface ToolInfo {
 
 export type ToolOutcome = RunEventData<'tool_completed'>
 
+/**
+ * A tool call that runs somewhere else — inside a remote agent — reported to the run: its
+ * `tool_executing` is written when it is opened, and exactly one `tool_completed` when it ends.
+ * The first of `complete` / `fail` (or the end of the run, which ends it `cancelled`) wins; later
+ * ones write nothing and return the outcome it ended with. Reported after the run has ended, a
+ * call is never opened: its handle writes nothing.
+ */
+export interface ExternalToolCall {
+  readonly toolCallId: string
+  /** Ends the call `success` with its result (anything JSON-serialisable; otherwise `BAD_RESULT`). */
+  complete(result: unknown): ToolOutcome
+  /** Ends the call with `status` (`error` unless given) and the error to show. */
+  fail(code: string, message: string, status?: Exclude<ToolOutcome['status'], 'success'>): ToolOutcome
+}
+
 /** What an agent gets as `tools`. `call` never throws: every failure is an outcome. */
 export interface ToolDispatcher {
   call(name: string, args?: unknown): Promise<ToolOutcome>
+  /**
+   * Reports a call the gateway does not execute (a remote agent's own tool) with the bookkeeping
+   * of every call: its events are paired, and the end of the run closes it. Never throws; once the
+   * run has ended the handle writes nothing.
+   */
+  external(name: string, args?: unknown): ExternalToolCall
   /** The tools this run may call (tools whose scope the user lacks are left out). */
   list(): ToolInfo[]
 }

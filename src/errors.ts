@@ -104,6 +104,29 @@ export const ShuttingDownError = createError<'AGW_ERR_SHUTTING_DOWN', 503, []>(
 export const NotReadyError = createError<'AGW_ERR_NOT_READY', 503, [string]>(
   'AGW_ERR_NOT_READY', 'Not ready: %s', 503)
 
+// --- run errors of remote AG-UI agents (the `code` of agent_completed / tool_completed errors) ---
+/** Why a run of a remote AG-UI agent (src/agents/ag-ui-remote.ts) failed; docs/errors.md explains each. */
+export const AgUiRunError = Object.freeze({
+  /** The agent's URL could not be reached (connection refused, unknown host, TLS failure). */
+  UNREACHABLE: 'AG_UI_UNREACHABLE',
+  /** It answered with a status other than 2xx; the message has the status and an excerpt of the body. */
+  HTTP_STATUS: 'AG_UI_HTTP_STATUS',
+  /** It answered 2xx with something that is not an event stream (text/event-stream). */
+  NOT_SSE: 'AG_UI_NOT_SSE',
+  /** It sent something that is not an AG-UI event (not JSON, no type, fails the event's schema). */
+  BAD_EVENT: 'AG_UI_BAD_EVENT',
+  /** Nothing came for timeoutMs: no response headers, or no byte of the stream. */
+  STALLED: 'AG_UI_STALLED',
+  /** The stream broke off or ended before RUN_FINISHED or RUN_ERROR. */
+  STREAM_ENDED: 'AG_UI_STREAM_ENDED',
+  /** The agent sent RUN_ERROR; the message is its own. */
+  RUN_ERROR: 'AG_UI_RUN_ERROR',
+  /** The agent ended its run with outcome `cancelled`. */
+  CANCELLED: 'AG_UI_CANCELLED',
+  /** (tool_completed, status `cancelled`) a call of the agent's own that got no TOOL_CALL_RESULT before its run finished. */
+  NO_RESULT: 'AG_UI_NO_RESULT'
+} as const)
+
 /** How a gateway error is named on the wire (`error.code` of the protocol). */
 const wireCodes: Record<string, WireErrorCode> = {
   AGW_ERR_RUN_REQUEST_INVALID: 'BAD_MESSAGE',
