@@ -91,6 +91,12 @@ export const RunRequestInvalidError = createError<'AGW_ERR_RUN_REQUEST_INVALID',
   'AGW_ERR_RUN_REQUEST_INVALID', 'Invalid run request: %s', 400)
 export const AgUiInputError = createError<'AGW_ERR_AG_UI_INPUT', 400, [string]>(
   'AGW_ERR_AG_UI_INPUT', 'Invalid AG-UI RunAgentInput: %s', 400)
+export const ThreadBusyError = createError<'AGW_ERR_RUN_THREAD_BUSY', 409, [string, string]>(
+  'AGW_ERR_RUN_THREAD_BUSY', 'Chat "%s" already has a run in progress (run "%s"): wait for it to finish, or cancel it', 409)
+export const ChatInputError = createError<'AGW_ERR_CHAT_INPUT', 400, [string]>(
+  'AGW_ERR_CHAT_INPUT', 'Invalid chat request: %s', 400)
+export const ChatNotFoundError = createError<'AGW_ERR_CHAT_NOT_FOUND', 404, [string]>(
+  'AGW_ERR_CHAT_NOT_FOUND', 'Chat "%s" not found', 404)
 export const RunNotFoundError = createError<'AGW_ERR_RUN_NOT_FOUND', 404, [string]>(
   'AGW_ERR_RUN_NOT_FOUND', 'Run "%s" not found', 404)
 export const RunEndedError = createError<'AGW_ERR_RUN_ENDED', 409, [string]>(
