@@ -29,6 +29,21 @@ export interface RedisStoreOptions {
 const DAY_MS = 86_400_000
 const NODE_LOST = { code: 'NODE_LOST', message: 'The node running this run stopped before it finished' }
 
+// Redis keeps strings as UTF-8, where every lone surrogate becomes U+FFFD: two different owner
+// ids could come back as one. An id that is not well-formed Unicode (or that starts with the
+// escape's own marker) is stored as the base64 of its UTF-16 code units behind a NUL, so that
+// what is stored is a one-to-one image of the id; every other id is stored as it is.
+const OWNER_ESCAPE = '\u0000'
+
+function encodeOwner (ownerId: string): string {
+  const plain = (ownerId as string & { isWellFormed(): boolean }).isWellFormed() && !ownerId.startsWith(OWNER_ESCAPE)
+  return plain ? ownerId : `${OWNER_ESCAPE}${Buffer.from(ownerId, 'utf16le').toString('base64url')}`
+}
+
+function decodeOwner (stored: string): string {
+  return stored.startsWith(OWNER_ESCAPE) ? Buffer.from(stored.slice(OWNER_ESCAPE.length), 'base64url').toString('utf16le') : stored
+}
+
 const NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -248,7 +263,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     stream: (runId: string) => `${prefix}events:{${runId}}`,
     tools: (runId: string) => `${prefix}tools:{${runId}}`,
     owner: (runId: string) => `${prefix}owner:{${runId}}`,
-    active: (ownerId: string) => `${prefix}active:{${ownerId}}`,
+    active: (ownerId: string) => `${prefix}active:{${encodeOwner(ownerId)}}`,
     leases: `${prefix}leases`,
     live: (runId: string) => `${prefix}live:{${runId}}`,
     control: (node: string) => `${prefix}control:${node}`
@@ -361,7 +376,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   async function endRun (runId: string, status: TerminalStatus, ownerId?: string): Promise<void> {
-    const owner = ownerId ?? await command.hget(key.run(runId), 'ownerId') ?? ''
+    const owner = ownerId ?? decodeOwner(await command.hget(key.run(runId), 'ownerId') ?? '')
     await command.agwEnd(
       key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(owner), key.leases,
       runId, status, new Date().toISOString(), options.historyTtlMs, tombstoneTtl
@@ -388,7 +403,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       }
       events.push(packed('agent_completed', ts, JSON.stringify(terminal)))
       const outcome = await command.agwLose(
-        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(fields.ownerId ?? ''), key.leases,
+        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(decodeOwner(fields.ownerId ?? '')), key.leases,
         runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
         Object.keys(tools).length, ...Object.keys(tools), events.join('\n')
       )
@@ -417,7 +432,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       const createdAt = new Date().toISOString()
       const [status, active] = await command.agwCreate(
         key.run(run.runId), key.owner(run.runId), key.active(run.ownerId), key.leases,
-        run.runId, run.threadId, run.agent, run.ownerId, nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs
+        run.runId, run.threadId, run.agent, encodeOwner(run.ownerId), nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs
       )
       if (status === -1) throw new Error(`run ${run.runId} already exists`)
       if (status === 0) return { created: false, active }
@@ -426,16 +441,21 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     },
 
     async getRun (runId: string): Promise<RunLookup> {
-      const fields = await command.hgetall(key.run(runId))
+      // The run and its tombstone in one round trip: a missing run, an expired one and another
+      // user's running one all cost the same, so timing tells nobody which it was.
+      const [[runErr, found], [ownerErr, tombstone]] = await command.multi().hgetall(key.run(runId)).get(key.owner(runId)).exec() as
+        [[Error | null, Record<string, string>], [Error | null, string | null]]
+      if (runErr !== null) throw runErr
+      if (ownerErr !== null) throw ownerErr
+      const fields = found
       if (fields.status === undefined) {
-        const ownerId = await command.get(key.owner(runId))
-        return ownerId === null ? { state: 'missing' } : { state: 'expired', ownerId }
+        return tombstone === null ? { state: 'missing' } : { state: 'expired', ownerId: decodeOwner(tombstone) }
       }
       const meta: RunMeta = {
         runId,
         threadId: fields.threadId ?? '',
         agent: fields.agent ?? '',
-        ownerId: fields.ownerId ?? '',
+        ownerId: decodeOwner(fields.ownerId ?? ''),
         node: fields.node ?? '',
         status: fields.status as RunStatus,
         createdAt: fields.createdAt ?? '',
