@@ -62,6 +62,7 @@ export const ConfigSchema = Type.Object({
   REDIS_KEY_PREFIX: Type.String({ description: 'Prefix of every Redis key and channel, to share one Redis between deployments.', default: 'agw:', minLength: 1, maxLength: 64 }),
   LEASE_TTL_MS: int('With Redis: how long a node\'s claim on the runs it executes lasts unrenewed; a run whose node is gone ends with NODE_LOST about this long after.', 15_000, 300, 600_000),
   MAX_MESSAGE_BYTES: int('Largest client frame accepted; larger frames close the connection with 1009.', 65536, 256, 16 * 1024 * 1024),
+  MAX_INPUT_BYTES: int('Largest run input (its JSON, in UTF-8 bytes) accepted on every transport (WebSocket, POST /v1/runs, AG-UI): beyond it the run is refused with AGW_ERR_RUN_INPUT_TOO_LARGE (HTTP 413, BAD_MESSAGE on the WebSocket).', 65536, 256, 16 * 1024 * 1024),
   MAX_CONCURRENT_RUNS: int('Runs one user may have in flight at once (TOO_MANY_RUNS beyond).', 4, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('Open WebSocket connections per user (HTTP 429 beyond).', 16, 1, 100_000),
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int('Runs one connection may follow at once.', 64, 1, 10_000),

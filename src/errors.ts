@@ -89,6 +89,8 @@ export const LastEventIdError = createError<'AGW_ERR_LAST_EVENT_ID', 400, []>(
   'AGW_ERR_LAST_EVENT_ID', 'Last-Event-ID must be the seq of the last event received (a whole number)', 400)
 export const RunRequestInvalidError = createError<'AGW_ERR_RUN_REQUEST_INVALID', 400, [string]>(
   'AGW_ERR_RUN_REQUEST_INVALID', 'Invalid run request: %s', 400)
+export const RunInputTooLargeError = createError<'AGW_ERR_RUN_INPUT_TOO_LARGE', 413, [number, number]>(
+  'AGW_ERR_RUN_INPUT_TOO_LARGE', 'The run input is %s bytes as JSON; at most %s are accepted (MAX_INPUT_BYTES)', 413)
 export const AgUiInputError = createError<'AGW_ERR_AG_UI_INPUT', 400, [string]>(
   'AGW_ERR_AG_UI_INPUT', 'Invalid AG-UI RunAgentInput: %s', 400)
 export const ThreadBusyError = createError<'AGW_ERR_RUN_THREAD_BUSY', 409, [string, string]>(
@@ -136,6 +138,7 @@ export const AgUiRunError = Object.freeze({
 /** How a gateway error is named on the wire (`error.code` of the protocol). */
 const wireCodes: Record<string, WireErrorCode> = {
   AGW_ERR_RUN_REQUEST_INVALID: 'BAD_MESSAGE',
+  AGW_ERR_RUN_INPUT_TOO_LARGE: 'BAD_MESSAGE',
   AGW_ERR_RUN_UNKNOWN_AGENT: 'UNKNOWN_AGENT',
   AGW_ERR_RUN_NOT_FOUND: 'NOT_FOUND',
   AGW_ERR_RUN_ENDED: 'RUN_ENDED',

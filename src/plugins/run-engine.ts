@@ -14,7 +14,7 @@ import type { Agent, RunContext, RunMeta, UserContext } from '../contracts.js'
 import type { RunEmitter } from '../delivery/emitter.js'
 import {
   AgentDuplicateError, AgentInvalidError, AgentRegistryClosedError, HistoryExpiredError, RunEndedError, RunNotFoundError,
-  RunRequestInvalidError, ShuttingDownError, ThreadBusyError, TooManyRunsError, UnknownAgentError
+  RunInputTooLargeError, RunRequestInvalidError, ShuttingDownError, ThreadBusyError, TooManyRunsError, UnknownAgentError
 } from '../errors.js'
 import { AgentName, RunRequest, type RunInput } from '../protocol.js'
 import { execute, RunStopper, type StopReason } from '../engine/execute.js'
@@ -81,17 +81,23 @@ const SHUTDOWN_STOP_MS = 5_000
 const validAgentName = Compile(AgentName)
 const validRunRequest = Compile(RunRequest)
 
-/** Frames are validated by the route; programmatic callers get the same checks here. */
-function checkRequest (request: StartRequest): void {
+/**
+ * Frames are validated by the route; programmatic callers get the same checks here. The input's
+ * size is checked here too, the one place every transport passes, before any agent reads it.
+ */
+function checkRequest (request: StartRequest, maxInputBytes: number): void {
   if (!validRunRequest.Check(request)) {
     const first = [...validRunRequest.Errors(request)][0]
     throw new RunRequestInvalidError(`${first?.instancePath.slice(1).replaceAll('/', '.') ?? ''} ${first?.message ?? ''}`.trim())
   }
+  let json: string
   try {
-    JSON.stringify(request.input)
+    json = JSON.stringify(request.input)
   } catch {
     throw new RunRequestInvalidError('input is not JSON-serialisable')
   }
+  const bytes = Buffer.byteLength(json)
+  if (bytes > maxInputBytes) throw new RunInputTooLargeError(bytes, maxInputBytes)
 }
 
 /** A run this node executes. */
@@ -241,7 +247,7 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
 
     async start (user: UserContext, request: StartRequest, options: StartOptions = {}): Promise<StartedRun> {
       if (engine.closing) throw new ShuttingDownError()
-      checkRequest(request)
+      checkRequest(request, config.MAX_INPUT_BYTES)
       const name = request.agent ?? defaultAgent()
       const agent = agents.get(name)
       if (agent === undefined) throw new UnknownAgentError(name)

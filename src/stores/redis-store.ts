@@ -29,6 +29,21 @@ export interface RedisStoreOptions {
 const DAY_MS = 86_400_000
 const NODE_LOST = { code: 'NODE_LOST', message: 'The node running this run stopped before it finished' }
 
+// Redis keeps strings as UTF-8, where every lone surrogate becomes U+FFFD: two different owner
+// ids could come back as one. An id that is not well-formed Unicode (or that starts with the
+// escape's own marker) is stored as the base64 of its UTF-16 code units behind a NUL, so that
+// what is stored is a one-to-one image of the id; every other id is stored as it is.
+const OWNER_ESCAPE = '\u0000'
+
+function encodeOwner (ownerId: string): string {
+  const plain = (ownerId as string & { isWellFormed(): boolean }).isWellFormed() && !ownerId.startsWith(OWNER_ESCAPE)
+  return plain ? ownerId : `${OWNER_ESCAPE}${Buffer.from(ownerId, 'utf16le').toString('base64url')}`
+}
+
+function decodeOwner (stored: string): string {
+  return stored.startsWith(OWNER_ESCAPE) ? Buffer.from(stored.slice(OWNER_ESCAPE.length), 'base64url').toString('utf16le') : stored
+}
+
 const NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -257,9 +272,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     stream: (runId: string) => `${prefix}events:{${runId}}`,
     tools: (runId: string) => `${prefix}tools:{${runId}}`,
     owner: (runId: string) => `${prefix}owner:{${runId}}`,
-    active: (ownerId: string) => `${prefix}active:{${ownerId}}`,
+    active: (ownerId: string) => `${prefix}active:{${encodeOwner(ownerId)}}`,
     // A thread id never holds '/', so the owner after it cannot be mistaken for part of it.
-    thread: (ownerId: string, threadId: string) => `${prefix}thread:${threadId}/${ownerId}`,
+    thread: (ownerId: string, threadId: string) => `${prefix}thread:${threadId}/${encodeOwner(ownerId)}`,
     leases: `${prefix}leases`,
     live: (runId: string) => `${prefix}live:{${runId}}`,
     control: (node: string) => `${prefix}control:${node}`
@@ -372,10 +387,11 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   async function endRun (runId: string, status: TerminalStatus): Promise<void> {
-    const [owner, threadId] = await command.hmget(key.run(runId), 'ownerId', 'threadId')
+    const [stored, threadId] = await command.hmget(key.run(runId), 'ownerId', 'threadId')
+    const owner = decodeOwner(stored ?? '')
     await command.agwEnd(
-      key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(owner ?? ''), key.leases,
-      key.thread(owner ?? '', threadId ?? ''),
+      key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(owner), key.leases,
+      key.thread(owner, threadId ?? ''),
       runId, status, new Date().toISOString(), options.historyTtlMs, tombstoneTtl
     )
     owned.delete(runId)
@@ -400,8 +416,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       }
       events.push(packed('agent_completed', ts, JSON.stringify(terminal)))
       const outcome = await command.agwLose(
-        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(fields.ownerId ?? ''), key.leases,
-        key.thread(fields.ownerId ?? '', fields.threadId ?? ''), runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
+        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(decodeOwner(fields.ownerId ?? '')), key.leases,
+        key.thread(decodeOwner(fields.ownerId ?? ''), fields.threadId ?? ''), runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
         Object.keys(tools).length, ...Object.keys(tools), events.join('\n')
       )
       if (outcome !== -1) return
@@ -409,16 +425,20 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   async function getRun (runId: string): Promise<RunLookup> {
-    const fields = await command.hgetall(key.run(runId))
+    // The run and its tombstone in one round trip: a missing run, an expired one and another
+    // user's running one all cost the same, so timing tells nobody which it was.
+    const [[runErr, fields], [ownerErr, tombstone]] = await command.multi().hgetall(key.run(runId)).get(key.owner(runId)).exec() as
+      [[Error | null, Record<string, string>], [Error | null, string | null]]
+    if (runErr !== null) throw runErr
+    if (ownerErr !== null) throw ownerErr
     if (fields.status === undefined) {
-      const ownerId = await command.get(key.owner(runId))
-      return ownerId === null ? { state: 'missing' } : { state: 'expired', ownerId }
+      return tombstone === null ? { state: 'missing' } : { state: 'expired', ownerId: decodeOwner(tombstone) }
     }
     const meta: RunMeta = {
       runId,
       threadId: fields.threadId ?? '',
       agent: fields.agent ?? '',
-      ownerId: fields.ownerId ?? '',
+      ownerId: decodeOwner(fields.ownerId ?? ''),
       node: fields.node ?? '',
       status: fields.status as RunStatus,
       createdAt: fields.createdAt ?? '',
@@ -449,7 +469,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       const createdAt = new Date().toISOString()
       const [status, detail] = await command.agwCreate(
         key.run(run.runId), key.owner(run.runId), key.active(run.ownerId), key.leases, key.thread(run.ownerId, run.threadId),
-        run.runId, run.threadId, run.agent, run.ownerId, nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs,
+        run.runId, run.threadId, run.agent, encodeOwner(run.ownerId), nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs,
         limits.exclusiveThread === true ? '1' : '0', `${prefix}run:{`
       )
       if (status === -1) throw new Error(`run ${run.runId} already exists`)

@@ -126,6 +126,26 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     t.same(await store.read(run.runId, 0, 10), [])
   })
 
+  t.test('owners are compared exactly: ids that a UTF-8 store would fold together stay two owners', async (t) => {
+    const store = await open(t, 50)
+    // "\ud800" is not well-formed Unicode; encoded as UTF-8 it would become "\ufffd".
+    const lone = newRun('\ud800')
+    const replacement = newRun('\ufffd')
+    const marker = newRun('\u0000x')
+    for (const run of [lone, replacement, marker]) await store.createRun(run, { maxActivePerOwner: 1 })
+    for (const run of [lone, replacement, marker]) {
+      const found = await store.getRun(run.runId)
+      t.ok(found.state === 'found' && found.meta.ownerId === run.ownerId, `${JSON.stringify(run.ownerId)} comes back exactly`)
+    }
+    t.match(await store.createRun(newRun('\ufffd'), { maxActivePerOwner: 1 }), { created: false, active: 1 }, 'each owner has its own count of runs in flight')
+    for (const run of [lone, replacement, marker]) await store.endRun(run.runId, 'completed')
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    for (const run of [lone, replacement, marker]) {
+      const expired = await store.getRun(run.runId)
+      t.ok(expired.state === 'expired' && expired.ownerId === run.ownerId, `${JSON.stringify(run.ownerId)} owns its expired run, exactly`)
+    }
+  })
+
   t.test('the runs an owner has in flight are limited, atomically, and an ended run frees its slot', async (t) => {
     const store = await open(t)
     const owner = `owner-${Date.now()}-${++counter}`
