@@ -7,7 +7,7 @@ import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessa
 import { RunError, defineTool, type Agent } from '../../src/index.js'
 import { createDemoAgent, demoTools } from '../../src/agents/index.js'
 import { CHAT_RESUME_WINDOW_MS, resumable } from '../../src/routes/chat.js'
-import { buildApp, listen, testEnv, tokenFor } from '../helpers.js'
+import { buildApp, listen, mint, testEnv, tokenFor } from '../helpers.js'
 import { REDIS_URL, redisSkip, testPrefix } from '../redis.js'
 
 const skipRedis = await redisSkip(t)
@@ -251,6 +251,21 @@ t.test('one run per chat; cancel stops it; only the owner sees or stops a chat',
   const after = await post(`${gateway.http}/v1/chat`, { id: chatId, messages: [userMessage('What is 2 + 2?')] })
   t.equal(after.status, 200, 'once stopped, the chat takes the next message')
   t.match(await after.text(), /2 \+ 2 = 4/)
+})
+
+t.test('a stream whose token expires ends with an error chunk and no [DONE]; the run goes on', async (t) => {
+  const gateway = await node(t)
+  const chatId = newChatId()
+  const shortLived = new DefaultChatTransport<UIMessage>({ api: `${gateway.http}/v1/chat`, headers: { authorization: `Bearer ${mint({ sub: 'alice' }, { expiresIn: 1 })}` } })
+  const { chunks, errors } = await finalMessage(await send(shortLived, chatId, [userMessage('Wait')], { agent: 'waitForCancel' }))
+  t.match(chunks.at(-1), { type: 'error', errorText: /^AGW_ERR_AUTH_TOKEN_EXPIRED: / })
+  t.notOk(chunks.some((chunk) => chunk.type === 'finish'))
+  t.match(errors, [{ message: /AGW_ERR_AUTH_TOKEN_EXPIRED/ }])
+  const resumed = await gateway.transport().reconnectToStream({ chatId })
+  t.ok(resumed !== null, 'with a fresh token the run is still there to resume')
+  const cancelled = await post(`${gateway.http}/v1/chat/${chatId}/cancel`, {})
+  t.equal(cancelled.status, 202)
+  if (resumed !== null) t.match((await finalMessage(resumed)).message?.metadata, { status: 'cancelled' })
 })
 
 t.test('bad requests are refused with a reason; no token is 401; a new chat has nothing to resume', async (t) => {
