@@ -2,11 +2,12 @@
 // sends and reconnects exactly as useChat does, parses every chunk with the SDK's own schema, and
 // readUIMessageStream builds the assistant message the way the UI would.
 import t, { type Test } from 'tap'
+import { Type } from 'typebox'
 import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessageChunk } from 'ai'
-import { RunError, type Agent } from '../../src/index.js'
+import { RunError, defineTool, type Agent } from '../../src/index.js'
 import { createDemoAgent, demoTools } from '../../src/agents/index.js'
 import { CHAT_RESUME_WINDOW_MS, resumable } from '../../src/routes/chat.js'
-import { buildApp, listen, testEnv, tokenFor } from '../helpers.js'
+import { buildApp, listen, mint, testEnv, tokenFor } from '../helpers.js'
 import { REDIS_URL, redisSkip, testPrefix } from '../redis.js'
 
 const skipRedis = await redisSkip(t)
@@ -16,9 +17,35 @@ const waitForCancel: Agent = async (run) => {
   run.think('Waiting to be cancelled.')
   await new Promise((resolve) => { run.signal.addEventListener('abort', resolve) })
 }
+const counting = defineTool({
+  name: 'counting',
+  description: 'Counts to three, reporting each step',
+  parameters: Type.Object({}),
+  async execute (_args, { progress }) {
+    for (let n = 1; n <= 3; n++) {
+      progress(n, 3, `counted ${n}`)
+      await sleep(130)
+    }
+    return { counted: 3 }
+  }
+})
+const stuck = defineTool({
+  name: 'stuck',
+  description: 'Never answers',
+  parameters: Type.Object({}),
+  timeoutMs: 50,
+  async execute (_args, { signal }) {
+    await new Promise((resolve) => { signal.addEventListener('abort', resolve) })
+  }
+})
 const agents: Record<string, Agent> = {
   demo: createDemoAgent({ stepDelayMs: 0 }),
   slowDemo: createDemoAgent({ stepDelayMs: 60 }),
+  progressing: async (run) => {
+    await run.tools.call('counting', {})
+    await run.tools.call('stuck', {})
+    run.say('Done.')
+  },
   failing: async (run) => {
     run.think('Trying a tool that is not there.')
     await run.tools.call('no_such_tool', {})
@@ -34,7 +61,7 @@ interface Node {
 }
 
 async function node (t: Test, env: Record<string, string> = {}): Promise<Node> {
-  const app = await buildApp(t, { agents, tools: demoTools, env: testEnv(env) })
+  const app = await buildApp(t, { agents, tools: [...demoTools, counting, stuck], env: testEnv(env) })
   const { http } = await listen(t, app)
   return {
     http,
@@ -128,6 +155,23 @@ t.test('a failing tool is an output-error part; a failing run an error chunk, th
   t.match(chunks.slice(-2), [{ type: 'error', errorText: 'NO_LUCK: It did not work out' }, { type: 'finish', finishReason: 'error', messageMetadata: { status: 'failed' } }])
 })
 
+t.test('tool progress is one data part per call, updated in place; a timed-out call is an output-error part', async (t) => {
+  const gateway = await node(t)
+  const { message, chunks, errors } = await finalMessage(await send(gateway.transport(), newChatId(), [userMessage('Count')], { agent: 'progressing' }))
+  t.same(errors, [])
+  const progress = chunks.filter((chunk) => chunk.type === 'data-tool-progress')
+  t.ok(progress.length >= 2, 'each report is a chunk')
+  const tools = message?.parts.filter((part) => part.type === 'dynamic-tool') ?? []
+  t.match(tools, [
+    { toolName: 'counting', state: 'output-available', output: { counted: 3 } },
+    { toolName: 'stuck', state: 'output-error', errorText: /^[A-Z_]+: / }
+  ])
+  t.match(message?.parts.filter((part) => part.type === 'data-tool-progress'), [
+    { type: 'data-tool-progress', id: tools[0]?.toolCallId, data: { toolCallId: tools[0]?.toolCallId, progress: 3, total: 3, message: 'counted 3' } }
+  ], 'one part for the call, holding the last report')
+  t.match(message?.metadata, { status: 'completed' })
+})
+
 t.test('an aborted stream leaves the run going; reconnectToStream gives the complete message, every part once', async (t) => {
   const gateway = await node(t)
   const transport = gateway.transport()
@@ -207,6 +251,21 @@ t.test('one run per chat; cancel stops it; only the owner sees or stops a chat',
   const after = await post(`${gateway.http}/v1/chat`, { id: chatId, messages: [userMessage('What is 2 + 2?')] })
   t.equal(after.status, 200, 'once stopped, the chat takes the next message')
   t.match(await after.text(), /2 \+ 2 = 4/)
+})
+
+t.test('a stream whose token expires ends with an error chunk and no [DONE]; the run goes on', async (t) => {
+  const gateway = await node(t)
+  const chatId = newChatId()
+  const shortLived = new DefaultChatTransport<UIMessage>({ api: `${gateway.http}/v1/chat`, headers: { authorization: `Bearer ${mint({ sub: 'alice' }, { expiresIn: 1 })}` } })
+  const { chunks, errors } = await finalMessage(await send(shortLived, chatId, [userMessage('Wait')], { agent: 'waitForCancel' }))
+  t.match(chunks.at(-1), { type: 'error', errorText: /^AGW_ERR_AUTH_TOKEN_EXPIRED: / })
+  t.notOk(chunks.some((chunk) => chunk.type === 'finish'))
+  t.match(errors, [{ message: /AGW_ERR_AUTH_TOKEN_EXPIRED/ }])
+  const resumed = await gateway.transport().reconnectToStream({ chatId })
+  t.ok(resumed !== null, 'with a fresh token the run is still there to resume')
+  const cancelled = await post(`${gateway.http}/v1/chat/${chatId}/cancel`, {})
+  t.equal(cancelled.status, 202)
+  if (resumed !== null) t.match((await finalMessage(resumed)).message?.metadata, { status: 'cancelled' })
 })
 
 t.test('bad requests are refused with a reason; no token is 401; a new chat has nothing to resume', async (t) => {
