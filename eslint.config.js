@@ -34,8 +34,18 @@ const BOUNDARIES = [
     reason: 'the MCP client: MCP servers become tools through the mcp-tools plugin; use `fastify.mcpServers`'
   },
   {
+    module: 'src/tools/**',
+    only: ['src/app.ts', 'src/agents/index.ts'],
+    reason: 'a built-in tool: agents call tools by name through `tools.call`, never their code (what the demo agent and the demo tools both know is in src/knowledge/)'
+  },
+  {
+    module: 'src/agents/**',
+    not: ['src/tools/**', 'src/knowledge/**'],
+    reason: 'an agent: tools and the knowledge they share with agents never depend on one'
+  },
+  {
     module: 'src/plugins/**',
-    not: ['src/contracts.ts', 'src/protocol.ts', 'src/errors.ts', 'src/agents/**', 'src/tools/**', 'src/stores/**', 'src/mcp/**', 'src/client/**'],
+    not: ['src/contracts.ts', 'src/protocol.ts', 'src/errors.ts', 'src/agents/**', 'src/tools/**', 'src/knowledge/**', 'src/stores/**', 'src/mcp/**', 'src/client/**'],
     reason: 'a plugin: contracts, agents, tools and stores are written against src/contracts.ts, never against the wiring'
   },
   {

@@ -165,7 +165,10 @@ t.test(`${BOUNDARIES}: each folder behind a boundary is imported only by its own
     ['src/stores/redis-store.ts', "import type { Config } from '../plugins/telemetry.js'\nexport type C = Config", true, 'a store reaches into the wiring'],
     ['src/routes/health.ts', "import { McpToolSource } from '../mcp/source.js'\nexport const m = McpToolSource", true, 'a route opens MCP connections itself'],
     ['src/plugins/mcp-tools.ts', "export const load = () => import('../mcp/source.js')", false, 'the mcp-tools plugin owns the MCP client'],
-    ['src/mcp/source.ts', "import type { ToolRegistry } from '../plugins/tool-dispatcher.js'\nexport type R = ToolRegistry", true, 'the MCP client reaches into the wiring']
+    ['src/mcp/source.ts', "import type { ToolRegistry } from '../plugins/tool-dispatcher.js'\nexport type R = ToolRegistry", true, 'the MCP client reaches into the wiring'],
+    ['src/agents/demo.ts', "import { evaluate } from '../tools/calculator.js'\nexport const e = evaluate", true, "an agent runs a tool's code instead of calling the tool"],
+    ['src/agents/demo.ts', "import { findUnit } from '../knowledge/units.js'\nexport const f = findUnit", false, 'an agent reads what it shares with the tools'],
+    ['src/knowledge/units.ts', "import { createDemoAgent } from '../agents/demo.js'\nexport const d = createDemoAgent", true, 'shared knowledge depends on an agent']
   ]
   for (const [importer, code, crossed, why] of cases) {
     const findings = (await lint(code, importer)).filter(({ ruleId }) => ruleId === BOUNDARIES)

@@ -1,10 +1,10 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import { AgentInvalidError } from '../errors.js'
 import type { Agent, AgentRun, ToolOutcome } from '../contracts.js'
-import { CONSTANT_NAMES, FUNCTION_NAMES } from '../tools/calculator.js'
-import { findFact } from '../tools/facts.js'
-import { MAX_TEXT_LENGTH } from '../tools/text-stats.js'
-import { MAX_UNIT_NAME_LENGTH, findUnit } from '../tools/units.js'
+import { CONSTANT_NAMES, FUNCTION_NAMES } from '../knowledge/math.js'
+import { findFact } from '../knowledge/facts.js'
+import { MAX_TEXT_LENGTH } from '../knowledge/text.js'
+import { MAX_UNIT_NAME_LENGTH, findUnit } from '../knowledge/units.js'
 
 export interface DemoAgentOptions {
   /** Pause between steps, so a person can watch the run; answer chunks wait a quarter of it. */

@@ -1,5 +1,6 @@
 import { Type } from 'typebox'
 import { RunError, defineTool } from '../contracts.js'
+import { CONSTANTS, FUNCTIONS, FUNCTION_NAMES } from '../knowledge/math.js'
 
 export const MAX_EXPRESSION_LENGTH = 200
 const MAX_DEPTH = 32
@@ -11,36 +12,6 @@ type Token =
   | { readonly kind: 'name', readonly name: string, readonly text: string, readonly pos: number }
   | { readonly kind: 'op', readonly op: Operator, readonly text: string, readonly pos: number }
   | { readonly kind: 'end', readonly text: '', readonly pos: number }
-
-interface MathFunction {
-  readonly arity: 'one' | 'many'
-  readonly apply: (args: readonly number[]) => number
-}
-
-const unary = (fn: (x: number) => number): MathFunction => ({ arity: 'one', apply: (args) => fn(args[0] as number) })
-
-// Maps, not object literals: a name like `constructor` or `__proto__` must find nothing.
-const FUNCTIONS: ReadonlyMap<string, MathFunction> = new Map([
-  ['sqrt', unary(Math.sqrt)],
-  ['abs', unary(Math.abs)],
-  ['round', unary(Math.round)],
-  ['floor', unary(Math.floor)],
-  ['ceil', unary(Math.ceil)],
-  ['sin', unary(Math.sin)],
-  ['cos', unary(Math.cos)],
-  ['tan', unary(Math.tan)],
-  ['ln', unary(Math.log)],
-  ['log', unary(Math.log10)],
-  ['exp', unary(Math.exp)],
-  ['min', { arity: 'many', apply: (args) => Math.min(...args) }],
-  ['max', { arity: 'many', apply: (args) => Math.max(...args) }]
-])
-
-const CONSTANTS: ReadonlyMap<string, number> = new Map([
-  ['pi', Math.PI],
-  ['π', Math.PI],
-  ['e', Math.E]
-])
 
 const OPERATOR_ALIASES: ReadonlyMap<string, Operator> = new Map([
   ['**', '^'],
@@ -59,8 +30,6 @@ const OPERATOR_ALIASES: ReadonlyMap<string, Operator> = new Map([
   [',', ',']
 ])
 
-export const FUNCTION_NAMES: readonly string[] = [...FUNCTIONS.keys()]
-export const CONSTANT_NAMES: readonly string[] = [...CONSTANTS.keys()]
 
 const NUMBER = /(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?/y
 const NAME = /[A-Za-z_π]+/y

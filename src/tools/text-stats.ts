@@ -1,7 +1,6 @@
 import { Type } from 'typebox'
 import { defineTool } from '../contracts.js'
-
-export const MAX_TEXT_LENGTH = 20_000
+import { MAX_TEXT_LENGTH } from '../knowledge/text.js'
 
 export interface WordCount {
   readonly word: string

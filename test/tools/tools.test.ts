@@ -2,10 +2,12 @@ import t from 'tap'
 import { Compile } from 'typebox/compile'
 import { RunError, type Tool, type ToolContext } from '../../src/contracts.js'
 import { calculator, evaluate, roundSignificant } from '../../src/tools/calculator.js'
-import { FACTS, factLookup, findFact, lookupFact } from '../../src/tools/facts.js'
+import { FACTS, findFact, lookupFact } from '../../src/knowledge/facts.js'
+import { findUnit } from '../../src/knowledge/units.js'
+import { factLookup } from '../../src/tools/facts.js'
 import { demoTools, calculator as reCalculator, factLookup as reFactLookup, textStats as reTextStats, unitConverter as reUnitConverter } from '../../src/tools/index.js'
 import { analyzeText, textStats } from '../../src/tools/text-stats.js'
-import { convert, findUnit, unitConverter } from '../../src/tools/units.js'
+import { convert, unitConverter } from '../../src/tools/units.js'
 
 const ctx: ToolContext = {
   context: Object.freeze({
