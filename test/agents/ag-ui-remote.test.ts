@@ -2,6 +2,7 @@
 // CrewAI's and Mastra's AG-UI integrations send, and a user's WebSocket sees the run.
 import { once } from 'node:events'
 import t, { type Test } from 'tap'
+import { HttpAgent } from '@ag-ui/client'
 import { EventType, type BaseEvent, type RunAgentInput } from '@ag-ui/core'
 import type { FastifyInstance } from 'fastify'
 import { createAgUiAgent, type AgUiAgentOptions } from '../../src/agents/ag-ui-remote.js'
@@ -324,6 +325,40 @@ t.test('createAgUiAgent checks its options with coded errors that never show a h
     t.match(err.message, message)
     t.notMatch(err.message, /secret-1/)
   }
+})
+
+t.test('an AG-UI front end on the gateway\'s own endpoint reaches the remote: its conversation goes on as it was sent', async (t) => {
+  const remote = await agUiServer(t)
+  remote.reply((input) => ({
+    steps: run(input, [
+      ev(EventType.TOOL_CALL_START, { toolCallId: 'c1', toolCallName: 'lookup' }),
+      ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'c1', delta: '{"id":7}' }),
+      ev(EventType.TOOL_CALL_END, { toolCallId: 'c1' }),
+      ev(EventType.TOOL_CALL_RESULT, { messageId: 'r1', toolCallId: 'c1', content: '{"found":true}' }),
+      ev(EventType.TEXT_MESSAGE_START, { messageId: 'm', role: 'assistant' }),
+      ev(EventType.TEXT_MESSAGE_CONTENT, { messageId: 'm', delta: 'Found it.' })
+    ])
+  }))
+  const app = await buildApp(t, { agents: { remote: createAgUiAgent({ url: remote.url }) }, env: testEnv() })
+  const { http } = await listen(t, app)
+  const front = new HttpAgent({ url: `${http}/v1/ag-ui`, headers: { authorization: `Bearer ${tokenFor('dave')}` }, initialState: { plan: 'pro' } })
+  front.addMessage({ id: 'u0', role: 'user', content: 'Earlier question' })
+  front.addMessage({ id: 'a0', role: 'assistant', content: 'Earlier answer' })
+  front.addMessage({ id: 'u1', role: 'user', content: 'Find order 7' })
+  const texts: string[] = []
+  const results: string[] = []
+  const { result } = await front.runAgent({ forwardedProps: { agent: 'remote', tenant: 'acme' } }, {
+    onTextMessageContentEvent: ({ event }) => { texts.push(event.delta) },
+    onToolCallResultEvent: ({ event }) => { results.push(typeof event.content === 'string' ? event.content : JSON.stringify(event.content)) }
+  })
+  t.same(texts, ['Found it.'])
+  t.same(results.map((content) => JSON.parse(content) as unknown), [{ found: true }], 'the remote\'s tool result reaches the front end')
+  t.same(result, { answer: 'Found it.' })
+  const seen = remote.requests[0]
+  t.same(seen?.input.messages.map((message) => [message.id, message.role]), [['u0', 'user'], ['a0', 'assistant'], ['u1', 'user']], 'the messages as the client sent them')
+  t.same(seen?.input.state, { plan: 'pro' })
+  t.same(seen?.input.forwardedProps, { agent: 'remote', tenant: 'acme' })
+  t.same(unhandled, [])
 })
 
 const redis = await redisSkip(t)
