@@ -154,6 +154,27 @@ function guardedBody (body: ReadableStream<Uint8Array>, connection: Connection, 
   })
 }
 
+/** The first few kilobytes of an error body, as text: a huge or endless one is not read to its end. */
+async function bodyStart (response: Response): Promise<string> {
+  const reader = (response.body as ReadableStream<Uint8Array> | null)?.getReader()
+  if (reader === undefined) return ''
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    while (size < 4096) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      size += value.byteLength
+    }
+  } catch {
+    // What arrived before the error is excerpt enough.
+  } finally {
+    reader.cancel().catch(() => {})
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
 /** Connects; throws the RunError of a remote that cannot be used. */
 async function open (run: AgentRun, url: URL, options: AgUiAgentOptions, input: RunAgentInput, signal: AbortSignal, connection: Connection, timeoutMs: number): Promise<Response> {
   let response: Response
@@ -171,8 +192,7 @@ async function open (run: AgentRun, url: URL, options: AgUiAgentOptions, input: 
     throw new RunError(AgUiRunError.UNREACHABLE, `Could not connect to the AG-UI agent at ${url.origin}`)
   }
   if (!response.ok) {
-    const body = await response.text().catch(() => '')
-    const excerpt = clip(body, BODY_EXCERPT)
+    const excerpt = clip(await bodyStart(response), BODY_EXCERPT)
     throw new RunError(AgUiRunError.HTTP_STATUS, `The AG-UI agent answered ${response.status}${excerpt === '' ? '' : `: ${excerpt}`}`)
   }
   const type = response.headers.get('content-type') ?? ''

@@ -229,6 +229,7 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   const started = (input: RunAgentInput): Step => ev(EventType.RUN_STARTED, { threadId: input.threadId, runId: input.runId })
   remote.reply(
     { status: 500, contentType: 'application/json', body: JSON.stringify({ detail: 'Internal Server Error: graph "weather" not found' }) + ' '.repeat(50) + 'x'.repeat(400) },
+    { status: 502, contentType: 'text/plain', body: 'upstream down '.repeat(500_000) },
     { status: 401, contentType: 'text/plain', body: '' },
     { status: 200, contentType: 'text/html', body: '<!doctype html><title>Login</title>' },
     (input) => ({ steps: [started(input), { raw: 'data: {not json\n\n' }] }),
@@ -255,6 +256,7 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   t.equal(status.code, 'AG_UI_HTTP_STATUS')
   t.match(status.message, /^The AG-UI agent answered 500: \{"detail":"Internal Server Error: graph \\"weather\\" not found"\} x+…$/)
   t.ok((status.message?.length ?? 0) < 260, 'only an excerpt of the body')
+  t.match(await failure(), { code: 'AG_UI_HTTP_STATUS', message: /^The AG-UI agent answered 502: (upstream down )+u[a-z]*…$/ }, 'a 7 MB error body is excerpted, not read whole')
   t.same(await failure(), { code: 'AG_UI_HTTP_STATUS', message: 'The AG-UI agent answered 401' })
   t.same(await failure(), { code: 'AG_UI_NOT_SSE', message: 'The AG-UI agent answered with text/html, not an event stream (text/event-stream)' })
   t.match(await failure(), { code: 'AG_UI_BAD_EVENT', message: /not an AG-UI event stream/ })
