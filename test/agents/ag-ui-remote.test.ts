@@ -173,6 +173,8 @@ t.test('a Mastra-shaped run: a tool with its result, and a frontend tool call le
       ev(EventType.TOOL_CALL_START, { toolCallId: 'b', toolCallName: 'showMap' }),
       ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'b', delta: 'not json' }),
       ev(EventType.TOOL_CALL_END, { toolCallId: 'b' }),
+      ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'b', delta: '"late"' }),
+      ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'never-started', delta: '{}' }),
       ev(EventType.TOOL_CALL_RESULT, { messageId: 'r-z', toolCallId: 'never-started', content: 'x' }),
       ev(EventType.ACTIVITY_SNAPSHOT, { messageId: 'act', activityType: 'plan', content: { steps: 1 } }),
       ev('FUTURE_EVENT' as EventType, { whatever: 1 })
@@ -230,6 +232,7 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   remote.reply(
     { status: 500, contentType: 'application/json', body: JSON.stringify({ detail: 'Internal Server Error: graph "weather" not found' }) + ' '.repeat(50) + 'x'.repeat(400) },
     { status: 502, contentType: 'text/plain', body: 'upstream down '.repeat(500_000) },
+    { status: 503, contentType: 'text/plain', steps: [{ raw: 'overloaded, ' }, { pause: 20 }, { cut: true }] },
     { status: 401, contentType: 'text/plain', body: '' },
     { status: 200, contentType: 'text/html', body: '<!doctype html><title>Login</title>' },
     (input) => ({ steps: [started(input), { raw: 'data: {not json\n\n' }] }),
@@ -257,6 +260,7 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   t.match(status.message, /^The AG-UI agent answered 500: \{"detail":"Internal Server Error: graph \\"weather\\" not found"\} x+…$/)
   t.ok((status.message?.length ?? 0) < 260, 'only an excerpt of the body')
   t.match(await failure(), { code: 'AG_UI_HTTP_STATUS', message: /^The AG-UI agent answered 502: (upstream down )+u[a-z]*…$/ }, 'a 7 MB error body is excerpted, not read whole')
+  t.same(await failure(), { code: 'AG_UI_HTTP_STATUS', message: 'The AG-UI agent answered 503: overloaded,' }, 'an error body cut off: what came')
   t.same(await failure(), { code: 'AG_UI_HTTP_STATUS', message: 'The AG-UI agent answered 401' })
   t.same(await failure(), { code: 'AG_UI_NOT_SSE', message: 'The AG-UI agent answered with text/html, not an event stream (text/event-stream)' })
   t.match(await failure(), { code: 'AG_UI_BAD_EVENT', message: /not an AG-UI event stream/ })
