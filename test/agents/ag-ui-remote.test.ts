@@ -242,10 +242,11 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
     (input) => ({ steps: [...run(input, [], undefined).slice(0, 1), ev(EventType.RUN_FINISHED, { threadId: input.threadId, runId: input.runId, outcome: { type: 'cancelled' } })] }),
     (input) => ({ steps: [started(input), { hang: true }] }),
     { delayHeaders: 2_000 },
-    (input) => ({ steps: [started(input), { raw: ': keep-alive\n\n' }, { pause: 150 }, { raw: ': keep-alive\n\n' }, { pause: 150 }, { raw: ': keep-alive\n\n' }, { pause: 150 }, ...run(input, []).slice(1)] })
+    // 750 ms in all, more than timeoutMs, but never 500 ms without a byte.
+    (input) => ({ steps: [started(input), ...Array.from({ length: 5 }, (): Step[] => [{ pause: 150 }, { raw: ': keep-alive\n\n' }]).flat(), ...run(input, []).slice(1)] })
   )
   const gw = await gateway(t, {
-    remote: { url: remote.url, timeoutMs: 300 },
+    remote: { url: remote.url, timeoutMs: 500 },
     refused: { url: `http://127.0.0.1:${closedPort}/agent` }
   })
   const failure = async (agent = 'remote'): Promise<{ code?: string, message?: string }> => {
@@ -269,9 +270,9 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   t.match(await failure(), { code: 'AG_UI_BAD_EVENT', message: /TOOL_CALL_CHUNK without a toolCallId/ })
   t.same(await failure(), { code: 'AG_UI_CANCELLED', message: 'The AG-UI agent cancelled its run' })
   const before = Date.now()
-  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent sent nothing for 300 ms' })
+  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent sent nothing for 500 ms' })
   t.ok(Date.now() - before < 2_000, 'a stall is noticed after timeoutMs')
-  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent did not answer within 300 ms' })
+  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent did not answer within 500 ms' })
   const kept = await gw.runOf()
   t.same(terminal(kept).status, 'completed', 'keep-alive comments keep a slow stream from stalling')
   const health = await gw.app.inject({ url: '/healthz' })
