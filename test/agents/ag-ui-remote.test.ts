@@ -320,17 +320,43 @@ t.test('createAgUiAgent checks its options with coded errors that never show a h
   const bad: Array<[unknown, RegExp]> = [
     [{ url: 'ftp://x' }, /url must be an http\(s\) URL/],
     [{ url: 'nope' }, /url must be an http\(s\) URL/],
-    [{ url: 'http://x', headers: { 'a b': 'secret-1' } }, /header name "a b" is not a valid/],
+    [{ url: 'http://x', headers: { 'a b': 'secret-1' } }, /header name "a b" is not a valid HTTP header name/],
     [{ url: 'http://x', headers: { auth: 'secret-1\n' } }, /header "auth" must be a string on one line/],
     [{ url: 'http://x', headers: 'secret-1' }, /headers must be an object/],
-    [{ url: 'http://x', timeoutMs: 1.5 }, /timeoutMs must be a positive integer/],
-    [null, /needs options/]
+    [{ url: 'http://x', timeoutMs: 1.5 }, /timeoutMs must be an integer from 1 to 86400000/],
+    [null, /must be an object/]
   ]
   for (const [options, message] of bad) {
     const err = t.throws(() => createAgUiAgent(options as AgUiAgentOptions)) as unknown as { code: string, message: string }
     t.equal(err.code, 'AGW_ERR_AGENT_INVALID')
     t.match(err.message, message)
+    t.match(err.message, /^Invalid agent configuration: the AG-UI agent's options: /)
     t.notMatch(err.message, /secret-1/)
+  }
+})
+
+t.test('AG_UI_AGENTS with unusable values stops the start with one line naming the agent, never a header value', async (t) => {
+  const refused: Array<[unknown, string]> = [
+    [{ url: 'ftp://a.example' }, 'url must be an http(s) URL'],
+    [{ url: 'not a url' }, 'url must be an http(s) URL'],
+    [{ url: 'https://a.example', headers: { Authorization: 42 } }, 'header "Authorization" must be a string on one line'],
+    [{ url: 'https://a.example', headers: { Authorization: 's3cret-value\r\nX: y' } }, 'header "Authorization" must be a string on one line'],
+    [{ url: 'https://a.example', headers: { 'bad header': 's3cret-value' } }, 'header name "bad header" is not a valid HTTP header name'],
+    [{ url: 'https://a.example', timeoutMs: 0 }, 'timeoutMs must be an integer from 1 to 86400000']
+  ]
+  for (const [entry, problem] of refused) {
+    const { build } = await import('../../src/app.js')
+    let err: { code?: string, message: string } | undefined
+    try {
+      // build() registers the plugins, which is where the agents are made.
+      const app = await build({ env: testEnv({ AG_UI_AGENTS: JSON.stringify({ research: entry }) }) })
+      await app.close()
+    } catch (error) {
+      err = error as { code?: string, message: string }
+    }
+    t.equal(err?.code, 'AGW_ERR_CONFIG_INVALID')
+    t.equal(err?.message, `Invalid configuration: AG_UI_AGENTS: agent "research": ${problem}`)
+    t.notMatch(err?.message ?? '', /s3cret-value/)
   }
 })
 
