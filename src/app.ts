@@ -63,14 +63,18 @@ async function builtInAgents (fastify: FastifyInstance): Promise<void> {
 }
 
 /**
- * The remote AG-UI agents of AG_UI_AGENTS, by their names, next to the other agents (the
- * configuration was checked at start-up). Loaded only when some are configured.
+ * The remote AG-UI agents of AG_UI_AGENTS, by their names, next to the other agents; an entry
+ * whose values are unusable stops the start with one line naming it. Loaded only when some are configured.
  */
 async function remoteAgents (fastify: FastifyInstance): Promise<void> {
   const configured = Object.entries(fastify.config.AG_UI_AGENTS)
   if (configured.length === 0) return
-  const { createAgUiAgent } = await import('./agents/ag-ui-remote.js')
-  for (const [name, options] of configured) fastify.agentRegistry.add(name, createAgUiAgent(options))
+  const { agUiOptionsProblem, createAgUiAgent } = await import('./agents/ag-ui-remote.js')
+  for (const [name, options] of configured) {
+    const problem = agUiOptionsProblem(options)
+    if (problem !== undefined) throw new ConfigInvalidError(`AG_UI_AGENTS: agent "${name}": ${problem}`)
+    fastify.agentRegistry.add(name, createAgUiAgent(options))
+  }
 }
 
 async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Promise<void> {

@@ -139,37 +139,18 @@ export function loadConfig (source: EnvSource = process.env): Config {
 const AGENT_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 const AG_UI_AGENT_KEYS = new Set(['url', 'headers', 'timeoutMs'])
 
+/** What AG_UI_AGENTS may hold; the values are checked where the agents are made (src/app.ts). */
+function agUiEntryProblem (entry: unknown): string | undefined {
+  if (!isObject(entry)) return 'must be an object { url, headers?, timeoutMs? }'
+  const unknown = Object.keys(entry).find((key) => !AG_UI_AGENT_KEYS.has(key))
+  return unknown === undefined ? undefined : `has an unknown field "${unknown.slice(0, 64)}" (allowed: url, headers, timeoutMs)`
+}
+
 function isObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** The problem with one entry of AG_UI_AGENTS, or undefined. Never quotes a value: headers are secrets. */
-function agUiAgentProblem (entry: unknown): string | undefined {
-  if (!isObject(entry)) return 'must be an object { url, headers?, timeoutMs? }'
-  const unknown = Object.keys(entry).find((key) => !AG_UI_AGENT_KEYS.has(key))
-  if (unknown !== undefined) return `has an unknown field "${unknown.slice(0, 64)}" (allowed: url, headers, timeoutMs)`
-  let url: URL | undefined
-  try {
-    url = typeof entry.url === 'string' ? new URL(entry.url) : undefined
-  } catch {
-    url = undefined
-  }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return 'url must be an http(s) URL'
-  if (entry.headers !== undefined) {
-    if (!isObject(entry.headers)) return 'headers must be an object of strings'
-    for (const [name, value] of Object.entries(entry.headers)) {
-      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) return 'headers has a name that is not a valid HTTP header name'
-      if (typeof value !== 'string' || /[\r\n\0]/.test(value)) return `header "${name}" must be a string on one line`
-    }
-  }
-  const { timeoutMs } = entry
-  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000)) {
-    return 'timeoutMs must be an integer from 1 to 86400000'
-  }
-  return undefined
-}
-
-/** AG_UI_AGENTS, parsed and checked: throws AGW_ERR_CONFIG_INVALID naming the agent and the problem. */
+/** AG_UI_AGENTS, parsed, its names and fields checked: throws AGW_ERR_CONFIG_INVALID naming the agent and the problem. */
 export function parseAgUiAgents (text: string | undefined): Readonly<Record<string, AgUiAgentConfig>> {
   if (text === undefined) return Object.freeze({})
   let parsed: unknown
@@ -181,7 +162,7 @@ export function parseAgUiAgents (text: string | undefined): Readonly<Record<stri
   if (!isObject(parsed)) throw new ConfigInvalidError('AG_UI_AGENTS must be a JSON object { "<name>": { "url": … } }')
   for (const [name, entry] of Object.entries(parsed)) {
     if (!AGENT_NAME.test(name)) throw new ConfigInvalidError(`AG_UI_AGENTS: the agent name "${name.slice(0, 64)}" must be 1-64 letters, digits, "_", "." or "-"`)
-    const problem = agUiAgentProblem(entry)
+    const problem = agUiEntryProblem(entry)
     if (problem !== undefined) throw new ConfigInvalidError(`AG_UI_AGENTS: agent "${name}": ${problem}`)
   }
   return Object.freeze(parsed as Record<string, AgUiAgentConfig>)

@@ -38,28 +38,31 @@ function isRecord (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** Checks the options; messages name the problem, never a header's value. */
-function checkOptions (options: AgUiAgentOptions): URL {
-  if (!isRecord(options)) throw new AgentInvalidError('the AG-UI agent needs options { url, headers?, timeoutMs? }')
-  let url: URL
+/**
+ * What is wrong with the options, in words that name the field and never a header's value, or
+ * undefined. AG_UI_AGENTS entries are checked with it too.
+ */
+export function agUiOptionsProblem (options: unknown): string | undefined {
+  if (!isRecord(options)) return 'must be an object { url, headers?, timeoutMs? }'
+  let url: URL | undefined
   try {
-    url = new URL(options.url)
+    url = typeof options.url === 'string' ? new URL(options.url) : undefined
   } catch {
-    throw new AgentInvalidError('the AG-UI agent\'s url must be an http(s) URL')
+    url = undefined
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AgentInvalidError('the AG-UI agent\'s url must be an http(s) URL')
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return 'url must be an http(s) URL'
   if (options.headers !== undefined) {
-    if (!isRecord(options.headers)) throw new AgentInvalidError('the AG-UI agent\'s headers must be an object of strings')
+    if (!isRecord(options.headers)) return 'headers must be an object of strings'
     for (const [name, value] of Object.entries(options.headers)) {
-      if (!HEADER_NAME.test(name)) throw new AgentInvalidError(`the AG-UI agent's header name "${clip(name, 64)}" is not a valid HTTP header name`)
-      if (typeof value !== 'string' || /[\r\n\0]/.test(value)) throw new AgentInvalidError(`the AG-UI agent's header "${name}" must be a string on one line`)
+      if (!HEADER_NAME.test(name)) return `header name "${clip(name, 64)}" is not a valid HTTP header name`
+      if (typeof value !== 'string' || /[\r\n\0]/.test(value)) return `header "${name}" must be a string on one line`
     }
   }
   const { timeoutMs } = options
-  if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0)) {
-    throw new AgentInvalidError('the AG-UI agent\'s timeoutMs must be a positive integer')
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000)) {
+    return 'timeoutMs must be an integer from 1 to 86400000'
   }
-  return url
+  return undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,6 +157,27 @@ function guardedBody (body: ReadableStream<Uint8Array>, connection: Connection, 
   })
 }
 
+/** The first few kilobytes of an error body, as text: a huge or endless one is not read to its end. */
+async function bodyStart (response: Response): Promise<string> {
+  const reader = (response.body as ReadableStream<Uint8Array> | null)?.getReader()
+  if (reader === undefined) return ''
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    while (size < 4096) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      size += value.byteLength
+    }
+  } catch {
+    // What arrived before the error is excerpt enough.
+  } finally {
+    reader.cancel().catch(() => {})
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
 /** Connects; throws the RunError of a remote that cannot be used. */
 async function open (run: AgentRun, url: URL, options: AgUiAgentOptions, input: RunAgentInput, signal: AbortSignal, connection: Connection, timeoutMs: number): Promise<Response> {
   let response: Response
@@ -171,8 +195,7 @@ async function open (run: AgentRun, url: URL, options: AgUiAgentOptions, input: 
     throw new RunError(AgUiRunError.UNREACHABLE, `Could not connect to the AG-UI agent at ${url.origin}`)
   }
   if (!response.ok) {
-    const body = await response.text().catch(() => '')
-    const excerpt = clip(body, BODY_EXCERPT)
+    const excerpt = clip(await bodyStart(response), BODY_EXCERPT)
     throw new RunError(AgUiRunError.HTTP_STATUS, `The AG-UI agent answered ${response.status}${excerpt === '' ? '' : `: ${excerpt}`}`)
   }
   const type = response.headers.get('content-type') ?? ''
@@ -379,7 +402,9 @@ class Translator {
 
 /** A gateway agent that runs the AG-UI agent at `url`; throws AGW_ERR_AGENT_INVALID for bad options. */
 export function createAgUiAgent (options: AgUiAgentOptions): Agent {
-  const url = checkOptions(options)
+  const problem = agUiOptionsProblem(options)
+  if (problem !== undefined) throw new AgentInvalidError(`the AG-UI agent's options: ${problem}`)
+  const url = new URL(options.url)
   const timeoutMs = options.timeoutMs ?? AG_UI_DEFAULT_TIMEOUT_MS
   return async function agUiRemote (run: AgentRun): Promise<unknown> {
     const connection: Connection = { controller: new AbortController() }

@@ -2,6 +2,7 @@
 // CrewAI's and Mastra's AG-UI integrations send, and a user's WebSocket sees the run.
 import { once } from 'node:events'
 import t, { type Test } from 'tap'
+import { HttpAgent } from '@ag-ui/client'
 import { EventType, type BaseEvent, type RunAgentInput } from '@ag-ui/core'
 import type { FastifyInstance } from 'fastify'
 import { createAgUiAgent, type AgUiAgentOptions } from '../../src/agents/ag-ui-remote.js'
@@ -172,6 +173,8 @@ t.test('a Mastra-shaped run: a tool with its result, and a frontend tool call le
       ev(EventType.TOOL_CALL_START, { toolCallId: 'b', toolCallName: 'showMap' }),
       ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'b', delta: 'not json' }),
       ev(EventType.TOOL_CALL_END, { toolCallId: 'b' }),
+      ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'b', delta: '"late"' }),
+      ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'never-started', delta: '{}' }),
       ev(EventType.TOOL_CALL_RESULT, { messageId: 'r-z', toolCallId: 'never-started', content: 'x' }),
       ev(EventType.ACTIVITY_SNAPSHOT, { messageId: 'act', activityType: 'plan', content: { steps: 1 } }),
       ev('FUTURE_EVENT' as EventType, { whatever: 1 })
@@ -228,6 +231,8 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   const started = (input: RunAgentInput): Step => ev(EventType.RUN_STARTED, { threadId: input.threadId, runId: input.runId })
   remote.reply(
     { status: 500, contentType: 'application/json', body: JSON.stringify({ detail: 'Internal Server Error: graph "weather" not found' }) + ' '.repeat(50) + 'x'.repeat(400) },
+    { status: 502, contentType: 'text/plain', body: 'upstream down '.repeat(500_000) },
+    { status: 503, contentType: 'text/plain', steps: [{ raw: 'overloaded, ' }, { pause: 20 }, { cut: true }] },
     { status: 401, contentType: 'text/plain', body: '' },
     { status: 200, contentType: 'text/html', body: '<!doctype html><title>Login</title>' },
     (input) => ({ steps: [started(input), { raw: 'data: {not json\n\n' }] }),
@@ -237,10 +242,11 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
     (input) => ({ steps: [...run(input, [], undefined).slice(0, 1), ev(EventType.RUN_FINISHED, { threadId: input.threadId, runId: input.runId, outcome: { type: 'cancelled' } })] }),
     (input) => ({ steps: [started(input), { hang: true }] }),
     { delayHeaders: 2_000 },
-    (input) => ({ steps: [started(input), { raw: ': keep-alive\n\n' }, { pause: 150 }, { raw: ': keep-alive\n\n' }, { pause: 150 }, { raw: ': keep-alive\n\n' }, { pause: 150 }, ...run(input, []).slice(1)] })
+    // 750 ms in all, more than timeoutMs, but never 500 ms without a byte.
+    (input) => ({ steps: [started(input), ...Array.from({ length: 5 }, (): Step[] => [{ pause: 150 }, { raw: ': keep-alive\n\n' }]).flat(), ...run(input, []).slice(1)] })
   )
   const gw = await gateway(t, {
-    remote: { url: remote.url, timeoutMs: 300 },
+    remote: { url: remote.url, timeoutMs: 500 },
     refused: { url: `http://127.0.0.1:${closedPort}/agent` }
   })
   const failure = async (agent = 'remote'): Promise<{ code?: string, message?: string }> => {
@@ -254,6 +260,8 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   t.equal(status.code, 'AG_UI_HTTP_STATUS')
   t.match(status.message, /^The AG-UI agent answered 500: \{"detail":"Internal Server Error: graph \\"weather\\" not found"\} x+…$/)
   t.ok((status.message?.length ?? 0) < 260, 'only an excerpt of the body')
+  t.match(await failure(), { code: 'AG_UI_HTTP_STATUS', message: /^The AG-UI agent answered 502: (upstream down )+u[a-z]*…$/ }, 'a 7 MB error body is excerpted, not read whole')
+  t.same(await failure(), { code: 'AG_UI_HTTP_STATUS', message: 'The AG-UI agent answered 503: overloaded,' }, 'an error body cut off: what came')
   t.same(await failure(), { code: 'AG_UI_HTTP_STATUS', message: 'The AG-UI agent answered 401' })
   t.same(await failure(), { code: 'AG_UI_NOT_SSE', message: 'The AG-UI agent answered with text/html, not an event stream (text/event-stream)' })
   t.match(await failure(), { code: 'AG_UI_BAD_EVENT', message: /not an AG-UI event stream/ })
@@ -262,9 +270,9 @@ t.test('the remote\'s failures end the run failed with distinct codes; the gatew
   t.match(await failure(), { code: 'AG_UI_BAD_EVENT', message: /TOOL_CALL_CHUNK without a toolCallId/ })
   t.same(await failure(), { code: 'AG_UI_CANCELLED', message: 'The AG-UI agent cancelled its run' })
   const before = Date.now()
-  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent sent nothing for 300 ms' })
+  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent sent nothing for 500 ms' })
   t.ok(Date.now() - before < 2_000, 'a stall is noticed after timeoutMs')
-  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent did not answer within 300 ms' })
+  t.same(await failure(), { code: 'AG_UI_STALLED', message: 'The AG-UI agent did not answer within 500 ms' })
   const kept = await gw.runOf()
   t.same(terminal(kept).status, 'completed', 'keep-alive comments keep a slow stream from stalling')
   const health = await gw.app.inject({ url: '/healthz' })
@@ -312,18 +320,78 @@ t.test('createAgUiAgent checks its options with coded errors that never show a h
   const bad: Array<[unknown, RegExp]> = [
     [{ url: 'ftp://x' }, /url must be an http\(s\) URL/],
     [{ url: 'nope' }, /url must be an http\(s\) URL/],
-    [{ url: 'http://x', headers: { 'a b': 'secret-1' } }, /header name "a b" is not a valid/],
+    [{ url: 'http://x', headers: { 'a b': 'secret-1' } }, /header name "a b" is not a valid HTTP header name/],
     [{ url: 'http://x', headers: { auth: 'secret-1\n' } }, /header "auth" must be a string on one line/],
     [{ url: 'http://x', headers: 'secret-1' }, /headers must be an object/],
-    [{ url: 'http://x', timeoutMs: 1.5 }, /timeoutMs must be a positive integer/],
-    [null, /needs options/]
+    [{ url: 'http://x', timeoutMs: 1.5 }, /timeoutMs must be an integer from 1 to 86400000/],
+    [null, /must be an object/]
   ]
   for (const [options, message] of bad) {
     const err = t.throws(() => createAgUiAgent(options as AgUiAgentOptions)) as unknown as { code: string, message: string }
     t.equal(err.code, 'AGW_ERR_AGENT_INVALID')
     t.match(err.message, message)
+    t.match(err.message, /^Invalid agent configuration: the AG-UI agent's options: /)
     t.notMatch(err.message, /secret-1/)
   }
+})
+
+t.test('AG_UI_AGENTS with unusable values stops the start with one line naming the agent, never a header value', async (t) => {
+  const refused: Array<[unknown, string]> = [
+    [{ url: 'ftp://a.example' }, 'url must be an http(s) URL'],
+    [{ url: 'not a url' }, 'url must be an http(s) URL'],
+    [{ url: 'https://a.example', headers: { Authorization: 42 } }, 'header "Authorization" must be a string on one line'],
+    [{ url: 'https://a.example', headers: { Authorization: 's3cret-value\r\nX: y' } }, 'header "Authorization" must be a string on one line'],
+    [{ url: 'https://a.example', headers: { 'bad header': 's3cret-value' } }, 'header name "bad header" is not a valid HTTP header name'],
+    [{ url: 'https://a.example', timeoutMs: 0 }, 'timeoutMs must be an integer from 1 to 86400000']
+  ]
+  for (const [entry, problem] of refused) {
+    const { build } = await import('../../src/app.js')
+    let err: { code?: string, message: string } | undefined
+    try {
+      // build() registers the plugins, which is where the agents are made.
+      const app = await build({ env: testEnv({ AG_UI_AGENTS: JSON.stringify({ research: entry }) }) })
+      await app.close()
+    } catch (error) {
+      err = error as { code?: string, message: string }
+    }
+    t.equal(err?.code, 'AGW_ERR_CONFIG_INVALID')
+    t.equal(err?.message, `Invalid configuration: AG_UI_AGENTS: agent "research": ${problem}`)
+    t.notMatch(err?.message ?? '', /s3cret-value/)
+  }
+})
+
+t.test('an AG-UI front end on the gateway\'s own endpoint reaches the remote: its conversation goes on as it was sent', async (t) => {
+  const remote = await agUiServer(t)
+  remote.reply((input) => ({
+    steps: run(input, [
+      ev(EventType.TOOL_CALL_START, { toolCallId: 'c1', toolCallName: 'lookup' }),
+      ev(EventType.TOOL_CALL_ARGS, { toolCallId: 'c1', delta: '{"id":7}' }),
+      ev(EventType.TOOL_CALL_END, { toolCallId: 'c1' }),
+      ev(EventType.TOOL_CALL_RESULT, { messageId: 'r1', toolCallId: 'c1', content: '{"found":true}' }),
+      ev(EventType.TEXT_MESSAGE_START, { messageId: 'm', role: 'assistant' }),
+      ev(EventType.TEXT_MESSAGE_CONTENT, { messageId: 'm', delta: 'Found it.' })
+    ])
+  }))
+  const app = await buildApp(t, { agents: { remote: createAgUiAgent({ url: remote.url }) }, env: testEnv() })
+  const { http } = await listen(t, app)
+  const front = new HttpAgent({ url: `${http}/v1/ag-ui`, headers: { authorization: `Bearer ${tokenFor('dave')}` }, initialState: { plan: 'pro' } })
+  front.addMessage({ id: 'u0', role: 'user', content: 'Earlier question' })
+  front.addMessage({ id: 'a0', role: 'assistant', content: 'Earlier answer' })
+  front.addMessage({ id: 'u1', role: 'user', content: 'Find order 7' })
+  const texts: string[] = []
+  const results: string[] = []
+  const { result } = await front.runAgent({ forwardedProps: { agent: 'remote', tenant: 'acme' } }, {
+    onTextMessageContentEvent: ({ event }) => { texts.push(event.delta) },
+    onToolCallResultEvent: ({ event }) => { results.push(typeof event.content === 'string' ? event.content : JSON.stringify(event.content)) }
+  })
+  t.same(texts, ['Found it.'])
+  t.same(results.map((content) => JSON.parse(content) as unknown), [{ found: true }], 'the remote\'s tool result reaches the front end')
+  t.same(result, { answer: 'Found it.' })
+  const seen = remote.requests[0]
+  t.same(seen?.input.messages.map((message) => [message.id, message.role]), [['u0', 'user'], ['a0', 'assistant'], ['u1', 'user']], 'the messages as the client sent them')
+  t.same(seen?.input.state, { plan: 'pro' })
+  t.same(seen?.input.forwardedProps, { agent: 'remote', tenant: 'acme' })
+  t.same(unhandled, [])
 })
 
 const redis = await redisSkip(t)
