@@ -74,6 +74,23 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     return run
   }
 
+  function appendNow (runId: string, type: RunEventType, dataJson: string): StoredEvent {
+    const run = live(runId)
+    const seq = run.events.length + 1
+    const at = now()
+    const frame = Buffer.from(encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), 'utf8')
+    const event: StoredEvent = { seq, type, frame, at }
+    run.events.push(event)
+    for (const listener of run.listeners) {
+      try {
+        listener(event)
+      } catch {
+        // A subscriber's failure must not stop the log or the other subscribers.
+      }
+    }
+    return event
+  }
+
   return {
     nodeId,
 
@@ -103,21 +120,10 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     },
 
     async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
-      const run = live(runId)
-      const seq = run.events.length + 1
-      const at = now()
-      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), 'utf8')
-      const event: StoredEvent = { seq, type, frame, at }
-      run.events.push(event)
-      for (const listener of run.listeners) {
-        try {
-          listener(event)
-        } catch {
-          // A subscriber's failure must not stop the log or the other subscribers.
-        }
-      }
-      return event
+      return appendNow(runId, type, dataJson)
     },
+
+    appendNow,
 
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
       const events = runs.get(runId)?.events
