@@ -14,6 +14,11 @@ import type { CpuMeasure, Correctness, LoadConfig, LoadMessage, LoadResult, Memo
 const PROTOCOL = 'agent-events.v1'
 /** Handshakes in flight at once while connections open. */
 const OPEN_CONCURRENCY = 100
+/**
+ * Connections per loopback source address in the scaling workload: 127.0.0.2 takes the first
+ * SOURCE_SPREAD, 127.0.0.3 the next, and so on, far below the ~28,000 ephemeral ports of one.
+ */
+const SOURCE_SPREAD = 5000
 
 type Message = Readonly<Record<string, unknown>>
 
@@ -203,8 +208,8 @@ class Checker {
   }
 }
 
-async function connectWs (url: string, token: string, conn: Conn, checker: Checker): Promise<Link> {
-  const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false })
+async function connectWs (url: string, token: string, conn: Conn, checker: Checker, localAddress?: string): Promise<Link> {
+  const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false, ...(localAddress === undefined ? {} : { localAddress }) })
   socket.on('message', (data: Buffer) => { checker.receive(conn, JSON.parse(data.toString()) as Message, data.length) })
   socket.on('close', () => { if (!conn.closing) checker.counts.failedConnections++ })
   await once(socket, 'open')
@@ -214,7 +219,7 @@ async function connectWs (url: string, token: string, conn: Conn, checker: Check
   }
 }
 
-async function connectSocketIo (url: string, token: string, conn: Conn, checker: Checker): Promise<Link> {
+async function connectSocketIo (url: string, token: string, conn: Conn, checker: Checker, _localAddress?: string): Promise<Link> {
   const socket = io(url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true })
   // The size of the frame that carried the event: engine.io reports its packet (the payload after
   // the packet type, one byte) synchronously before Socket.IO decodes and emits the event.
@@ -235,15 +240,17 @@ async function connectSocketIo (url: string, token: string, conn: Conn, checker:
 }
 
 /** Opens one connection per user name, OPEN_CONCURRENCY at a time; failures are counted. */
-async function openAll (config: LoadConfig, users: readonly string[], checker: Checker): Promise<Conn[]> {
+async function openAll (config: LoadConfig, users: readonly string[], checker: Checker, spreadSources = false): Promise<Conn[]> {
   const connect = config.client === 'ws' ? connectWs : connectSocketIo
   const conns = users.map((user) => new Conn(user))
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < conns.length) {
-      const conn = conns[next++] as Conn
+      const index = next++
+      const conn = conns[index] as Conn
+      const source = spreadSources ? `127.0.0.${2 + Math.floor(index / SOURCE_SPREAD)}` : undefined
       try {
-        conn.link = await connect(config.url, signToken(config.secret, conn.user), conn, checker)
+        conn.link = await connect(config.url, signToken(config.secret, conn.user), conn, checker, source)
       } catch {
         checker.counts.failedConnections++
       }
@@ -410,6 +417,44 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
   }
 }
 
+/** Connection scaling: handshakes/s, idle memory, then paced runs at each interval in turn. */
+async function scale (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'scale' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const before = await measureMemory()
+  const opening = performance.now()
+  const conns = await openAll(config, names('scale', spec.connections), checker, config.client === 'ws')
+  const metrics: Record<string, number> = { connections: conns.length, handshakesPerSec: conns.length / ((performance.now() - opening) / 1000) }
+  try {
+    await sleep(spec.settleMs)
+    const idleMemory = await measureMemory()
+    metrics.rssPerConnection = (idleMemory.rss - before.rss) / spec.connections
+    metrics.heapPerConnection = (idleMemory.heapUsed - before.heapUsed) / spec.connections
+    for (const intervalMs of spec.intervalsMs) {
+      const events = Math.max(1, Math.round(spec.phaseMs / intervalMs))
+      const window = await openWindow(checker)
+      const latencies: number[] = []
+      checker.latencies = latencies
+      // The runs start spread over one interval, so the offered load is even.
+      await checker.settle(Promise.all(conns.map(async (conn, i) => {
+        await sleep((i * intervalMs) / conns.length)
+        await checker.run(conn, plan(events + 2, 200, { intervalMs }))
+      })), deadline)
+      checker.latencies = undefined
+      const measured = await closeWindow(checker, window)
+      const tag = `${intervalMs / 1000}s`
+      metrics[`cpuUsPerEvent@${tag}`] = measured.cpuUsPerEvent ?? Number.NaN
+      metrics[`p50Ms@${tag}`] = quantile(latencies, 0.5)
+      metrics[`p99Ms@${tag}`] = quantile(latencies, 0.99)
+      metrics[`acceptedP50Ms@${tag}`] = measured.acceptedP50Ms ?? Number.NaN
+      metrics[`acceptedP99Ms@${tag}`] = measured.acceptedP99Ms ?? Number.NaN
+      // Every run's thoughts, agent_started and agent_completed: what was offered, and what arrived.
+      metrics[`deliveredShare@${tag}`] = checker.delivered / (conns.length * (events + 2))
+    }
+    return metrics
+  } finally {
+    closeAll(conns)
+  }
+}
+
 async function main (): Promise<void> {
   const config = JSON.parse(process.env.BENCH_LOAD ?? '{}') as LoadConfig
   const checker = new Checker()
@@ -422,6 +467,7 @@ async function main (): Promise<void> {
     case 'latency': metrics = await latency(config, spec, checker, deadline); break
     case 'replay': metrics = await replay(config, spec, checker, deadline); break
     case 'start': metrics = await start(config, spec, checker, deadline); break
+    case 'scale': metrics = await scale(config, spec, checker, deadline); break
   }
   const result: LoadResult = { counts: checker.counts, delivered: checker.delivered, metrics }
   process.send?.({ type: 'result', result } satisfies LoadMessage, () => { process.exit(0) })

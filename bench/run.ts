@@ -18,6 +18,7 @@ import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
 import { median } from './shared/stats.js'
 import { BURST_PER_TURN, TURN_BUDGET, type Schedule } from './shared/plan.js'
+import { scalingSvg } from './chart.js'
 import { formatSummary, summariseProfile, type ProfileWindow } from './profile.js'
 
 // ---- Targets and workloads --------------------------------------------------------------------
@@ -60,6 +61,10 @@ const START_METRICS: readonly Metric[] = [
   { key: 'startedP50Ms', label: 'agent_started p50 ms', format: fixed(2) },
   { key: 'startedP99Ms', label: 'agent_started p99 ms', format: fixed(2) }
 ]
+/** The paced rates of the connection-scaling runs: one event per connection every 5 s, every 1 s. */
+export const SCALE_INTERVALS_MS = [5000, 1000] as const
+export const SCALE_SIZES = [1000, 5000, 10_000, 19_500] as const
+
 const BYTES: Metric = { key: 'bytesPerEvent', label: 'bytes/event on the wire', format: fixed(0) }
 // Redis workloads only: the CPU time redis-server used over the window (INFO CPU, the whole server).
 const REDIS_CPU: Metric = { key: 'redisCpuUsPerEvent', label: 'redis-server CPU µs/ev', format: fixed(2) }
@@ -90,6 +95,21 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     ...START_METRICS,
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) }
   ],
+  scale: [
+    { key: 'handshakesPerSec', label: 'handshakes/s', format: count },
+    { key: 'rssPerConnection', label: 'idle RSS KiB/connection', format: kib },
+    { key: 'heapPerConnection', label: 'idle heap KiB/connection', format: kib },
+    ...SCALE_INTERVALS_MS.flatMap((ms): Metric[] => {
+      const tag = `${ms / 1000}s`
+      return [
+        { key: `cpuUsPerEvent@${tag}`, label: `1/${tag}: CPU µs/event`, format: fixed(2) },
+        { key: `p50Ms@${tag}`, label: `1/${tag}: p50 ms`, format: fixed(2) },
+        { key: `p99Ms@${tag}`, label: `1/${tag}: p99 ms`, format: fixed(2) },
+        { key: `acceptedP50Ms@${tag}`, label: `1/${tag}: run_accepted p50`, format: fixed(2) },
+        { key: `deliveredShare@${tag}`, label: `1/${tag}: offered delivered`, format: fixed(3) }
+      ]
+    })
+  ],
   replay: [
     { key: 'replayMs', label: 'replay of the run ms', format: fixed(1) },
     { key: 'retainedPerEvent', label: 'retained heap B/event', format: fixed(0) },
@@ -118,6 +138,7 @@ function describe (spec: WorkloadSpec): string {
     case 'idle': return `${n(spec.connections)} authenticated idle connections, memory after forced GC`
     case 'latency': return `${n(spec.users)} users, one ${spec.content === 'token' ? 'agent_message delta of 4–16 B' : 'event'} per run every ${spec.intervalMs} ms (${n(spec.users * 1000 / spec.intervalMs)} events/s offered) for ${spec.durationMs / 1000} s`
     case 'start': return `${n(spec.users)} connections each start one run of ${spec.events} events, all within ${spec.spreadMs} ms`
+    case 'scale': return `${n(spec.connections)} authenticated connections from 127.0.0.2+, idle, then each run paced at ${spec.intervalsMs.map((ms) => `1/${ms / 1000} s`).join(' and ')} for ${spec.phaseMs / 1000} s each`
     case 'replay': return `subscribe from seq 0 to a finished run of ${n(spec.events)} events (median of ${spec.replays} replays per round)`
   }
 }
@@ -176,6 +197,19 @@ const WORKLOADS: readonly Workload[] = [
   }
 ]
 
+/** `npm run bench:scale`: the connection-scaling runs, the gateway against raw ws at each size. */
+const scaleWorkload = (connections: number, phaseMs: number): WorkloadSpec => ({ kind: 'scale', connections, settleMs: 2000, intervalsMs: [...SCALE_INTERVALS_MS], phaseMs })
+function scaleWorkloads (sizes: readonly number[]): Workload[] {
+  return sizes.map((size) => ({
+    name: `scale-${size}`,
+    title: `(s) ${n(size)} connections`,
+    targets: ['gateway', 'raw-ws'],
+    redis: false,
+    full: scaleWorkload(size, 15_000),
+    quick: scaleWorkload(size, 5_000)
+  }))
+}
+
 // ---- Processes --------------------------------------------------------------------------------
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -232,6 +266,8 @@ interface Options {
   readonly profileDir: string | undefined
   readonly out: string | undefined
   readonly redisUrl: string
+  /** `--scale`: the connection-scaling runs at these sizes instead of the workloads. */
+  readonly scale: readonly number[] | undefined
 }
 
 export interface RoundResult {
@@ -300,7 +336,7 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
  * of a target's workloads on one server to keep start-ups (seconds for the gateway) few.
  */
 async function session (options: Options, target: Target, redis: boolean, label: string, workloads: readonly Workload[], round: number): Promise<RoundResult[]> {
-  const timeoutMs = options.quick ? 30_000 : 180_000
+  const timeoutMs = options.scale !== undefined ? 900_000 : options.quick ? 30_000 : 180_000
   const redisPrefix = `${redisPrefixBase}-${label}:`
   const execArgv = ['--expose-gc', ...(options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`])]
   const windowFile = options.profileDir === undefined ? undefined : join(options.profileDir, `${label}-${target.name}.window.json`)
@@ -456,6 +492,15 @@ function checkTargets (summary: Summary): TargetCheck[] {
   check('memory store: retained heap B/event ≤ 2 × frame size', 'replay', stat('replay', 'gateway', 'retainedPerEvent'), frame === undefined ? undefined : 2 * frame, false)
   ratio('on Redis, delivered events/s ≥ 0.6 × the memory store', 'burst-redis', 'eventsPerSec', 'gateway-memory', 0.6, true)
   ratio('RSS per idle connection ≤ 1.1 × raw ws', 'idle', 'rssPerConnection', 'raw-ws', 1.1, false)
+  for (const workload of Object.keys(summary).filter((name) => name.startsWith('scale-'))) {
+    ratio('RSS per idle connection ≤ 1.1 × raw ws', workload, 'rssPerConnection', 'raw-ws', 1.1, false)
+    for (const ms of SCALE_INTERVALS_MS) {
+      const tag = `${ms / 1000}s`
+      ratio(`1/${tag}: CPU per event ≤ 1.2 × raw ws`, workload, `cpuUsPerEvent@${tag}`, 'raw-ws', 1.2, false)
+      ratio(`1/${tag}: p99 ≤ 2 × raw ws p99`, workload, `p99Ms@${tag}`, 'raw-ws', 2, false)
+      check(`1/${tag}: the offered events delivered in full`, workload, stat(workload, 'gateway', `deliveredShare@${tag}`), 1, true)
+    }
+  }
   check('replay of 10,000 events ms < 200 (memory store)', 'replay', stat('replay', 'gateway', 'replayMs'), 200, false)
   return checks
 }
@@ -529,29 +574,33 @@ function parseOptions (argv: readonly string[]): Options {
       only: { type: 'string' },
       profile: { type: 'boolean', default: false },
       out: { type: 'string' },
-      redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' }
+      redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' },
+      scale: { type: 'boolean', default: false },
+      sizes: { type: 'string' }
     }
   })
+  const scale = values.scale ? (values.sizes?.split(',').map((size) => Number(size.trim())) ?? (values.quick ? [200, 1000] : [...SCALE_SIZES])) : undefined
   const date = new Date().toISOString().slice(0, 10)
   // Profiles stay out of the repository, next to the compiled bench.
   const profileDir = values.profile ? join(process.cwd(), 'dist-dev', 'profiles') : undefined
   return {
     quick: values.quick,
-    rounds: Number(values.rounds ?? (values.quick || values.profile ? 1 : 5)),
+    rounds: Number(values.rounds ?? (values.quick || values.profile || values.scale ? 1 : 5)),
     // Profiling defaults to workload (a); --only picks others.
     only: values.only?.split(',').map((name) => name.trim()) ?? (values.profile ? ['burst'] : undefined),
     profileDir,
     // Quick and profiling runs leave the committed results alone unless told where to write.
     // Only a complete run is written by default: a partial one must not replace the day's results.
-    out: values.out ?? (values.quick || values.profile || values.only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${date}.json`)),
-    redisUrl: values.redis
+    out: values.out ?? (values.quick || values.profile || values.only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${scale === undefined ? '' : 'scale-'}${date}.json`)),
+    redisUrl: values.redis,
+    scale
   }
 }
 
 export async function runBench (argv: readonly string[]): Promise<boolean> {
   const options = parseOptions(argv)
   const began = performance.now()
-  let workloads = WORKLOADS.filter((w) => options.only === undefined || options.only.includes(w.name))
+  let workloads = (options.scale === undefined ? WORKLOADS : scaleWorkloads(options.scale)).filter((w) => options.only === undefined || options.only.includes(w.name))
   if (options.profileDir !== undefined) {
     workloads = workloads.map((w) => ({ ...w, targets: ['gateway'] }))
     mkdirSync(options.profileDir, { recursive: true })
@@ -564,7 +613,7 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
   }
   process.stdout.write(`bench: ${options.quick ? 'quick' : 'full'} mode, ${options.rounds} round(s), workloads ${workloads.map((w) => w.name).join(', ')}\n`)
   const results: RoundResult[] = []
-  if (options.quick) {
+  if (options.quick && options.scale === undefined) {
     for (const redis of [false, true]) {
       for (const name of Object.keys(TARGETS) as TargetName[]) {
         const served = workloads.filter((w) => w.redis === redis && w.targets.includes(name))
@@ -608,6 +657,11 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
     }
     writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`)
     process.stdout.write(`results written to ${options.out}\n`)
+    if (options.scale !== undefined && !options.quick) {
+      const svg = join(process.cwd(), 'docs', 'connection-scaling.svg')
+      writeFileSync(svg, scalingSvg(summary, `x: connections · medians · ${report.date.slice(0, 10)}`))
+      process.stdout.write(`chart written to ${svg}\n`)
+    }
   }
   return results.every((r) => r.ok)
 }

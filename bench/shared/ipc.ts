@@ -39,6 +39,12 @@ export type WorkloadSpec =
   | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupMs: number, readonly bytes: number, readonly content: 'thought' | 'token' }
   /** `users` connections open first; then each starts one run of `events`, all within `spreadMs`. */
   | { readonly kind: 'start', readonly users: number, readonly spreadMs: number, readonly events: number }
+  /**
+   * Connection scaling: `connections` authenticated connections (handshakes/s while they open),
+   * idle memory, then each connection's run paced at every interval of `intervalsMs` in turn,
+   * for `phaseMs` each. Sockets come from 127.0.0.2 and up, SOURCE_SPREAD per address.
+   */
+  | { readonly kind: 'scale', readonly connections: number, readonly settleMs: number, readonly intervalsMs: readonly number[], readonly phaseMs: number }
   /** One finished run of `events`, replayed from seq 0 by a second connection `warmups + replays` times. */
   | { readonly kind: 'replay', readonly events: number, readonly bytes: number, readonly warmups: number, readonly replays: number }
 
