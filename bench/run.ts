@@ -600,6 +600,8 @@ function parseOptions (argv: readonly string[]): Options {
 export async function runBench (argv: readonly string[]): Promise<boolean> {
   const options = parseOptions(argv)
   const began = performance.now()
+  // What is measured is what was compiled when the run began, not what HEAD is when it ends.
+  const measuredSource = source()
   let workloads = (options.scale === undefined ? WORKLOADS : scaleWorkloads(options.scale)).filter((w) => options.only === undefined || options.only.includes(w.name))
   if (options.profileDir !== undefined) {
     workloads = workloads.map((w) => ({ ...w, targets: ['gateway'] }))
@@ -647,7 +649,7 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
       mode: options.quick ? 'quick' : 'full',
       rounds: options.rounds,
       machine: machine(),
-      source: source(),
+      source: measuredSource,
       workloads: Object.fromEntries(workloads.map((w) => [w.name, { title: `${w.title}: ${describe(options.quick ? w.quick : w.full)}`, targets: w.targets, store: w.redis ? 'redis' : 'memory', spec: options.quick ? w.quick : w.full }])),
       skipped,
       summary,
