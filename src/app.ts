@@ -22,7 +22,10 @@ export interface AgentGatewayOptions {
   /** A loaded configuration; otherwise it is read from `env` (default: process.env). */
   config?: Config
   env?: EnvSource
-  /** Agents by name. Default: the built-in `demo` agent, and `llm` when LLM_BASE_URL and LLM_MODEL are set. */
+  /**
+   * Agents by name. Default: the built-in `demo` agent, and `llm` when LLM_BASE_URL and LLM_MODEL
+   * are set. The remote agents of AG_UI_AGENTS are added in either case.
+   */
   agents?: Readonly<Record<string, Agent>>
   /** The agent of runs that name none. Default: the first of `agents`. */
   defaultAgent?: string
@@ -59,6 +62,17 @@ async function builtInAgents (fastify: FastifyInstance): Promise<void> {
   fastify.agentRegistry.add('llm', createLlmAgent({ baseURL, apiKey, model, maxSteps: config.LLM_MAX_STEPS }))
 }
 
+/**
+ * The remote AG-UI agents of AG_UI_AGENTS, by their names, next to the other agents (the
+ * configuration was checked at start-up). Loaded only when some are configured.
+ */
+async function remoteAgents (fastify: FastifyInstance): Promise<void> {
+  const configured = Object.entries(fastify.config.AG_UI_AGENTS)
+  if (configured.length === 0) return
+  const { createAgUiAgent } = await import('./agents/ag-ui-remote.js')
+  for (const [name, options] of configured) fastify.agentRegistry.add(name, createAgUiAgent(options))
+}
+
 async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Promise<void> {
   fastify.register(configPlugin, { config: opts.config, env: opts.env })
   fastify.register(telemetry, { prometheus: opts.metrics !== false })
@@ -70,6 +84,7 @@ async function gateway (fastify: FastifyInstance, opts: AgentGatewayOptions): Pr
   fastify.register(delivery)
   fastify.register(runEngine, { agents: opts.agents, defaultAgent: opts.defaultAgent })
   if (opts.agents === undefined) fastify.register(builtInAgents)
+  fastify.register(remoteAgents)
   fastify.register(gatewayRoutes, { page: opts.page })
 }
 

@@ -62,6 +62,7 @@ export const ConfigSchema = Type.Object({
   REDIS_KEY_PREFIX: Type.String({ description: 'Prefix of every Redis key and channel, to share one Redis between deployments.', default: 'agw:', minLength: 1, maxLength: 64 }),
   LEASE_TTL_MS: int('With Redis: how long a node\'s claim on the runs it executes lasts unrenewed; a run whose node is gone ends with NODE_LOST about this long after.', 15_000, 300, 600_000),
   MAX_MESSAGE_BYTES: int('Largest client frame accepted; larger frames close the connection with 1009.', 65536, 256, 16 * 1024 * 1024),
+  MAX_INPUT_BYTES: int('Largest run input (its JSON, in UTF-8 bytes) accepted on every transport (WebSocket, POST /v1/runs, AG-UI): beyond it the run is refused with AGW_ERR_RUN_INPUT_TOO_LARGE (HTTP 413, BAD_MESSAGE on the WebSocket).', 65536, 256, 16 * 1024 * 1024),
   MAX_CONCURRENT_RUNS: int('Runs one user may have in flight at once (TOO_MANY_RUNS beyond).', 4, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('Open WebSocket connections per user (HTTP 429 beyond).', 16, 1, 100_000),
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int('Runs one connection may follow at once.', 64, 1, 10_000),
@@ -78,6 +79,10 @@ export const ConfigSchema = Type.Object({
   DISCONNECT_GRACE_MS: int('How long a run started with cancelOnDisconnect may go unwatched before it is cancelled.', 30_000, 0, 3_600_000),
   SHUTDOWN_GRACE_MS: int('On shutdown, how long running runs may take to finish before they are ended with SHUTDOWN.', 10_000, 0, 3_600_000),
   METRICS_TOKEN: secret('When set, GET /metrics requires "Authorization: Bearer <this token>". Unset: /metrics is open (keep it off the public network).'),
+  AG_UI_AGENTS: Type.Optional(Type.String({
+    description: 'Remote AG-UI agents to register next to the built-in ones, as JSON: `{ "<name>": { "url": "https://…", "headers": { … }, "timeoutMs": 60000 } }` (see docs/integrations.md#remote-ag-ui-agents). Its headers are secrets: never shown.',
+    writeOnly: true
+  })),
   LLM_BASE_URL: Type.Optional(Type.String({ description: 'Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, LM Studio, e.g. http://localhost:11434/v1). With LLM_MODEL, registers the `llm` agent; setting only one of the two refuses start-up.', pattern: '^https?://.+' })),
   LLM_API_KEY: secret('API key sent to LLM_BASE_URL (any non-empty value for servers that need none).'),
   LLM_MODEL: Type.Optional(Type.String({ description: 'Model name for the `llm` agent (e.g. gpt-4o-mini, llama3.1); needs LLM_BASE_URL.', minLength: 1 })),
@@ -85,10 +90,19 @@ export const ConfigSchema = Type.Object({
   DEMO_STEP_DELAY_MS: int('Pause between the demo agent\'s steps, so a person can watch them. 0 in tests.', 250, 0, 60_000)
 }, { additionalProperties: false })
 
+/** One remote AG-UI agent of AG_UI_AGENTS: the options of `createAgUiAgent`. */
+export interface AgUiAgentConfig {
+  readonly url: string
+  readonly headers?: Readonly<Record<string, string>>
+  readonly timeoutMs?: number
+}
+
 type RawConfig = Static<typeof ConfigSchema>
-export type Config = Readonly<Omit<RawConfig, 'ALLOWED_ORIGINS' | 'JWT_AUDIENCE'> & {
+export type Config = Readonly<Omit<RawConfig, 'ALLOWED_ORIGINS' | 'JWT_AUDIENCE' | 'AG_UI_AGENTS'> & {
   ALLOWED_ORIGINS: readonly string[]
   JWT_AUDIENCE: readonly string[]
+  /** Remote AG-UI agents by name (empty when AG_UI_AGENTS is unset). */
+  AG_UI_AGENTS: Readonly<Record<string, AgUiAgentConfig>>
 } & Record<`JWT_SECRET_${Uppercase<AppEnv>}` | `JWT_PREVIOUS_SECRET_${Uppercase<AppEnv>}`, string | undefined>>
 
 /** Where configuration values come from: `process.env` unless a caller (a test, an embedding app) says otherwise. */
@@ -116,9 +130,61 @@ export function loadConfig (source: EnvSource = process.env): Config {
   }
   return Object.freeze({
     ...raw,
+    AG_UI_AGENTS: parseAgUiAgents(raw.AG_UI_AGENTS),
     ALLOWED_ORIGINS: Object.freeze(list(raw.ALLOWED_ORIGINS)),
     JWT_AUDIENCE: Object.freeze(list(raw.JWT_AUDIENCE))
   }) as Config
+}
+
+const AGENT_NAME = /^[A-Za-z0-9_.-]{1,64}$/
+const AG_UI_AGENT_KEYS = new Set(['url', 'headers', 'timeoutMs'])
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** The problem with one entry of AG_UI_AGENTS, or undefined. Never quotes a value: headers are secrets. */
+function agUiAgentProblem (entry: unknown): string | undefined {
+  if (!isObject(entry)) return 'must be an object { url, headers?, timeoutMs? }'
+  const unknown = Object.keys(entry).find((key) => !AG_UI_AGENT_KEYS.has(key))
+  if (unknown !== undefined) return `has an unknown field "${unknown.slice(0, 64)}" (allowed: url, headers, timeoutMs)`
+  let url: URL | undefined
+  try {
+    url = typeof entry.url === 'string' ? new URL(entry.url) : undefined
+  } catch {
+    url = undefined
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return 'url must be an http(s) URL'
+  if (entry.headers !== undefined) {
+    if (!isObject(entry.headers)) return 'headers must be an object of strings'
+    for (const [name, value] of Object.entries(entry.headers)) {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) return 'headers has a name that is not a valid HTTP header name'
+      if (typeof value !== 'string' || /[\r\n\0]/.test(value)) return `header "${name}" must be a string on one line`
+    }
+  }
+  const { timeoutMs } = entry
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000)) {
+    return 'timeoutMs must be an integer from 1 to 86400000'
+  }
+  return undefined
+}
+
+/** AG_UI_AGENTS, parsed and checked: throws AGW_ERR_CONFIG_INVALID naming the agent and the problem. */
+export function parseAgUiAgents (text: string | undefined): Readonly<Record<string, AgUiAgentConfig>> {
+  if (text === undefined) return Object.freeze({})
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new ConfigInvalidError('AG_UI_AGENTS is not valid JSON')
+  }
+  if (!isObject(parsed)) throw new ConfigInvalidError('AG_UI_AGENTS must be a JSON object { "<name>": { "url": … } }')
+  for (const [name, entry] of Object.entries(parsed)) {
+    if (!AGENT_NAME.test(name)) throw new ConfigInvalidError(`AG_UI_AGENTS: the agent name "${name.slice(0, 64)}" must be 1-64 letters, digits, "_", "." or "-"`)
+    const problem = agUiAgentProblem(entry)
+    if (problem !== undefined) throw new ConfigInvalidError(`AG_UI_AGENTS: agent "${name}": ${problem}`)
+  }
+  return Object.freeze(parsed as Record<string, AgUiAgentConfig>)
 }
 
 interface AjvError { instancePath: string, message?: string, keyword: string, params: Record<string, unknown> }

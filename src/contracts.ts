@@ -100,9 +100,30 @@ export interface ToolInfo {
 
 export type ToolOutcome = RunEventData<'tool_completed'>
 
+/**
+ * A tool call that runs somewhere else — inside a remote agent — reported to the run: its
+ * `tool_executing` is written when it is opened, and exactly one `tool_completed` when it ends.
+ * The first of `complete` / `fail` (or the end of the run, which ends it `cancelled`) wins; later
+ * ones write nothing and return the outcome it ended with. Reported after the run has ended, a
+ * call is never opened: its handle writes nothing.
+ */
+export interface ExternalToolCall {
+  readonly toolCallId: string
+  /** Ends the call `success` with its result (anything JSON-serialisable; otherwise `BAD_RESULT`). */
+  complete(result: unknown): ToolOutcome
+  /** Ends the call with `status` (`error` unless given) and the error to show. */
+  fail(code: string, message: string, status?: Exclude<ToolOutcome['status'], 'success'>): ToolOutcome
+}
+
 /** What an agent gets as `tools`. `call` never throws: every failure is an outcome. */
 export interface ToolDispatcher {
   call(name: string, args?: unknown): Promise<ToolOutcome>
+  /**
+   * Reports a call the gateway does not execute (a remote agent's own tool) with the bookkeeping
+   * of every call: its events are paired, and the end of the run closes it. Never throws; once the
+   * run has ended the handle writes nothing.
+   */
+  external(name: string, args?: unknown): ExternalToolCall
   /** The tools this run may call (tools whose scope the user lacks are left out). */
   list(): ToolInfo[]
 }
@@ -201,6 +222,17 @@ export type CreateResult =
   | { readonly created: true, readonly meta: RunMeta }
   /** The owner already has `active` runs in flight, the limit. */
   | { readonly created: false, readonly active: number }
+  /** Asked for an exclusive thread: the owner's run `busyRunId` on that thread is still running. */
+  | { readonly created: false, readonly busyRunId: string }
+
+export interface CreateLimits {
+  readonly maxActivePerOwner: number
+  /**
+   * Refuse the run while the owner's latest run on the same thread is still running (one run in
+   * flight per conversation, as the chat endpoint needs), checked atomically with the count.
+   */
+  readonly exclusiveThread?: boolean
+}
 
 export interface EventStore {
   /** This node's id, recorded as the executing node of the runs it creates. */
@@ -208,10 +240,17 @@ export interface EventStore {
   /**
    * Registers a new run executed by this node (status `running`, lastSeq 0), unless its owner
    * already has `maxActivePerOwner` runs in flight — counted across every node, atomically, so
-   * concurrent starts cannot overshoot. Rejects if the runId exists.
+   * concurrent starts cannot overshoot; with `exclusiveThread`, also unless the owner's latest run
+   * on the thread is still running. The new run becomes the owner's latest run on its thread.
+   * Rejects if the runId exists.
    */
-  createRun(run: NewRun, limits: { maxActivePerOwner: number }): Promise<CreateResult>
+  createRun(run: NewRun, limits: CreateLimits): Promise<CreateResult>
   getRun(runId: string): Promise<RunLookup>
+  /**
+   * The owner's latest run on a thread (the last created): running, or ended with its history
+   * still kept; undefined when there is none (or its history expired). Only that owner's runs count.
+   */
+  threadRun(ownerId: string, threadId: string): Promise<RunMeta | undefined>
   /**
    * Appends an event whose `data` is already JSON. Assigns the next seq (gapless, starting at 1,
    * in call order for one run, unique even with concurrent writers) and the timestamp, builds the

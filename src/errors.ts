@@ -89,8 +89,16 @@ export const LastEventIdError = createError<'AGW_ERR_LAST_EVENT_ID', 400, []>(
   'AGW_ERR_LAST_EVENT_ID', 'Last-Event-ID must be the seq of the last event received (a whole number)', 400)
 export const RunRequestInvalidError = createError<'AGW_ERR_RUN_REQUEST_INVALID', 400, [string]>(
   'AGW_ERR_RUN_REQUEST_INVALID', 'Invalid run request: %s', 400)
+export const RunInputTooLargeError = createError<'AGW_ERR_RUN_INPUT_TOO_LARGE', 413, [number, number]>(
+  'AGW_ERR_RUN_INPUT_TOO_LARGE', 'The run input is %s bytes as JSON; at most %s are accepted (MAX_INPUT_BYTES)', 413)
 export const AgUiInputError = createError<'AGW_ERR_AG_UI_INPUT', 400, [string]>(
   'AGW_ERR_AG_UI_INPUT', 'Invalid AG-UI RunAgentInput: %s', 400)
+export const ThreadBusyError = createError<'AGW_ERR_RUN_THREAD_BUSY', 409, [string, string]>(
+  'AGW_ERR_RUN_THREAD_BUSY', 'Chat "%s" already has a run in progress (run "%s"): wait for it to finish, or cancel it', 409)
+export const ChatInputError = createError<'AGW_ERR_CHAT_INPUT', 400, [string]>(
+  'AGW_ERR_CHAT_INPUT', 'Invalid chat request: %s', 400)
+export const ChatNotFoundError = createError<'AGW_ERR_CHAT_NOT_FOUND', 404, [string]>(
+  'AGW_ERR_CHAT_NOT_FOUND', 'Chat "%s" not found', 404)
 export const RunNotFoundError = createError<'AGW_ERR_RUN_NOT_FOUND', 404, [string]>(
   'AGW_ERR_RUN_NOT_FOUND', 'Run "%s" not found', 404)
 export const RunEndedError = createError<'AGW_ERR_RUN_ENDED', 409, [string]>(
@@ -104,9 +112,33 @@ export const ShuttingDownError = createError<'AGW_ERR_SHUTTING_DOWN', 503, []>(
 export const NotReadyError = createError<'AGW_ERR_NOT_READY', 503, [string]>(
   'AGW_ERR_NOT_READY', 'Not ready: %s', 503)
 
+// --- run errors of remote AG-UI agents (the `code` of agent_completed / tool_completed errors) ---
+/** Why a run of a remote AG-UI agent (src/agents/ag-ui-remote.ts) failed; docs/errors.md explains each. */
+export const AgUiRunError = Object.freeze({
+  /** The agent's URL could not be reached (connection refused, unknown host, TLS failure). */
+  UNREACHABLE: 'AG_UI_UNREACHABLE',
+  /** It answered with a status other than 2xx; the message has the status and an excerpt of the body. */
+  HTTP_STATUS: 'AG_UI_HTTP_STATUS',
+  /** It answered 2xx with something that is not an event stream (text/event-stream). */
+  NOT_SSE: 'AG_UI_NOT_SSE',
+  /** It sent something that is not an AG-UI event (not JSON, no type, fails the event's schema). */
+  BAD_EVENT: 'AG_UI_BAD_EVENT',
+  /** Nothing came for timeoutMs: no response headers, or no byte of the stream. */
+  STALLED: 'AG_UI_STALLED',
+  /** The stream broke off or ended before RUN_FINISHED or RUN_ERROR. */
+  STREAM_ENDED: 'AG_UI_STREAM_ENDED',
+  /** The agent sent RUN_ERROR; the message is its own. */
+  RUN_ERROR: 'AG_UI_RUN_ERROR',
+  /** The agent ended its run with outcome `cancelled`. */
+  CANCELLED: 'AG_UI_CANCELLED',
+  /** (tool_completed, status `cancelled`) a call of the agent's own that got no TOOL_CALL_RESULT before its run finished. */
+  NO_RESULT: 'AG_UI_NO_RESULT'
+} as const)
+
 /** How a gateway error is named on the wire (`error.code` of the protocol). */
 const wireCodes: Record<string, WireErrorCode> = {
   AGW_ERR_RUN_REQUEST_INVALID: 'BAD_MESSAGE',
+  AGW_ERR_RUN_INPUT_TOO_LARGE: 'BAD_MESSAGE',
   AGW_ERR_RUN_UNKNOWN_AGENT: 'UNKNOWN_AGENT',
   AGW_ERR_RUN_NOT_FOUND: 'NOT_FOUND',
   AGW_ERR_RUN_ENDED: 'RUN_ENDED',

@@ -241,6 +241,26 @@ export type RunSummary = Static<typeof RunSummary>
 export const EventsQuery = Type.Object({
   after: Type.Optional(Type.Integer({ minimum: 0, description: 'Last seq seen (Last-Event-ID wins when both are given).' }))
 })
+// The AI SDK chat endpoint (docs/integrations.md#ai-sdk): what `DefaultChatTransport` POSTs.
+// Only what the gateway reads is checked; other fields (the transport's `body` option, a
+// message's metadata) pass through unread.
+const ChatMessagePart = Type.Object({ type: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: true })
+export const ChatMessage = Type.Object({
+  id: Type.String({ maxLength: 256 }),
+  role: Type.Enum(['system', 'user', 'assistant']),
+  parts: Type.Array(ChatMessagePart, { maxItems: 1000 })
+}, { additionalProperties: true, description: 'A UIMessage of the AI SDK; the text parts of user and assistant messages are read.' })
+export const ChatRequest = Type.Object({
+  id: ThreadId,
+  messages: Type.Array(ChatMessage, { minItems: 1, maxItems: 1000, description: 'The conversation; the last user message is what the agent answers.' }),
+  trigger: Type.Optional(Type.Enum(['submit-message', 'regenerate-message'])),
+  messageId: Type.Optional(Type.String({ maxLength: 256 })),
+  agent: Type.Optional(AgentName)
+}, { additionalProperties: true })
+export type ChatRequest = Static<typeof ChatRequest>
+export const ChatParams = Type.Object({ chatId: ThreadId })
+export const ChatCancelled = Type.Object({ chatId: ThreadId, runId: RunId })
+
 /** The body of every HTTP error. */
 export const HttpError = Type.Object({ code: Type.String(), message: Type.String() })
 

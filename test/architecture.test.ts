@@ -162,7 +162,10 @@ t.test(`${BOUNDARIES}: each folder behind a boundary is imported only by its own
     ['src/routes/ws.ts', "import type { WebSocketSink } from '../delivery/websocket-sink.js'\nexport type S = WebSocketSink", false, 'types of the delivery path may be imported'],
     ['src/plugins/delivery.ts', "import { Fanout } from '../delivery/fanout.js'\nexport const f = Fanout", false, 'the delivery plugin wires its steps'],
     ['src/plugins/run-engine.ts', "export const load = () => import('../routes/ws.js')", true, 'a dynamic import crosses a boundary too'],
-    ['src/stores/redis-store.ts', "import type { Config } from '../plugins/telemetry.js'\nexport type C = Config", true, 'a store reaches into the wiring']
+    ['src/stores/redis-store.ts', "import type { Config } from '../plugins/telemetry.js'\nexport type C = Config", true, 'a store reaches into the wiring'],
+    ['src/routes/health.ts', "import { McpToolSource } from '../mcp/source.js'\nexport const m = McpToolSource", true, 'a route opens MCP connections itself'],
+    ['src/plugins/mcp-tools.ts', "export const load = () => import('../mcp/source.js')", false, 'the mcp-tools plugin owns the MCP client'],
+    ['src/mcp/source.ts', "import type { ToolRegistry } from '../plugins/tool-dispatcher.js'\nexport type R = ToolRegistry", true, 'the MCP client reaches into the wiring']
   ]
   for (const [importer, code, crossed, why] of cases) {
     const findings = (await lint(code, importer)).filter(({ ruleId }) => ruleId === BOUNDARIES)

@@ -105,3 +105,29 @@ t.test('LOG_FORMAT: pretty for a person at a terminal in development, JSON for e
   t.match(loggerOptions(auto, { pretty: true }), { transport: { target: 'pino-pretty' } })
   t.notOk((loggerOptions(auto) as { transport?: unknown }).transport, 'JSON needs no transport')
 })
+
+t.test('AG_UI_AGENTS: remote AG-UI agents, checked at start-up; a bad entry is one line naming it, never a header value', async (t) => {
+  t.same(loadConfig({}).AG_UI_AGENTS, {})
+  const agents = { research: { url: 'https://agents.example/research', headers: { Authorization: 'Bearer s3cret-value' }, timeoutMs: 5000 }, plain: { url: 'http://127.0.0.1:8000/' } }
+  t.same(loadConfig({ AG_UI_AGENTS: JSON.stringify(agents) }).AG_UI_AGENTS, agents)
+  const refused: Array<[unknown, RegExp]> = [
+    ['{not json', /^Invalid configuration: AG_UI_AGENTS is not valid JSON$/],
+    [['https://a.example'], /AG_UI_AGENTS must be a JSON object/],
+    [{ 'bad name!': { url: 'https://a.example' } }, /AG_UI_AGENTS: the agent name "bad name!" must be 1-64 letters/],
+    [{ research: { url: 'ftp://a.example' } }, /AG_UI_AGENTS: agent "research": url must be an http\(s\) URL$/],
+    [{ research: { url: 'not a url' } }, /agent "research": url must be an http\(s\) URL$/],
+    [{ research: 'https://a.example' }, /agent "research": must be an object/],
+    [{ research: { url: 'https://a.example', header: {} } }, /agent "research": has an unknown field "header"/],
+    [{ research: { url: 'https://a.example', headers: { Authorization: 42 } } }, /agent "research": header "Authorization" must be a string on one line$/],
+    [{ research: { url: 'https://a.example', headers: { Authorization: 's3cret-value\r\nX: y' } } }, /header "Authorization" must be a string on one line$/],
+    [{ research: { url: 'https://a.example', headers: { 'bad header': 's3cret-value' } } }, /headers has a name that is not a valid HTTP header name$/],
+    [{ research: { url: 'https://a.example', timeoutMs: 0 } }, /agent "research": timeoutMs must be an integer from 1 to 86400000$/]
+  ]
+  for (const [value, message] of refused) {
+    const err = t.throws(() => loadConfig({ AG_UI_AGENTS: typeof value === 'string' ? value : JSON.stringify(value) })) as { code?: string, message: string }
+    t.equal(err.code, 'AGW_ERR_CONFIG_INVALID')
+    t.match(err.message, message)
+    t.notMatch(err.message, /s3cret-value/, 'header values are never shown')
+    t.equal(err.message.split('\n').length, 1)
+  }
+})

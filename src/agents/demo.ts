@@ -4,7 +4,7 @@ import type { Agent, AgentRun, ToolOutcome } from '../contracts.js'
 import { CONSTANT_NAMES, FUNCTION_NAMES } from '../tools/calculator.js'
 import { findFact } from '../tools/facts.js'
 import { MAX_TEXT_LENGTH } from '../tools/text-stats.js'
-import { findUnit } from '../tools/units.js'
+import { MAX_UNIT_NAME_LENGTH, findUnit } from '../tools/units.js'
 
 export interface DemoAgentOptions {
   /** Pause between steps, so a person can watch the run; answer chunks wait a quarter of it. */
@@ -35,12 +35,7 @@ interface Reading {
 // ---------------------------------------------------------------------------------------------
 // Recognising arithmetic
 
-type MathKind = 'number' | 'constant' | 'function' | 'binary' | 'sign' | 'open' | 'close' | 'comma' | 'space'
-
-interface Lexeme {
-  readonly text: string
-  readonly kind: MathKind | 'other'
-}
+type MathKind = 'number' | 'constant' | 'function' | 'binary' | 'sign' | 'open' | 'close' | 'comma' | 'space' | 'other'
 
 const WORD_OPERATORS: ReadonlyArray<readonly [RegExp, string]> = [
   [/\bplus\b/gi, '+'],
@@ -54,47 +49,65 @@ const FUNCTIONS = new Set(FUNCTION_NAMES)
 const CONSTANTS = new Set(CONSTANT_NAMES)
 const BINARY_ONLY = new Set(['*', '/', '%', '^', '×', '÷', '·', 'x'])
 const SIGNS = new Set(['+', '-', '−'])
+const PUNCTUATION: ReadonlyMap<string, MathKind> = new Map([['(', 'open'], [')', 'close'], [',', 'comma']])
+const LEADING_NOISE: ReadonlySet<MathKind> = new Set(['space', 'binary', 'comma', 'close'])
+const TRAILING_NOISE: ReadonlySet<MathKind> = new Set(['space', 'binary', 'sign', 'comma', 'open', 'function'])
 
-function classify (text: string): Lexeme['kind'] {
-  const lower = text.toLowerCase()
-  if (/^[\d.]/.test(text)) return 'number'
+function classify (text: string): MathKind {
+  const first = text.charCodeAt(0)
+  if ((first >= 48 && first <= 57) || first === 46) return 'number'
   if (/^\s/.test(text)) return 'space'
+  const lower = text.toLowerCase()
   if (CONSTANTS.has(lower)) return 'constant'
   if (FUNCTIONS.has(lower)) return 'function'
   if (BINARY_ONLY.has(lower)) return 'binary'
   if (SIGNS.has(text)) return 'sign'
-  if (text === '(') return 'open'
-  if (text === ')') return 'close'
-  if (text === ',') return 'comma'
-  return 'other'
+  return PUNCTUATION.get(text) ?? 'other'
 }
 
-function trimRun (run: Lexeme[]): Lexeme[] {
-  const count = (kind: MathKind): number => run.filter((lexeme) => lexeme.kind === kind).length
-  for (let changed = true; changed && run.length > 0;) {
-    changed = false
-    const first = run[0] as Lexeme
-    const last = run[run.length - 1] as Lexeme
-    if (['space', 'binary', 'comma', 'close'].includes(first.kind) || (first.kind === 'open' && count('open') > count('close'))) {
-      run = run.slice(1)
-      changed = true
-    } else if (['space', 'binary', 'sign', 'comma', 'open', 'function'].includes(last.kind) || (last.kind === 'close' && count('close') > count('open'))) {
-      run = run.slice(0, -1)
-      changed = true
+/**
+ * Drops what cannot start or end an expression, and unbalanced brackets at either end, from
+ * kinds[start, end): one pass with running bracket counts, so a run of brackets costs its length.
+ */
+function trimRun (kinds: readonly MathKind[], start: number, end: number): readonly [number, number] {
+  let open = 0
+  let close = 0
+  for (let i = start; i < end; i++) {
+    if (kinds[i] === 'open') open++
+    else if (kinds[i] === 'close') close++
+  }
+  while (start < end) {
+    const first = kinds[start] as MathKind
+    const last = kinds[end - 1] as MathKind
+    if (LEADING_NOISE.has(first) || (first === 'open' && open > close)) {
+      start++
+      if (first === 'open') open--
+      else if (first === 'close') close--
+    } else if (TRAILING_NOISE.has(last) || (last === 'close' && close > open)) {
+      end--
+      if (last === 'open') open--
+      else if (last === 'close') close--
+    } else {
+      break
     }
   }
-  return run
+  return [start, end]
 }
 
-function looksLikeMath (run: readonly Lexeme[]): boolean {
-  const solid = run.filter((lexeme) => lexeme.kind !== 'space')
-  const hasOperand = solid.some((lexeme) => lexeme.kind === 'number' || lexeme.kind === 'constant')
-  const hasOperator = solid.some((lexeme, i) => {
-    const previous = solid[i - 1]?.kind
-    if (lexeme.kind === 'function') return solid[i + 1]?.kind === 'open'
-    const isOperator = lexeme.kind === 'binary' || lexeme.kind === 'sign'
-    return isOperator && (previous === 'number' || previous === 'constant' || previous === 'close')
-  })
+function looksLikeMath (kinds: readonly MathKind[], start: number, end: number): boolean {
+  let hasOperand = false
+  let hasOperator = false
+  let previous: MathKind | undefined
+  let pendingFunction = false
+  for (let i = start; i < end; i++) {
+    const kind = kinds[i] as MathKind
+    if (kind === 'space') continue
+    if (pendingFunction && kind === 'open') hasOperator = true
+    pendingFunction = kind === 'function'
+    if (kind === 'number' || kind === 'constant') hasOperand = true
+    if ((kind === 'binary' || kind === 'sign') && (previous === 'number' || previous === 'constant' || previous === 'close')) hasOperator = true
+    previous = kind
+  }
   return hasOperand && hasOperator
 }
 
@@ -102,18 +115,19 @@ function looksLikeMath (run: readonly Lexeme[]): boolean {
 export function findExpression (message: string): string | undefined {
   let text = message
   for (const [words, symbol] of WORD_OPERATORS) text = text.replace(words, symbol)
-  const lexemes: Lexeme[] = (text.match(MATH_LEXEME) ?? []).map((lexeme) => ({ text: lexeme, kind: classify(lexeme) }))
+  // The lexemes cover the text end to end, so offsets are running sums of their lengths.
+  const parts = text.match(MATH_LEXEME) ?? []
+  const kinds = parts.map(classify)
+  const offsets = [0]
+  for (const part of parts) offsets.push((offsets.at(-1) as number) + part.length)
   let best: string | undefined
-  let run: Lexeme[] = []
-  for (const lexeme of [...lexemes, { text: '', kind: 'other' as const }]) {
-    if (lexeme.kind !== 'other') {
-      run.push(lexeme)
-      continue
-    }
-    const trimmed = trimRun(run)
-    const candidate = trimmed.map((part) => part.text).join('')
-    if (looksLikeMath(trimmed) && candidate.length > (best?.length ?? 0)) best = candidate
-    run = []
+  let runStart = 0
+  for (let i = 0; i <= kinds.length; i++) {
+    if (i < kinds.length && kinds[i] !== 'other') continue
+    const [start, end] = trimRun(kinds, runStart, i)
+    const length = (offsets[end] as number) - (offsets[start] as number)
+    if (length > (best?.length ?? 0) && looksLikeMath(kinds, start, end)) best = text.slice(offsets[start], offsets[end])
+    runStart = i + 1
   }
   return best
 }
@@ -137,27 +151,47 @@ const CONNECTORS = new Set(['to', 'in', 'into', 'as'])
 const FILLERS = new Set(['are', 'is', 'in', 'there', 'make', 'makes', 'equal', 'equals', 'does', 'do', 'fit', 'of'])
 const ONE = new Set(['a', 'an', 'one'])
 
-function unitAt (words: readonly Word[], start: number, lenient = false): UnitMatch | undefined {
+const UNIT_START = /^[°º\p{L}]/u
+
+interface Words {
+  readonly list: readonly Word[]
+  /** Unit look-ups already made: a message that repeats itself pays for each phrase once. */
+  readonly known: Map<string, boolean>
+}
+
+function isUnit ({ known }: Words, text: string): boolean {
+  let found = known.get(text)
+  if (found === undefined) {
+    found = text.length <= MAX_UNIT_NAME_LENGTH && findUnit(text) !== undefined
+    known.set(text, found)
+  }
+  return found
+}
+
+function unitAt (sentence: Words, start: number, lenient = false): UnitMatch | undefined {
+  const words = sentence.list
   for (let length = 3; length >= 1; length--) {
+    if (start + length > words.length) continue
     const parts = words.slice(start, start + length)
-    if (parts.length !== length || parts.some((part) => part.isNumber || !/^[°º\p{L}]/u.test(part.text))) continue
+    if (parts.some((part) => part.isNumber || !UNIT_START.test(part.text))) continue
     const text = parts.map((part) => part.text).join(' ')
-    if (findUnit(text) !== undefined) return { text, next: start + length }
+    if (isUnit(sentence, text)) return { text, next: start + length }
   }
   // After an explicit "convert", an unknown unit is still worth a call: the converter explains it.
   const word = words[start]
   return lenient && word !== undefined && /^\p{L}+$/u.test(word.text) ? { text: word.text, next: start + 1 } : undefined
 }
 
-function howMany (words: readonly Word[]): ConversionRequest | undefined {
+function howMany (sentence: Words): ConversionRequest | undefined {
+  const words = sentence.list
   for (let i = 0; i + 2 < words.length; i++) {
     if (words[i]?.lower !== 'how' || !['many', 'much'].includes(words[i + 1]?.lower ?? '')) continue
-    const target = unitAt(words, i + 2)
+    const target = unitAt(sentence, i + 2)
     if (target === undefined) continue
     for (let j = target.next; j < words.length; j++) {
       const word = words[j] as Word
       const amount = word.isNumber ? Number(word.text) : ONE.has(word.lower) ? 1 : undefined
-      const source = amount === undefined ? undefined : unitAt(words, j + 1)
+      const source = amount === undefined ? undefined : unitAt(sentence, j + 1)
       if (amount !== undefined && source !== undefined) return { value: amount, from: source.text, to: target.text }
       if (!FILLERS.has(word.lower)) break
     }
@@ -165,13 +199,14 @@ function howMany (words: readonly Word[]): ConversionRequest | undefined {
   return undefined
 }
 
-function valueInUnit (words: readonly Word[]): ConversionRequest | undefined {
+function valueInUnit (sentence: Words): ConversionRequest | undefined {
+  const words = sentence.list
   const lenient = words.some((word) => word.lower === 'convert')
   for (let i = 0; i < words.length; i++) {
     if (words[i]?.isNumber !== true) continue
-    const source = unitAt(words, i + 1, lenient)
+    const source = unitAt(sentence, i + 1, lenient)
     if (source === undefined || !CONNECTORS.has(words[source.next]?.lower ?? '')) continue
-    const target = unitAt(words, source.next + 1, lenient)
+    const target = unitAt(sentence, source.next + 1, lenient)
     if (target !== undefined) return { value: Number(words[i]?.text), from: source.text, to: target.text }
   }
   return undefined
@@ -179,8 +214,9 @@ function valueInUnit (words: readonly Word[]): ConversionRequest | undefined {
 
 /** "5 km in miles", "convert 100 F to C", "how many ounces in 2 kg": units must be known unless "convert" is said. */
 export function findConversion (message: string): ConversionRequest | undefined {
-  const words = (message.match(CONVERSION_LEXEME) ?? []).map((text) => ({ text, lower: text.toLowerCase(), isNumber: /\d/.test(text) }))
-  return howMany(words) ?? valueInUnit(words)
+  const list = (message.match(CONVERSION_LEXEME) ?? []).map((text) => ({ text, lower: text.toLowerCase(), isNumber: /\d/.test(text) }))
+  const sentence: Words = { list, known: new Map() }
+  return howMany(sentence) ?? valueInUnit(sentence)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,10 +57,11 @@ export abstract class Sink implements SubscriberSink {
   /** Shared by every write, not allocated per frame. */
   protected readonly onFlushed = (): void => { this.checkDrained() }
   #corked = false
-  /** Uncorks the sink's transport and lets the next write cork it again. */
+  /** Uncorks the sink's transport (once) and lets the next write cork it again. */
   readonly #corkable: Corkable = {
     cork: () => { this.transport?.cork() },
     uncork: () => {
+      if (!this.#corked) return
       this.#corked = false
       this.transport?.uncork()
     }
@@ -90,6 +91,14 @@ export abstract class Sink implements SubscriberSink {
     if (transport === undefined) return
     this.#corked = true
     corkUntilNextTick(this.#corkable)
+  }
+
+  /**
+   * Lets this tick's held-back writes go now. Call it before ending the transport: Node 24 drops
+   * what a corked HTTP response holds when the response is ended before it is uncorked.
+   */
+  protected flushWrites (): void {
+    this.#corkable.uncork()
   }
 
   /** Writes one event to the peer. */

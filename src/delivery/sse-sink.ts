@@ -102,6 +102,7 @@ export class SseSink extends Sink {
   #end (completed: boolean): void {
     if (this.#ended) return
     this.#ended = true
+    this.flushWrites()
     if (!this.response.writableEnded) this.response.end()
     this.release()
     this.options.onEnd?.(completed)

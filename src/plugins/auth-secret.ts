@@ -280,6 +280,10 @@ function toAuthError (err: unknown): Error {
   }
 }
 
+const NUMERIC_DATE_CLAIMS = ['exp', 'nbf', 'iat'] as const
+/** The last second a JavaScript Date can hold (8.64e15 ms). */
+export const MAX_NUMERIC_DATE = 8_640_000_000_000
+
 export interface SignOptions {
   /** Lifetime in seconds (default one hour). */
   expiresInSec?: number
@@ -375,6 +379,13 @@ async function authSecret (fastify: FastifyInstance): Promise<void> {
           claims = previous.verify<TokenClaims>(token)
         } catch (previousErr) {
           throw toAuthError(previousErr)
+        }
+      }
+      // 1e400 parses as Infinity ("never expires"), 1e13 s is past the last date a Date can hold.
+      for (const claim of NUMERIC_DATE_CLAIMS) {
+        const value = claims[claim]
+        if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0 && value <= MAX_NUMERIC_DATE)) {
+          throw new TokenClaimError(`the ${claim} claim must be a whole number of seconds since 1970, at most ${MAX_NUMERIC_DATE}`)
         }
       }
       // fast-jwt does not look at `iat`; a token issued in the future is not honest.

@@ -14,7 +14,7 @@ import type { Agent, RunContext, RunMeta, UserContext } from '../contracts.js'
 import type { RunEmitter } from '../delivery/emitter.js'
 import {
   AgentDuplicateError, AgentInvalidError, AgentRegistryClosedError, HistoryExpiredError, RunEndedError, RunNotFoundError,
-  RunRequestInvalidError, ShuttingDownError, TooManyRunsError, UnknownAgentError
+  RunInputTooLargeError, RunRequestInvalidError, ShuttingDownError, ThreadBusyError, TooManyRunsError, UnknownAgentError
 } from '../errors.js'
 import { AgentName, RunRequest, type RunInput } from '../protocol.js'
 import { execute, RunStopper, type StopReason } from '../engine/execute.js'
@@ -28,9 +28,19 @@ export interface StartedRun {
   readonly agent: string
 }
 
+export interface StartOptions {
+  /** At most one run of the user in flight on the thread (checked across nodes, atomically). */
+  readonly exclusiveThread?: boolean
+}
+
 export interface RunEngine {
-  /** Accepts a run and starts it on the next turn. Throws UNKNOWN_AGENT / TOO_MANY_RUNS / invalid-request errors. */
-  start(user: UserContext, request: StartRequest): Promise<StartedRun>
+  /**
+   * Accepts a run and starts it on the next turn. Throws UNKNOWN_AGENT / TOO_MANY_RUNS / invalid-request errors;
+   * with `exclusiveThread`, AGW_ERR_RUN_THREAD_BUSY while the user's latest run on the thread is still running.
+   */
+  start(user: UserContext, request: StartRequest, options?: StartOptions): Promise<StartedRun>
+  /** The user's latest run on a thread (running, or ended with its history kept), on any node; undefined if none. */
+  threadRun(user: UserContext, threadId: string): Promise<RunMeta | undefined>
   /** Cancels a run of this user on any node: NOT_FOUND for someone else's or a missing run, RUN_ENDED if over. */
   cancel(user: UserContext, runId: string): Promise<void>
   /** The run's metadata if `user` owns it; otherwise exactly the error of a run that does not exist. */
@@ -71,17 +81,23 @@ const SHUTDOWN_STOP_MS = 5_000
 const validAgentName = Compile(AgentName)
 const validRunRequest = Compile(RunRequest)
 
-/** Frames are validated by the route; programmatic callers get the same checks here. */
-function checkRequest (request: StartRequest): void {
+/**
+ * Frames are validated by the route; programmatic callers get the same checks here. The input's
+ * size is checked here too, the one place every transport passes, before any agent reads it.
+ */
+function checkRequest (request: StartRequest, maxInputBytes: number): void {
   if (!validRunRequest.Check(request)) {
     const first = [...validRunRequest.Errors(request)][0]
     throw new RunRequestInvalidError(`${first?.instancePath.slice(1).replaceAll('/', '.') ?? ''} ${first?.message ?? ''}`.trim())
   }
+  let json: string
   try {
-    JSON.stringify(request.input)
+    json = JSON.stringify(request.input)
   } catch {
     throw new RunRequestInvalidError('input is not JSON-serialisable')
   }
+  const bytes = Buffer.byteLength(json)
+  if (bytes > maxInputBytes) throw new RunInputTooLargeError(bytes, maxInputBytes)
 }
 
 /** A run this node executes. */
@@ -229,9 +245,9 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       return closing || delivery.closing
     },
 
-    async start (user: UserContext, request: StartRequest): Promise<StartedRun> {
+    async start (user: UserContext, request: StartRequest, options: StartOptions = {}): Promise<StartedRun> {
       if (engine.closing) throw new ShuttingDownError()
-      checkRequest(request)
+      checkRequest(request, config.MAX_INPUT_BYTES)
       const name = request.agent ?? defaultAgent()
       const agent = agents.get(name)
       if (agent === undefined) throw new UnknownAgentError(name)
@@ -243,7 +259,11 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       try {
         // The store counts the user's runs in flight on every node, atomically.
         const limit = config.MAX_CONCURRENT_RUNS
-        const created = await store.createRun({ runId, threadId, agent: name, ownerId: user.userId }, { maxActivePerOwner: limit })
+        const created = await store.createRun(
+          { runId, threadId, agent: name, ownerId: user.userId },
+          { maxActivePerOwner: limit, exclusiveThread: options.exclusiveThread === true }
+        )
+        if (!created.created && 'busyRunId' in created) throw new ThreadBusyError(threadId, created.busyRunId)
         if (!created.created) {
           throw new TooManyRunsError(`${created.active} of yours are in progress (limit ${limit}); wait for one to finish or cancel one`)
         }
@@ -272,6 +292,10 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
     },
 
     getOwnedRun,
+
+    async threadRun (user: UserContext, threadId: string): Promise<RunMeta | undefined> {
+      return await store.threadRun(user.userId, threadId)
+    },
 
     activeRuns (userId?: string): number {
       if (userId === undefined) return live.size

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { Compile, type Validator } from 'typebox/compile'
-import { RunError, TOOL_NAME, type RunContext, type Tool, type ToolContext, type ToolDispatcher, type ToolInfo, type ToolOutcome, type ToolSource } from '../contracts.js'
+import { RunError, TOOL_NAME, type ExternalToolCall, type RunContext, type Tool, type ToolContext, type ToolDispatcher, type ToolInfo, type ToolOutcome, type ToolSource } from '../contracts.js'
 import type { ErrorInfo, RunEventData, ToolStatus } from '../protocol.js'
 import { DispatcherPrivateError, ToolDuplicateError, ToolInvalidError, ToolRegistryClosedError } from '../errors.js'
 
@@ -50,6 +50,8 @@ interface OpenCall {
   readonly tool: string
   readonly started: number
   resolve?: (outcome: ToolOutcome) => void
+  /** How the call ended, once it has. */
+  ended?: ToolOutcome
   timer?: NodeJS.Timeout
   /** The last progress reported (emitted or not), and when the last `tool_progress` was emitted. */
   progress?: number
@@ -116,6 +118,24 @@ class Dispatcher implements RunToolDispatcher {
     }
     if (this.#options.signal.aborted) return this.#finish(call, 'cancelled')
     return this.#execute(call, registered, args)
+  }
+
+  external (name: string, args: unknown = {}): ExternalToolCall {
+    const call: OpenCall = { toolCallId: randomUUID(), tool: String(name), started: performance.now(), progressAt: Number.NEGATIVE_INFINITY }
+    const handle: ExternalToolCall = {
+      toolCallId: call.toolCallId,
+      complete: (result) => call.ended ?? this.#finish(call, 'success', undefined, result),
+      fail: (code, message, status = 'error') => call.ended ?? this.#finish(call, status, { code: String(code), message: String(message) })
+    }
+    // After the run, the call is never opened: finishing it writes nothing.
+    if (this.#closed) return handle
+    try {
+      this.#options.events.emit('tool_executing', { toolCallId: call.toolCallId, tool: call.tool, args })
+    } catch {
+      this.#options.events.emit('tool_executing', { toolCallId: call.toolCallId, tool: call.tool, args: null })
+    }
+    this.#open.set(call.toolCallId, call)
+    return handle
   }
 
   close (): void {
@@ -202,6 +222,7 @@ class Dispatcher implements RunToolDispatcher {
       outcome = this.#outcome(call, 'error', { error: { code: 'BAD_RESULT', message: `"${call.tool}" returned a value that is not JSON-serialisable` } })
       this.#options.events.emit('tool_completed', outcome)
     }
+    call.ended = outcome
     call.resolve?.(outcome)
     return outcome
   }

@@ -20,6 +20,8 @@ export function userIdFromClaims (claims: TokenClaims): string {
   const sub = claims.sub
   if (typeof sub !== 'string') throw new SubjectInvalidError(sub === undefined ? 'it is missing' : 'it must be a string')
   if (sub.trim() === '') throw new SubjectInvalidError('it is empty')
+  // A lone surrogate is no text: stores that keep UTF-8 turn it into U+FFFD, making two users one.
+  if (!(sub as string & { isWellFormed(): boolean }).isWellFormed()) throw new SubjectInvalidError('it is not well-formed Unicode (a lone surrogate)')
   if (sub.length > MAX_USER_ID_LENGTH) throw new SubjectInvalidError(`it is longer than ${MAX_USER_ID_LENGTH} characters`)
   if (sub !== sub.trim()) throw new SubjectInvalidError('it has leading or trailing whitespace')
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused

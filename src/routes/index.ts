@@ -13,6 +13,7 @@ import pageRoute from './page.js'
 import wsRoute from './ws.js'
 import runsRoutes from './runs.js'
 import agUiRoutes from './ag-ui.js'
+import chatRoutes from './chat.js'
 import devTokenRoute from './dev-token.js'
 
 export interface GatewayRoutesOptions {
@@ -29,13 +30,14 @@ export default async function gatewayRoutes (fastify: FastifyInstance, opts: Gat
     // Documents every route registered after it in this scope, at GET /docs/json.
     await scope.register(swagger, {
       openapi: {
-        info: { title: 'agent-gateway HTTP API', version: '1', description: 'Runs, their events as Server-Sent Events, and cancellation. The WebSocket protocol is documented in docs/protocol.md.' },
+        info: { title: 'agent-gateway HTTP API', version: '1', description: 'Runs, their events as Server-Sent Events, and cancellation; AG-UI and AI SDK chat endpoints. The WebSocket protocol is documented in docs/protocol.md.' },
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } }
       }
     })
     scope.register(wsRoute)
     scope.register(runsRoutes)
     scope.register(agUiRoutes)
+    scope.register(chatRoutes)
     scope.register(devTokenRoute)
     scope.get('/docs/json', { schema: { hide: true } }, async () => scope.swagger())
   })

@@ -127,11 +127,14 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
 
     function refresh (conn: WebSocketSink, token: string, id: string | undefined): void {
       let userId: string
-      let exp: number | undefined
+      let expiresAtMs: number | undefined
+      let expiresAt: string | undefined
+      // Everything is checked (and the expiry's date computed) before the connection changes.
       try {
         const claims = authSecret.verify(token)
         userId = userIdFromClaims(claims)
-        exp = claims.exp
+        expiresAtMs = claims.exp === undefined ? undefined : claims.exp * 1000
+        expiresAt = expiresAtMs === undefined ? undefined : new Date(expiresAtMs).toISOString()
       } catch (err) {
         telemetry.authFailed((err as { code: string }).code)
         conn.close(CloseCode.UNAUTHORIZED, (err as Error).message.slice(0, 120))
@@ -143,8 +146,8 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
         conn.close(CloseCode.UNAUTHORIZED, refused.message)
         return
       }
-      conn.setExpiry(exp === undefined ? undefined : exp * 1000)
-      conn.reply({ type: 'auth_ok', id, expiresAt: exp === undefined ? undefined : new Date(exp * 1000).toISOString() })
+      conn.setExpiry(expiresAtMs)
+      conn.reply({ type: 'auth_ok', id, expiresAt })
     }
 
     socket.on('message', (data: RawData, isBinary: boolean) => {

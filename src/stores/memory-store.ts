@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
 import { FrameLog } from './frame-log.js'
-import type { CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from '../contracts.js'
+import type { CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from '../contracts.js'
 
 export interface MemoryStoreOptions {
   historyTtlMs: number
@@ -42,6 +42,9 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const ended: MemoryRun[] = []
   let endedHead = 0
   const tombstones = new Map<string, { ownerId: string, at: number }>()
+  /** Each owner's latest run on each thread, by threadKey. */
+  const threadRuns = new Map<string, string>()
+  const threadKey = (ownerId: string, threadId: string): string => `${threadId}\n${ownerId}`
   let closed = false
 
   function sweep (): void {
@@ -51,6 +54,8 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       if (run.endedAtMs + ttl > t) break
       endedHead++
       runs.delete(run.meta.runId)
+      const thread = threadKey(run.meta.ownerId, run.meta.threadId)
+      if (threadRuns.get(thread) === run.meta.runId) threadRuns.delete(thread)
       run.listeners.clear()
       tombstones.set(run.meta.runId, { ownerId: run.meta.ownerId, at: t })
     }
@@ -93,12 +98,16 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   return {
     nodeId,
 
-    async createRun (newRun: NewRun, limits: { maxActivePerOwner: number }): Promise<CreateResult> {
+    async createRun (newRun: NewRun, limits: CreateLimits): Promise<CreateResult> {
       sweep()
       if (runs.has(newRun.runId) || tombstones.has(newRun.runId)) throw new Error(`run ${newRun.runId} already exists`)
+      const thread = threadKey(newRun.ownerId, newRun.threadId)
+      const latest = threadRuns.get(thread)
+      if (limits.exclusiveThread === true && latest !== undefined && runs.get(latest)?.meta.status === 'running') return { created: false, busyRunId: latest }
       const active = activeByOwner.get(newRun.ownerId) ?? 0
       if (active >= limits.maxActivePerOwner) return { created: false, active }
       activeByOwner.set(newRun.ownerId, active + 1)
+      threadRuns.set(thread, newRun.runId)
       const meta = Object.freeze({ ...newRun, node: nodeId, status: 'running' as const, createdAt: new Date(now()).toISOString() })
       runs.set(newRun.runId, {
         meta,
@@ -116,6 +125,12 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       if (run !== undefined) return { state: 'found', meta: { ...run.meta, lastSeq: run.events.length } }
       const tombstone = tombstones.get(runId)
       return tombstone === undefined ? { state: 'missing' } : { state: 'expired', ownerId: tombstone.ownerId }
+    },
+
+    async threadRun (ownerId: string, threadId: string): Promise<RunMeta | undefined> {
+      sweep()
+      const run = runs.get(threadRuns.get(threadKey(ownerId, threadId)) ?? '')
+      return run === undefined ? undefined : { ...run.meta, lastSeq: run.events.length }
     },
 
     async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {

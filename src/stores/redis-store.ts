@@ -11,7 +11,7 @@ import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type {
-  CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
+  CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
 } from '../contracts.js'
 
 export interface RedisStoreOptions {
@@ -29,14 +29,35 @@ export interface RedisStoreOptions {
 const DAY_MS = 86_400_000
 const NODE_LOST = { code: 'NODE_LOST', message: 'The node running this run stopped before it finished' }
 
+// Redis keeps strings as UTF-8, where every lone surrogate becomes U+FFFD: two different owner
+// ids could come back as one. An id that is not well-formed Unicode (or that starts with the
+// escape's own marker) is stored as the base64 of its UTF-16 code units behind a NUL, so that
+// what is stored is a one-to-one image of the id; every other id is stored as it is.
+const OWNER_ESCAPE = '\u0000'
+
+function encodeOwner (ownerId: string): string {
+  const plain = (ownerId as string & { isWellFormed(): boolean }).isWellFormed() && !ownerId.startsWith(OWNER_ESCAPE)
+  return plain ? ownerId : `${OWNER_ESCAPE}${Buffer.from(ownerId, 'utf16le').toString('base64url')}`
+}
+
+function decodeOwner (stored: string): string {
+  return stored.startsWith(OWNER_ESCAPE) ? Buffer.from(stored.slice(OWNER_ESCAPE.length), 'base64url').toString('utf16le') : stored
+}
+
 const NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// KEYS: run, owner, active, leases. ARGV: runId, threadId, agent, ownerId, node, createdAt, maxActive, leaseTtlMs
+// KEYS: run, owner, active, leases, thread. ARGV: runId, threadId, agent, ownerId, node, createdAt,
+// maxActive, leaseTtlMs, exclusive ('1' or '0'), the prefix of run keys. Returns {1, active},
+// {0, active} at the owner's limit, {-2, runId} when the thread is exclusive and busy.
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
+if ARGV[9] == '1' then
+  local latest = redis.call('GET', KEYS[5])
+  if latest and redis.call('HGET', ARGV[10] .. latest .. '}', 'status') == 'running' then return {-2, latest} end
+end
 local active = redis.call('SCARD', KEYS[3])
 if active >= tonumber(ARGV[7]) then return {0, active} end
 ${NOW}
@@ -44,6 +65,7 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'threadId', ARGV[2], 'agent', ARGV[3], 'ownerId', ARGV[4], 'node', ARGV[5],
   'status', 'running', 'createdAt', ARGV[6], 'lastSeq', 0, 'lastAppend', 0)
 redis.call('SET', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[8]), ARGV[1])
 return {1, active + 1}
 `
@@ -84,8 +106,9 @@ redis.call('HSET', KEYS[1], 'lastSeq', seq)
 redis.call('PUBLISH', channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch)
 `
 
-// Marks the run ended. KEYS[1..6]: run, stream, tools, owner, active, leases; locals runId,
-// status, endedAt, historyTtl, tombstoneTtl.
+// Marks the run ended. KEYS[1..7]: run, stream, tools, owner, active, leases, thread; locals
+// runId, status, endedAt, historyTtl, tombstoneTtl. The thread's pointer to its latest run expires
+// with that run's history (unless a later run took its place).
 const END_RUN = `
 redis.call('HSET', KEYS[1], 'status', status, 'endedAt', endedAt)
 redis.call('SREM', KEYS[5], runId)
@@ -94,6 +117,7 @@ redis.call('DEL', KEYS[3])
 redis.call('PEXPIRE', KEYS[1], historyTtl)
 redis.call('PEXPIRE', KEYS[2], historyTtl)
 redis.call('PEXPIRE', KEYS[4], tombstoneTtl)
+if redis.call('GET', KEYS[7]) == runId then redis.call('PEXPIRE', KEYS[7], historyTtl) end
 `
 
 // A batch of events from the executing node, applied atomically. KEYS: run, stream, tools.
@@ -116,7 +140,7 @@ redis.call('HSET', KEYS[1], 'lastAppend', n, 'b' .. (n % 64), n .. ':' .. seq)
 return {seq, 1}
 `
 
-// KEYS: run, stream, tools, owner, active, leases. ARGV: runId, status, endedAt, historyTtl, tombstoneTtl
+// KEYS: run, stream, tools, owner, active, leases, thread. ARGV: runId, status, endedAt, historyTtl, tombstoneTtl
 const END = `
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 local runId, status, endedAt, historyTtl, tombstoneTtl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -127,7 +151,7 @@ return 1
 // Ends a run whose node stopped renewing its lease: its open tool calls and its terminal event,
 // and the end of the run, in one step, so that of several nodes noticing it only one writes them,
 // and nothing can follow the terminal event. The claimant saw the open tool calls in ARGV; if
-// they changed meanwhile it must look again (-1). KEYS: run, stream, tools, owner, active, leases.
+// they changed meanwhile it must look again (-1). KEYS: run, stream, tools, owner, active, leases, thread.
 // ARGV: runId, channel, threadId, endedAt, historyTtl, tombstoneTtl, toolCount, toolCallIds…, batch
 const LOSE = `
 local runId = ARGV[1]
@@ -159,7 +183,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(AR
 `
 
 interface ScriptCommands {
-  agwCreate(...args: Array<string | number>): Promise<[number, number]>
+  agwCreate(...args: Array<string | number>): Promise<[number, number | string]>
   agwAppend(...args: Array<string | number>): Promise<[number, number]>
   agwEnd(...args: Array<string | number>): Promise<number>
   agwRenew(...args: Array<string | number>): Promise<number>
@@ -235,8 +259,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   const command = new Redis(options.url, redisOptions) as Client
   const subscriber = new Redis(options.url, { ...redisOptions, autoResubscribe: true })
   for (const [name, lua, keys] of [
-    ['agwCreate', CREATE, 4], ['agwAppend', APPEND, 3], ['agwEnd', END, 6],
-    ['agwRenew', RENEW, 1], ['agwExpired', EXPIRED, 1], ['agwLose', LOSE, 6]
+    ['agwCreate', CREATE, 5], ['agwAppend', APPEND, 3], ['agwEnd', END, 7],
+    ['agwRenew', RENEW, 1], ['agwExpired', EXPIRED, 1], ['agwLose', LOSE, 7]
   ] as const) {
     command.defineCommand(name, { lua, numberOfKeys: keys })
   }
@@ -248,7 +272,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     stream: (runId: string) => `${prefix}events:{${runId}}`,
     tools: (runId: string) => `${prefix}tools:{${runId}}`,
     owner: (runId: string) => `${prefix}owner:{${runId}}`,
-    active: (ownerId: string) => `${prefix}active:{${ownerId}}`,
+    active: (ownerId: string) => `${prefix}active:{${encodeOwner(ownerId)}}`,
+    // A thread id never holds '/', so the owner after it cannot be mistaken for part of it.
+    thread: (ownerId: string, threadId: string) => `${prefix}thread:${threadId}/${encodeOwner(ownerId)}`,
     leases: `${prefix}leases`,
     live: (runId: string) => `${prefix}live:{${runId}}`,
     control: (node: string) => `${prefix}control:${node}`
@@ -360,10 +386,12 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       })
   }
 
-  async function endRun (runId: string, status: TerminalStatus, ownerId?: string): Promise<void> {
-    const owner = ownerId ?? await command.hget(key.run(runId), 'ownerId') ?? ''
+  async function endRun (runId: string, status: TerminalStatus): Promise<void> {
+    const [stored, threadId] = await command.hmget(key.run(runId), 'ownerId', 'threadId')
+    const owner = decodeOwner(stored ?? '')
     await command.agwEnd(
       key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(owner), key.leases,
+      key.thread(owner, threadId ?? ''),
       runId, status, new Date().toISOString(), options.historyTtlMs, tombstoneTtl
     )
     owned.delete(runId)
@@ -388,12 +416,36 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       }
       events.push(packed('agent_completed', ts, JSON.stringify(terminal)))
       const outcome = await command.agwLose(
-        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(fields.ownerId ?? ''), key.leases,
-        runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
+        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(decodeOwner(fields.ownerId ?? '')), key.leases,
+        key.thread(decodeOwner(fields.ownerId ?? ''), fields.threadId ?? ''), runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
         Object.keys(tools).length, ...Object.keys(tools), events.join('\n')
       )
       if (outcome !== -1) return
     }
+  }
+
+  async function getRun (runId: string): Promise<RunLookup> {
+    // The run and its tombstone in one round trip: a missing run, an expired one and another
+    // user's running one all cost the same, so timing tells nobody which it was.
+    const [[runErr, fields], [ownerErr, tombstone]] = await command.multi().hgetall(key.run(runId)).get(key.owner(runId)).exec() as
+      [[Error | null, Record<string, string>], [Error | null, string | null]]
+    if (runErr !== null) throw runErr
+    if (ownerErr !== null) throw ownerErr
+    if (fields.status === undefined) {
+      return tombstone === null ? { state: 'missing' } : { state: 'expired', ownerId: decodeOwner(tombstone) }
+    }
+    const meta: RunMeta = {
+      runId,
+      threadId: fields.threadId ?? '',
+      agent: fields.agent ?? '',
+      ownerId: decodeOwner(fields.ownerId ?? ''),
+      node: fields.node ?? '',
+      status: fields.status as RunStatus,
+      createdAt: fields.createdAt ?? '',
+      lastSeq: Number(fields.lastSeq ?? 0),
+      ...(fields.endedAt === undefined ? {} : { endedAt: fields.endedAt })
+    }
+    return { state: 'found', meta }
   }
 
   const leaseTimer = setInterval(() => {
@@ -413,37 +465,28 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   return {
     nodeId,
 
-    async createRun (run: NewRun, limits: { maxActivePerOwner: number }): Promise<CreateResult> {
+    async createRun (run: NewRun, limits: CreateLimits): Promise<CreateResult> {
       const createdAt = new Date().toISOString()
-      const [status, active] = await command.agwCreate(
-        key.run(run.runId), key.owner(run.runId), key.active(run.ownerId), key.leases,
-        run.runId, run.threadId, run.agent, run.ownerId, nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs
+      const [status, detail] = await command.agwCreate(
+        key.run(run.runId), key.owner(run.runId), key.active(run.ownerId), key.leases, key.thread(run.ownerId, run.threadId),
+        run.runId, run.threadId, run.agent, encodeOwner(run.ownerId), nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs,
+        limits.exclusiveThread === true ? '1' : '0', `${prefix}run:{`
       )
       if (status === -1) throw new Error(`run ${run.runId} already exists`)
-      if (status === 0) return { created: false, active }
+      if (status === -2) return { created: false, busyRunId: String(detail) }
+      if (status === 0) return { created: false, active: Number(detail) }
       owned.set(run.runId, { threadId: run.threadId, batchNo: 0, pending: undefined, lastWrite: Promise.resolve() })
       return { created: true, meta: { ...run, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
 
-    async getRun (runId: string): Promise<RunLookup> {
-      const fields = await command.hgetall(key.run(runId))
-      if (fields.status === undefined) {
-        const ownerId = await command.get(key.owner(runId))
-        return ownerId === null ? { state: 'missing' } : { state: 'expired', ownerId }
-      }
-      const meta: RunMeta = {
-        runId,
-        threadId: fields.threadId ?? '',
-        agent: fields.agent ?? '',
-        ownerId: fields.ownerId ?? '',
-        node: fields.node ?? '',
-        status: fields.status as RunStatus,
-        createdAt: fields.createdAt ?? '',
-        lastSeq: Number(fields.lastSeq ?? 0),
-        ...(fields.endedAt === undefined ? {} : { endedAt: fields.endedAt })
-      }
-      return { state: 'found', meta }
+    async threadRun (ownerId: string, threadId: string): Promise<RunMeta | undefined> {
+      const runId = await command.get(key.thread(ownerId, threadId))
+      if (runId === null) return undefined
+      const lookup = await getRun(runId)
+      return lookup.state === 'found' && lookup.meta.ownerId === ownerId ? lookup.meta : undefined
     },
+
+    getRun,
 
     append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
       const run = owned.get(runId)

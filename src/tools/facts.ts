@@ -194,11 +194,28 @@ function words (text: string): string[] {
     .map(stem)
 }
 
-function contains (haystack: readonly string[], needle: readonly string[]): boolean {
-  for (let start = 0; start + needle.length <= haystack.length; start++) {
-    if (needle.every((word, i) => haystack[start + i] === word)) return true
+/** The query's words, with where each word occurs: looking a phrase up costs its occurrences, not the query's length. */
+interface Terms {
+  readonly list: readonly string[]
+  readonly positions: ReadonlyMap<string, readonly number[]>
+}
+
+function terms (query: string): Terms {
+  const list = words(query)
+  const positions = new Map<string, number[]>()
+  for (const [i, word] of list.entries()) {
+    const seen = positions.get(word)
+    if (seen === undefined) positions.set(word, [i])
+    else seen.push(i)
   }
-  return false
+  return { list, positions }
+}
+
+function contains ({ list, positions }: Terms, phrase: readonly string[]): boolean {
+  const [head, ...rest] = phrase
+  if (head === undefined) return false
+  // Only where the first word occurs, and a phrase is a few words long: linear in the query.
+  return (positions.get(head) ?? []).some((start) => rest.every((word, i) => list[start + 1 + i] === word))
 }
 
 interface IndexedFact {
@@ -211,23 +228,26 @@ const INDEX: readonly IndexedFact[] = FACTS.map((fact) => ({ fact, keywords: fac
 
 /** The best-matching fact: it must name the topic (a keyword); hints break ties. Earlier facts win a draw. */
 export function findFact (query: string): Fact | undefined {
-  const terms = words(query)
+  return bestFact(terms(query))
+}
+
+function bestFact (found: Terms): Fact | undefined {
   let best: { fact: Fact, score: number } | undefined
   for (const entry of INDEX) {
-    const named = entry.keywords.filter((keyword) => contains(terms, keyword))
+    const named = entry.keywords.filter((keyword) => contains(found, keyword))
     if (named.length === 0) continue
     const score = named.reduce((sum, keyword) => sum + 2 * keyword.length, 0) +
-      entry.hints.filter((hint) => terms.includes(hint)).length
+      entry.hints.filter((hint) => found.positions.has(hint)).length
     if (best === undefined || score > best.score) best = { fact: entry.fact, score }
   }
   return best?.fact
 }
 
 export function lookupFact (query: string): FactAnswer {
-  const fact = findFact(query)
+  const found = terms(query)
+  const fact = bestFact(found)
   if (fact !== undefined) return { query, found: true, topic: fact.topic, fact: fact.fact, source: 'built-in reference table' }
-  const terms = words(query)
-  const related = INDEX.filter((entry) => entry.hints.some((hint) => terms.includes(hint))).map((entry) => entry.fact.topic)
+  const related = INDEX.filter((entry) => entry.hints.some((hint) => found.positions.has(hint))).map((entry) => entry.fact.topic)
   const suggestions = (related.length > 0 ? related : FACTS.map((fact) => fact.topic)).slice(0, 5)
   return { query, found: false, suggestions }
 }

@@ -23,7 +23,15 @@ const STOP_WORDS = new Set([
 ])
 
 const WORD = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*/gu
-const SENTENCE = /[^.!?…]*[\p{L}\p{N}][^.!?…]*(?:[.!?…]+|$)/gu
+const SENTENCE_END = /[.!?…]+/u
+const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u
+
+/** Pieces between runs of sentence-ending punctuation that hold a letter or a digit; one linear split. */
+function countSentences (text: string): number {
+  let sentences = 0
+  for (const piece of text.split(SENTENCE_END)) if (LETTER_OR_DIGIT.test(piece)) sentences++
+  return sentences
+}
 
 /** Counts words, characters (Unicode code points) and sentences, and finds the 3 most frequent words. */
 export function analyzeText (text: string): TextStats {
@@ -41,7 +49,7 @@ export function analyzeText (text: string): TextStats {
   return {
     words: words.length,
     characters: [...text].length,
-    sentences: text.match(SENTENCE)?.length ?? 0,
+    sentences: countSentences(text),
     topWords
   }
 }

@@ -152,7 +152,9 @@ export function convert (value: number, from: string, to: string): Conversion {
   return { value, from: source.symbol, to: target.symbol, result: roundSignificant(result, 10) }
 }
 
-const UnitName = Type.String({ minLength: 1, maxLength: 32, description: 'A unit symbol or name, e.g. "km", "miles", "°F", "kg".' })
+export const MAX_UNIT_NAME_LENGTH = 32
+
+const UnitName = Type.String({ minLength: 1, maxLength: MAX_UNIT_NAME_LENGTH, description: 'A unit symbol or name, e.g. "km", "miles", "°F", "kg".' })
 
 export const unitConverter = defineTool({
   name: 'convert_units',

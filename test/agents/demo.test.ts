@@ -58,7 +58,8 @@ function fakeRun (message: string, options: FakeOptions = {}): Fake {
         events.push({ type: 'call', tool, args })
         return await (options.outcome ?? realOutcome)(tool, args)
       },
-      list: () => demoTools.map(({ name, description, parameters }) => ({ name, description, parameters }))
+      list: () => demoTools.map(({ name, description, parameters }) => ({ name, description, parameters })),
+      external () { throw new Error('the demo agent reports no external calls') }
     }
   }
   const of = <T extends Event['type']>(type: T): Array<Extract<Event, { type: T }>> =>

@@ -442,7 +442,14 @@ t.test('a request the server refuses with RATE_LIMITED is sent again at a slower
 })
 
 t.test('createClient without a WebSocket to use says so', async (t) => {
-  t.equal((globalThis as { WebSocket?: unknown }).WebSocket, undefined, 'Node 20 has no global WebSocket')
+  // Node 20 has no global WebSocket; Node 22 and later have one, which is hidden here.
+  const runtime = globalThis as { WebSocket?: unknown }
+  const own = Object.getOwnPropertyDescriptor(runtime, 'WebSocket')
+  if (own !== undefined) {
+    delete runtime.WebSocket
+    t.teardown(() => { Object.defineProperty(runtime, 'WebSocket', own) })
+  }
+  t.equal(runtime.WebSocket, undefined)
   t.throws(() => createClient({ url: 'ws://127.0.0.1:1/ws', token: 'x' }), { name: 'GatewayError', code: 'NO_WEBSOCKET' })
 })
 

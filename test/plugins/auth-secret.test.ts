@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { configPlugin, loadConfig, type EnvSource } from '../../src/config.js'
 import telemetry from '../../src/plugins/telemetry.js'
 import authSecret, { checkSecret, extractToken, inspectSecrets, resolveSecret } from '../../src/plugins/auth-secret.js'
-import { OTHER_SECRET, TEST_SECRET, mint } from '../helpers.js'
+import { OTHER_SECRET, TEST_SECRET, mint, mintRaw } from '../helpers.js'
 
 const rules = (variable: string, value: string): string[] =>
   checkSecret(variable, value).errors.map((error) => /\[rule: ([a-z-]+)\]/.exec(error)?.[1] ?? error)
@@ -155,6 +155,28 @@ t.test('verification: the token matrix of the protocol', async (t) => {
   t.equal(verify(mint({ sub: 'alice', nbf: now + 10 })).sub, 'alice', 'nbf within the leeway')
   t.throws(() => verify(mint({ sub: 'alice' }, { expiresIn: null })), { code: 'AGW_ERR_AUTH_TOKEN_CLAIM', message: /exp/ }, 'exp is required')
   t.throws(() => verify(mint({ sub: 'alice', iat: now + 3600 })), { code: 'AGW_ERR_AUTH_TOKEN_CLAIM', message: /iat/ }, 'iat in the future')
+})
+
+t.test('verification: exp, nbf and iat must be whole numbers of seconds a date can hold', async (t) => {
+  const app = await authApp(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET })
+  const { verify } = app.authSecret
+  const now = Math.floor(Date.now() / 1000)
+  t.equal(verify(mintRaw(`{"sub":"alice","iat":${now},"exp":8640000000000}`)).exp, 8_640_000_000_000, 'the last date there is')
+  const refused: Record<string, string> = {
+    'exp past the last date (1e13)': `{"sub":"alice","exp":1e13}`,
+    'exp that parses as Infinity (1e400)': `{"sub":"alice","exp":1e400}`,
+    'exp with a fraction': `{"sub":"alice","exp":${now + 60}.5}`,
+    'negative exp': `{"sub":"alice","exp":-1,"nbf":-5}`,
+    'nbf that parses as -Infinity': `{"sub":"alice","exp":${now + 60},"nbf":-1e400}`,
+    'iat of 1e400': `{"sub":"alice","exp":${now + 60},"iat":1e400}`
+  }
+  for (const [name, payload] of Object.entries(refused)) {
+    t.throws(() => verify(mintRaw(payload)), { code: /^AGW_ERR_AUTH_TOKEN_(CLAIM|EXPIRED|INACTIVE)$/, statusCode: 401 }, name)
+  }
+  t.throws(() => verify(mintRaw(`{"sub":"alice","exp":1e400}`)), {
+    code: 'AGW_ERR_AUTH_TOKEN_CLAIM',
+    message: 'The token claims are not acceptable: the exp claim must be a whole number of seconds since 1970, at most 8640000000000'
+  })
 })
 
 t.test('verification: exp may be made optional, and iss / aud are checked when configured', async (t) => {

@@ -332,3 +332,40 @@ t.test('a tool source offers tools that change at run time, next to the register
   current.delete('srv__echo')
   t.match(await dispatcher.call('srv__echo', { n: 2 }), { status: 'error', error: { code: 'SERVER_DOWN' } }, 'a tool the source no longer offers')
 })
+
+t.test('external(): a call that ran elsewhere is reported with paired events, ended once', async (t) => {
+  const app = await dispatcherApp(t, [add])
+  const { dispatcher, events } = makeDispatcher(app)
+  const search = dispatcher.external('web_search', { query: 'weather' })
+  t.same(events, [{ type: 'tool_executing', data: { toolCallId: search.toolCallId, tool: 'web_search', args: { query: 'weather' } } }])
+  const done = search.complete({ hits: 3 })
+  t.match(done, { toolCallId: search.toolCallId, tool: 'web_search', status: 'success', result: { hits: 3 } })
+  t.same(search.fail('LATE', 'too late'), done, 'a second ending returns the outcome the call ended with …')
+  t.equal(events.length, 2, '… and writes nothing')
+  t.same(events[1]?.data, done)
+
+  const broken = dispatcher.external('fetch_page')
+  const failed = broken.fail('REMOTE_TOOL_FAILED', 'The page did not load')
+  t.match(failed, { status: 'error', error: { code: 'REMOTE_TOOL_FAILED', message: 'The page did not load' } })
+  t.match(dispatcher.external('slow_thing', {}).fail('GAVE_UP', 'No answer', 'timeout'), { status: 'timeout', error: { code: 'GAVE_UP' } })
+  const circularValue: Record<string, unknown> = {}
+  circularValue.self = circularValue
+  t.match(dispatcher.external('odd').complete(circularValue), { status: 'error', error: { code: 'BAD_RESULT' } })
+  t.match(dispatcher.external('odd_args', circularValue), { toolCallId: String })
+  t.same(events.at(-1), { type: 'tool_executing', data: { toolCallId: events.at(-1)?.data.toolCallId, tool: 'odd_args', args: null } },
+    'arguments JSON cannot hold are reported as null')
+  t.equal(dispatcher.openCalls, 1)
+})
+
+t.test('external(): the end of the run closes open reports cancelled; after it nothing is written', async (t) => {
+  const app = await dispatcherApp(t, [add])
+  const { dispatcher, events } = makeDispatcher(app)
+  const open = dispatcher.external('remote_lookup', { id: 1 })
+  dispatcher.close()
+  t.same(events.map((e) => [e.type, e.data.status]), [['tool_executing', undefined], ['tool_completed', 'cancelled']])
+  t.equal(open.complete('late').status, 'cancelled', 'a result after the end does not change the outcome')
+  const after = dispatcher.external('remote_lookup')
+  t.equal(after.complete('x').status, 'success', 'a call reported after the end says what it was told')
+  t.equal(events.length, 2, 'a report after the run ended writes no event')
+  t.equal(dispatcher.openCalls, 0)
+})

@@ -10,6 +10,7 @@ t.test('the user id comes from sub, and only a usable sub', async (t) => {
   t.equal(userIdFromClaims({ sub: 'alice' }), 'alice')
   t.equal(userIdFromClaims({ sub: 'auth0|5f7c8ec7c33c6c004bbafe82' }), 'auth0|5f7c8ec7c33c6c004bbafe82')
   t.equal(userIdFromClaims({ sub: 'x'.repeat(256) }), 'x'.repeat(256))
+  t.equal(userIdFromClaims({ sub: '\ufffd😀' }), '\ufffd😀', 'well-formed Unicode, surrogate pairs included, is fine')
   const refused: Array<[unknown, RegExp]> = [
     [undefined, /it is missing/],
     [42, /it must be a string/],
@@ -19,6 +20,9 @@ t.test('the user id comes from sub, and only a usable sub', async (t) => {
     ['x'.repeat(257), /longer than 256/],
     [' alice', /whitespace/],
     ['ali\nce', /control characters/],
+    ['\ud800', /not well-formed Unicode/],
+    ['alice\udc00', /not well-formed Unicode/],
+    ['\ud83d', /not well-formed Unicode/],
     ['none', /placeholder/],
     ['null', /placeholder/],
     ['undefined', /placeholder/],
@@ -73,7 +77,7 @@ t.test('requireUser sets request.userContext or answers 401 { code, message }', 
   const ok = await app.inject({ url: '/me', headers: { authorization: `Bearer ${mint({ sub: 'alice', scope: 'a b' })}` } })
   t.equal(ok.statusCode, 200)
   t.match(ok.json(), { userId: 'alice', scopes: ['a', 'b'], requestId: /^req-/ })
-  for (const sub of ['none', '', undefined]) {
+  for (const sub of ['none', '', undefined, '\ud800']) {
     const refused = await app.inject({ url: '/me', headers: { authorization: `Bearer ${mint(sub === undefined ? {} : { sub })}` } })
     t.equal(refused.statusCode, 401)
     t.equal(refused.json().code, 'AGW_ERR_AUTH_SUBJECT_INVALID')

@@ -143,8 +143,14 @@ t.test('the OpenAPI document describes the API from the same schemas', async (t)
   t.equal(response.statusCode, 200)
   const doc = response.json<{ openapi: string, paths: Record<string, Record<string, { security?: unknown, requestBody?: { content: Record<string, { schema: unknown }> } }>> }>()
   t.match(doc.openapi, /^3\./)
-  t.same(Object.keys(doc.paths).sort(), ['/v1/ag-ui', '/v1/runs', '/v1/runs/{runId}', '/v1/runs/{runId}/cancel', '/v1/runs/{runId}/events'], 'every HTTP route of the API, from one document')
+  t.same(Object.keys(doc.paths).sort(), [
+    '/v1/ag-ui', '/v1/chat', '/v1/chat/{chatId}/cancel', '/v1/chat/{chatId}/stream',
+    '/v1/runs', '/v1/runs/{runId}', '/v1/runs/{runId}/cancel', '/v1/runs/{runId}/events'
+  ], 'every HTTP route of the API, from one document')
   t.same(doc.paths['/v1/ag-ui']?.post?.security, [{ bearer: [] }])
+  t.same(doc.paths['/v1/chat']?.post?.security, [{ bearer: [] }])
+  t.match(doc.paths['/v1/chat']?.post?.requestBody?.content['application/json']?.schema, { required: ['id', 'messages'], properties: { messages: { items: { required: ['id', 'role', 'parts'] } } } })
+  t.same(doc.paths['/v1/chat/{chatId}/stream']?.get?.security, [{ bearer: [] }])
   t.match(doc.paths['/v1/runs']?.post?.requestBody?.content['application/json']?.schema, { required: ['input'], properties: { input: { required: ['message'] } } })
   t.same(doc.paths['/v1/runs/{runId}']?.get?.security, [{ bearer: [] }])
 })

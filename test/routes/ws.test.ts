@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { defineTool, type Agent } from '../../src/index.js'
 import { CRITICAL_EVENT_TYPES, PROTOCOL } from '../../src/protocol.js'
-import { TestClient, buildApp, mint, runProblems, testEnv, tokenFor } from '../helpers.js'
+import { TestClient, buildApp, mint, mintRaw, runProblems, testEnv, tokenFor } from '../helpers.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -215,6 +215,14 @@ t.test('auth refreshes the token of the same user; another user or a bad token c
   const bad = await open(t, app, tokenFor('alice'))
   bad.send({ type: 'auth', token: mint({ sub: 'alice' }, { expiresIn: -3600 }) })
   t.match(await bad.waitClosed(), { code: 4401, reason: /expired/ })
+
+  // Dates no Date can hold: a clear auth error, never INTERNAL, and nothing changed before it.
+  for (const exp of ['1e13', '1e400']) {
+    const far = await open(t, app, tokenFor('alice'))
+    far.send({ type: 'auth', id: 'far', token: mintRaw(`{"sub":"alice","iat":${Math.floor(Date.now() / 1000)},"exp":${exp}}`) })
+    t.match(await far.waitClosed(), { code: 4401, reason: /exp claim must be a whole number/ }, `exp ${exp}`)
+    t.notOk(far.messages.some((message) => message.type === 'error'), `exp ${exp}: no INTERNAL error`)
+  }
 })
 
 t.test('a connection is closed with 4401 when its token expires, unless refreshed first', async (t) => {

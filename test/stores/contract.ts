@@ -126,6 +126,26 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     t.same(await store.read(run.runId, 0, 10), [])
   })
 
+  t.test('owners are compared exactly: ids that a UTF-8 store would fold together stay two owners', async (t) => {
+    const store = await open(t, 50)
+    // "\ud800" is not well-formed Unicode; encoded as UTF-8 it would become "\ufffd".
+    const lone = newRun('\ud800')
+    const replacement = newRun('\ufffd')
+    const marker = newRun('\u0000x')
+    for (const run of [lone, replacement, marker]) await store.createRun(run, { maxActivePerOwner: 1 })
+    for (const run of [lone, replacement, marker]) {
+      const found = await store.getRun(run.runId)
+      t.ok(found.state === 'found' && found.meta.ownerId === run.ownerId, `${JSON.stringify(run.ownerId)} comes back exactly`)
+    }
+    t.match(await store.createRun(newRun('\ufffd'), { maxActivePerOwner: 1 }), { created: false, active: 1 }, 'each owner has its own count of runs in flight')
+    for (const run of [lone, replacement, marker]) await store.endRun(run.runId, 'completed')
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    for (const run of [lone, replacement, marker]) {
+      const expired = await store.getRun(run.runId)
+      t.ok(expired.state === 'expired' && expired.ownerId === run.ownerId, `${JSON.stringify(run.ownerId)} owns its expired run, exactly`)
+    }
+  })
+
   t.test('the runs an owner has in flight are limited, atomically, and an ended run frees its slot', async (t) => {
     const store = await open(t)
     const owner = `owner-${Date.now()}-${++counter}`
@@ -139,6 +159,46 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     await store.endRun(first.meta.runId, 'completed')
     t.match(await store.createRun(newRun(owner), { maxActivePerOwner: 3 }), { created: true }, 'an ended run frees its slot')
     t.match(await store.createRun(newRun(owner), { maxActivePerOwner: 3 }), { created: false, active: 3 })
+  })
+
+  t.test('an exclusive thread admits one run of its owner at a time, atomically', async (t) => {
+    const store = await open(t)
+    const owner = `owner-${Date.now()}-${++counter}`
+    const onThread = (ownerId: string, threadId: string): NewRun => ({ ...newRun(ownerId), threadId })
+    const exclusive = { ...NO_LIMIT, exclusiveThread: true }
+    const attempts = await Promise.all(Array.from({ length: 8 }, () => store.createRun(onThread(owner, 'chat-1'), exclusive)))
+    const created = attempts.filter((result) => result.created)
+    t.equal(created.length, 1, 'eight concurrent submits to one chat, one admitted')
+    const first = created[0]
+    if (first?.created !== true) throw new Error('unreachable')
+    t.same(attempts.find((result) => !result.created), { created: false, busyRunId: first.meta.runId }, 'the refusal names the run in flight')
+    t.match(await store.createRun(onThread(owner, 'chat-2'), exclusive), { created: true }, 'another thread of the owner is free')
+    t.match(await store.createRun(onThread(`${owner}-other`, 'chat-1'), exclusive), { created: true }, 'another owner\'s thread of the same id is free')
+    await store.endRun(first.meta.runId, 'completed')
+    const next = await store.createRun(onThread(owner, 'chat-1'), exclusive)
+    t.match(next, { created: true }, 'once the run ended, the thread takes the next')
+    t.match(await store.createRun(onThread(owner, 'chat-1'), { maxActivePerOwner: 1_000_000 }), { created: true }, 'a run that does not ask for exclusivity is not refused')
+    t.match(await store.createRun(onThread(owner, 'chat-3'), { maxActivePerOwner: 1, exclusiveThread: true }), { created: false, active: 3 }, 'the owner limit still applies')
+  })
+
+  t.test('threadRun finds the owner\'s latest run on a thread, running or ended, until its history expires', async (t) => {
+    const store = await open(t, 200)
+    const owner = `owner-${Date.now()}-${++counter}`
+    const threadId = `chat-${counter}`
+    t.equal(await store.threadRun(owner, threadId), undefined, 'a thread without runs has none')
+    const first = { ...newRun(owner), threadId }
+    await store.createRun(first, NO_LIMIT)
+    t.match(await store.threadRun(owner, threadId), { runId: first.runId, status: 'running', ownerId: owner, threadId })
+    t.equal(await store.threadRun(`${owner}-other`, threadId), undefined, 'another owner sees nothing on the same thread id')
+    await store.append(first.runId, 'agent_thinking', data(1))
+    await store.endRun(first.runId, 'completed')
+    t.match(await store.threadRun(owner, threadId), { runId: first.runId, status: 'completed', lastSeq: 1 }, 'an ended run is still the latest')
+    const second = { ...newRun(owner), threadId }
+    await store.createRun(second, NO_LIMIT)
+    t.match(await store.threadRun(owner, threadId), { runId: second.runId, status: 'running' }, 'the last created is the latest')
+    await store.endRun(second.runId, 'cancelled')
+    await new Promise((resolve) => setTimeout(resolve, 350))
+    t.equal(await store.threadRun(owner, threadId), undefined, 'gone with its history')
   })
 
   t.test('a stop request reaches the node that executes the run', async (t) => {
