@@ -7,13 +7,18 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
 import { io } from 'socket.io-client'
 import { signToken } from './shared/jwt.js'
-import { clockUs, stampOf, type RunPlan } from './shared/plan.js'
+import { clockUs, stampOf, tokenLatencyUs, type RunPlan, type Schedule } from './shared/plan.js'
 import { median, quantile } from './shared/stats.js'
 import type { CpuMeasure, Correctness, LoadConfig, LoadMessage, LoadResult, MemoryMeasure, ServerMessage, ServerReply, ServerRequest, WorkloadSpec } from './shared/ipc.js'
 
 const PROTOCOL = 'agent-events.v1'
 /** Handshakes in flight at once while connections open. */
 const OPEN_CONCURRENCY = 100
+/**
+ * Connections per loopback source address in the scaling workload: 127.0.0.2 takes the first
+ * SOURCE_SPREAD, 127.0.0.3 the next, and so on, far below the ~28,000 ephemeral ports of one.
+ */
+const SOURCE_SPREAD = 5000
 
 type Message = Readonly<Record<string, unknown>>
 
@@ -57,6 +62,8 @@ interface Link {
 interface RunTrack {
   readonly runId: string
   readonly expected: number
+  /** When the client sent `run` (performance.now()); undefined for a replay. */
+  readonly sentAt: number | undefined
   lastSeq: number
   done: boolean
   readonly finish: () => void
@@ -64,6 +71,7 @@ interface RunTrack {
 
 interface PendingRun {
   readonly plan: RunPlan
+  readonly sentAt: number
   readonly finish: () => void
 }
 
@@ -84,8 +92,13 @@ class Checker {
   unsolicited = 0
   lastEventAt = 0
   latencies: number[] | undefined
+  /** Bytes of the run events' frames as received (the payload of each WebSocket frame). */
+  bytes = 0
+  /** From `run` sent to run_accepted, and to agent_started, in ms: every run of the window. */
+  accepted: number[] = []
+  started: number[] = []
 
-  receive (conn: Conn, message: Message): void {
+  receive (conn: Conn, message: Message, size: number): void {
     if (typeof message.seq !== 'number') {
       this.#control(conn, message)
       return
@@ -103,8 +116,10 @@ class Checker {
       return
     }
     this.delivered++
+    this.bytes += size
     this.lastEventAt = performance.now()
     const seq = message.seq
+    if (seq === 1 && run.sentAt !== undefined) this.started.push(this.lastEventAt - run.sentAt)
     if (seq <= run.lastSeq) {
       this.counts.duplicated++
       return
@@ -118,6 +133,9 @@ class Checker {
     if (this.latencies !== undefined && message.type === 'agent_thinking') {
       const stamp = stampOf(String(data.thought))
       if (stamp !== undefined) this.latencies.push((clockUs() - stamp) / 1000)
+    } else if (this.latencies !== undefined && message.type === 'agent_message') {
+      const us = tokenLatencyUs(String(data.delta))
+      if (us !== undefined) this.latencies.push(us / 1000)
     }
     if (message.type === 'agent_completed' && !run.done) {
       if (data.status !== 'completed') this.counts.failedRuns++
@@ -130,10 +148,11 @@ class Checker {
     if (message.type === 'run_accepted') {
       const pending = conn.pending.shift()
       if (pending === undefined) return
+      this.accepted.push(performance.now() - pending.sentAt)
       this.unfinished.delete(pending)
       const runId = String(message.runId)
       this.owners.set(runId, conn.user)
-      this.follow(conn, runId, pending.plan.events, pending.finish)
+      this.follow(conn, runId, pending.plan.events, pending.finish, pending.sentAt)
     } else if (message.type === 'error') {
       this.counts.failedRuns++
       const pending = conn.pending.shift()
@@ -144,8 +163,8 @@ class Checker {
     }
   }
 
-  follow (conn: Conn, runId: string, expected: number, finish: () => void): void {
-    const run: RunTrack = { runId, expected, lastSeq: 0, done: false, finish }
+  follow (conn: Conn, runId: string, expected: number, finish: () => void, sentAt?: number): void {
+    const run: RunTrack = { runId, expected, sentAt, lastSeq: 0, done: false, finish }
     conn.runs.set(runId, run)
     this.unfinished.add(run)
   }
@@ -159,7 +178,7 @@ class Checker {
   /** Starts a run on `conn`; resolves when its terminal event has arrived. */
   run (conn: Conn, plan: RunPlan): Promise<void> {
     return new Promise((finish) => {
-      const pending = { plan, finish }
+      const pending = { plan, finish, sentAt: performance.now() }
       conn.pending.push(pending)
       this.unfinished.add(pending)
       conn.link?.send({ type: 'run', input: plan })
@@ -189,9 +208,9 @@ class Checker {
   }
 }
 
-async function connectWs (url: string, token: string, conn: Conn, checker: Checker): Promise<Link> {
-  const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false })
-  socket.on('message', (data: Buffer) => { checker.receive(conn, JSON.parse(data.toString()) as Message) })
+async function connectWs (url: string, token: string, conn: Conn, checker: Checker, localAddress?: string): Promise<Link> {
+  const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false, ...(localAddress === undefined ? {} : { localAddress }) })
+  socket.on('message', (data: Buffer) => { checker.receive(conn, JSON.parse(data.toString()) as Message, data.length) })
   socket.on('close', () => { if (!conn.closing) checker.counts.failedConnections++ })
   await once(socket, 'open')
   return {
@@ -200,15 +219,19 @@ async function connectWs (url: string, token: string, conn: Conn, checker: Check
   }
 }
 
-async function connectSocketIo (url: string, token: string, conn: Conn, checker: Checker): Promise<Link> {
+async function connectSocketIo (url: string, token: string, conn: Conn, checker: Checker, _localAddress?: string): Promise<Link> {
   const socket = io(url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true })
-  const receive = (message: Message): void => { checker.receive(conn, message) }
+  // The size of the frame that carried the event: engine.io reports its packet (the payload after
+  // the packet type, one byte) synchronously before Socket.IO decodes and emits the event.
+  let frameBytes = 0
+  const receive = (message: Message): void => { checker.receive(conn, message, frameBytes) }
   socket.on('event', receive)
   socket.on('msg', receive)
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve)
     socket.once('connect_error', reject)
   })
+  socket.io.engine.on('packet', (packet: { data?: unknown }) => { frameBytes = typeof packet.data === 'string' ? Buffer.byteLength(packet.data) + 1 : 0 })
   socket.on('disconnect', () => { if (!conn.closing) checker.counts.failedConnections++ })
   return {
     send: (message) => { socket.emit('msg', message) },
@@ -217,15 +240,17 @@ async function connectSocketIo (url: string, token: string, conn: Conn, checker:
 }
 
 /** Opens one connection per user name, OPEN_CONCURRENCY at a time; failures are counted. */
-async function openAll (config: LoadConfig, users: readonly string[], checker: Checker): Promise<Conn[]> {
+async function openAll (config: LoadConfig, users: readonly string[], checker: Checker, spreadSources = false): Promise<Conn[]> {
   const connect = config.client === 'ws' ? connectWs : connectSocketIo
   const conns = users.map((user) => new Conn(user))
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < conns.length) {
-      const conn = conns[next++] as Conn
+      const index = next++
+      const conn = conns[index] as Conn
+      const source = spreadSources ? `127.0.0.${2 + Math.floor(index / SOURCE_SPREAD)}` : undefined
       try {
-        conn.link = await connect(config.url, signToken(config.secret, conn.user), conn, checker)
+        conn.link = await connect(config.url, signToken(config.secret, conn.user), conn, checker, source)
       } catch {
         checker.counts.failedConnections++
       }
@@ -244,8 +269,8 @@ function closeAll (conns: readonly Conn[]): void {
 
 const names = (prefix: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${prefix}-${i}`)
 
-function plan (events: number, bytes: number, intervalMs = 0, keep = false): RunPlan {
-  return { message: 'bench', events: Math.max(3, events), bytes, intervalMs, keep }
+function plan (events: number, bytes: number, options: { intervalMs?: number, keep?: boolean, schedule?: Schedule, content?: 'thought' | 'token' } = {}): RunPlan {
+  return { message: 'bench', events: Math.max(3, events), bytes, intervalMs: options.intervalMs ?? 0, keep: options.keep ?? false, schedule: options.schedule ?? 'interleaved', content: options.content ?? 'thought' }
 }
 
 // ---- Workloads --------------------------------------------------------------------------------
@@ -259,6 +284,9 @@ interface Window {
 async function openWindow (checker: Checker): Promise<Window> {
   await ask('measure-start')
   checker.delivered = 0
+  checker.bytes = 0
+  checker.accepted = []
+  checker.started = []
   return { started: performance.now(), cpu: process.cpuUsage() }
 }
 
@@ -271,16 +299,28 @@ async function closeWindow (checker: Checker, window: Window): Promise<Record<st
   return {
     eventsPerSec: checker.delivered / seconds,
     cpuUsPerEvent: server.cpuUs / delivered,
-    loadCpuUsPerEvent: (load.user + load.system) / delivered
+    loadCpuUsPerEvent: (load.user + load.system) / delivered,
+    bytesPerEvent: checker.bytes / delivered,
+    ...startTimes(checker)
+  }
+}
+
+/** Time to run_accepted and to agent_started of the window's runs (ms; NaN when none started). */
+function startTimes (checker: Checker): Record<string, number> {
+  return {
+    acceptedP50Ms: quantile(checker.accepted, 0.5),
+    acceptedP99Ms: quantile(checker.accepted, 0.99),
+    startedP50Ms: quantile(checker.started, 0.5),
+    startedP99Ms: quantile(checker.started, 0.99)
   }
 }
 
 async function throughput (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'throughput' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
   const conns = await openAll(config, names('user', spec.users), checker)
   try {
-    if (spec.warmupEvents > 0) await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(spec.warmupEvents, spec.bytes)))), deadline)
+    if (spec.warmupEvents > 0) await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(spec.warmupEvents, spec.bytes, { schedule: spec.schedule })))), deadline)
     const window = await openWindow(checker)
-    await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(spec.events, spec.bytes)))), deadline)
+    await checker.settle(Promise.all(conns.map((conn) => checker.run(conn, plan(spec.events, spec.bytes, { schedule: spec.schedule })))), deadline)
     return await closeWindow(checker, window)
   } finally {
     closeAll(conns)
@@ -312,7 +352,7 @@ async function latency (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 
   // Runs start spread over one interval, so the offered load is even rather than one burst per interval.
   const paced = (durationMs: number): Promise<unknown> => Promise.all(conns.map(async (conn, i) => {
     await sleep((i * spec.intervalMs) / conns.length)
-    await checker.run(conn, plan(Math.round(durationMs / spec.intervalMs) + 2, spec.bytes, spec.intervalMs))
+    await checker.run(conn, plan(Math.round(durationMs / spec.intervalMs) + 2, spec.bytes, { intervalMs: spec.intervalMs, content: spec.content }))
   }))
   try {
     if (spec.warmupMs > 0) await checker.settle(paced(spec.warmupMs), deadline)
@@ -332,7 +372,12 @@ async function replay (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: '
   try {
     const [writer] = conns
     if (writer === undefined) return {}
-    await checker.settle(checker.run(writer, plan(spec.events, spec.bytes, 0, true)), deadline)
+    // What the finished run keeps in the server's heap, against the size of its frames.
+    const before = await measureMemory()
+    const [bytesBefore, deliveredBefore] = [checker.bytes, checker.delivered]
+    await checker.settle(checker.run(writer, plan(spec.events, spec.bytes, { keep: true })), deadline)
+    const after = await measureMemory()
+    const retained = { retainedPerEvent: (after.heapUsed + after.external - before.heapUsed - before.external) / spec.events, frameBytes: (checker.bytes - bytesBefore) / Math.max(1, checker.delivered - deliveredBefore) }
     const runId = [...writer.runs.keys()][0] ?? ''
     // A second connection of the same user, opened once the run has finished.
     const [reader] = await openAll(config, ['replay'], checker)
@@ -347,7 +392,64 @@ async function replay (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: '
       if (window !== undefined) times.push(performance.now() - started)
     }
     const measured = window === undefined ? {} : await closeWindow(checker, window)
-    return { ...measured, replayMs: median(times), replayMaxMs: Math.max(...times) }
+    return { ...measured, ...retained, replayMs: median(times), replayMaxMs: Math.max(...times) }
+  } finally {
+    closeAll(conns)
+  }
+}
+
+/** Many runs starting at once: each connection starts one run, all within spreadMs (after a warm-up start). */
+async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'start' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const conns = await openAll(config, names('user', spec.users), checker)
+  const storm = (): Promise<unknown> => Promise.all(conns.map(async (conn, i) => {
+    const at = (i * spec.spreadMs) / conns.length
+    if (at >= 1) await sleep(at)
+    await checker.run(conn, plan(spec.events, 200))
+  }))
+  try {
+    await checker.settle(storm(), deadline)
+    const window = await openWindow(checker)
+    const began = performance.now()
+    await checker.settle(storm(), deadline)
+    return { ...await closeWindow(checker, window), runsStarted: checker.accepted.length, wallMs: performance.now() - began }
+  } finally {
+    closeAll(conns)
+  }
+}
+
+/** Connection scaling: handshakes/s, idle memory, then paced runs at each interval in turn. */
+async function scale (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'scale' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
+  const before = await measureMemory()
+  const opening = performance.now()
+  const conns = await openAll(config, names('scale', spec.connections), checker, config.client === 'ws')
+  const metrics: Record<string, number> = { connections: conns.length, handshakesPerSec: conns.length / ((performance.now() - opening) / 1000) }
+  try {
+    await sleep(spec.settleMs)
+    const idleMemory = await measureMemory()
+    metrics.rssPerConnection = (idleMemory.rss - before.rss) / spec.connections
+    metrics.heapPerConnection = (idleMemory.heapUsed - before.heapUsed) / spec.connections
+    for (const intervalMs of spec.intervalsMs) {
+      const events = Math.max(1, Math.round(spec.phaseMs / intervalMs))
+      const window = await openWindow(checker)
+      const latencies: number[] = []
+      checker.latencies = latencies
+      // The runs start spread over one interval, so the offered load is even.
+      await checker.settle(Promise.all(conns.map(async (conn, i) => {
+        await sleep((i * intervalMs) / conns.length)
+        await checker.run(conn, plan(events + 2, 200, { intervalMs }))
+      })), deadline)
+      checker.latencies = undefined
+      const measured = await closeWindow(checker, window)
+      const tag = `${intervalMs / 1000}s`
+      metrics[`cpuUsPerEvent@${tag}`] = measured.cpuUsPerEvent ?? Number.NaN
+      metrics[`p50Ms@${tag}`] = quantile(latencies, 0.5)
+      metrics[`p99Ms@${tag}`] = quantile(latencies, 0.99)
+      metrics[`acceptedP50Ms@${tag}`] = measured.acceptedP50Ms ?? Number.NaN
+      metrics[`acceptedP99Ms@${tag}`] = measured.acceptedP99Ms ?? Number.NaN
+      // Every run's thoughts, agent_started and agent_completed: what was offered, and what arrived.
+      metrics[`deliveredShare@${tag}`] = checker.delivered / (conns.length * (events + 2))
+    }
+    return metrics
   } finally {
     closeAll(conns)
   }
@@ -364,6 +466,8 @@ async function main (): Promise<void> {
     case 'idle': metrics = await idle(config, spec, checker, deadline); break
     case 'latency': metrics = await latency(config, spec, checker, deadline); break
     case 'replay': metrics = await replay(config, spec, checker, deadline); break
+    case 'start': metrics = await start(config, spec, checker, deadline); break
+    case 'scale': metrics = await scale(config, spec, checker, deadline); break
   }
   const result: LoadResult = { counts: checker.counts, delivered: checker.delivered, metrics }
   process.send?.({ type: 'result', result } satisfies LoadMessage, () => { process.exit(0) })

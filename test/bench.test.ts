@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
+import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
 import type { RoundResult } from '../bench/run.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 
@@ -24,6 +25,55 @@ interface Report {
   skipped: string[]
   results: RoundResult[]
 }
+
+/** Emits `runs` runs through the shared loop and returns, per turn of the event loop, the run of each event. */
+async function turnsOf (runs: number, plan: RunPlan): Promise<number[][]> {
+  const turns: number[][] = []
+  let inTurn = false
+  const record = (run: number): void => {
+    if (!inTurn) {
+      turns.push([])
+      inTurn = true
+      // Everything the loop emits in one turn is synchronous: the microtask marks the turn's end.
+      queueMicrotask(() => { inTurn = false })
+    }
+    turns[turns.length - 1]?.push(run)
+  }
+  const { signal } = new AbortController()
+  await Promise.all(Array.from({ length: runs }, (_, run) => emitRun(plan, { think: () => { record(run) }, say: () => { record(run) } }, signal)))
+  return turns
+}
+
+t.test('the shared emitting loop interleaves: one event per run per turn, at most TURN_BUDGET per turn, every run served', async (t) => {
+  const turns = await turnsOf(100, { message: '', events: 12, bytes: 200, intervalMs: 0 })
+  t.equal(turns.flat().length, 100 * 10, 'every middle event emitted')
+  t.ok(turns.every((turn) => turn.length <= TURN_BUDGET), `no turn over ${TURN_BUDGET} events`)
+  t.ok(turns.every((turn) => new Set(turn).size === turn.length), 'no run twice in one turn')
+  t.equal(turns[0]?.length, TURN_BUDGET, 'a full turn when more runs are active than the budget')
+  t.same(turns[1]?.slice(0, 36), Array.from({ length: 36 }, (_, i) => 64 + i), 'the next turn goes on where the last stopped')
+})
+
+t.test('the per-run burst schedule lets one run emit a batch per turn', async (t) => {
+  const turns = await turnsOf(2, { message: '', events: 402, bytes: 200, intervalMs: 0, schedule: 'burst' })
+  t.equal(turns.flat().length, 800)
+  t.ok(turns.some((turn) => turn.filter((run) => run === 0).length === 200), 'a batch of 200 from one run in one turn')
+})
+
+t.test('paced runs go through the same loop at their interval', async (t) => {
+  const began = performance.now()
+  const turns = await turnsOf(3, { message: '', events: 7, bytes: 200, intervalMs: 10, content: 'token' })
+  t.equal(turns.flat().length, 15)
+  t.ok(performance.now() - began >= 40, 'five events 10 ms apart take at least 40 ms')
+})
+
+t.test('a token delta is 4–16 bytes and carries its send time', async (t) => {
+  for (let step = 1; step <= 26; step++) {
+    const delta = tokenDelta(step)
+    t.ok(delta.length >= 4 && delta.length <= 16, `step ${step}: ${delta.length} bytes`)
+    const latency = tokenLatencyUs(delta)
+    t.ok(latency !== undefined && latency >= 0 && latency < 50_000, 'latency decoded')
+  }
+})
 
 t.test('npm run bench -- --quick: every round of every target delivers every event once, in order, to its owner', async (t) => {
   const redisMissing = await redisSkip(t)
@@ -66,6 +116,15 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
         for (const key of CORRECTNESS_KEYS) t.equal(round.counts?.[key], 0, `${workload} / ${target}: ${key}`)
       }
     }
+  }
+  const stream = report.results.find((r) => r.workload === 'token-stream' && r.target === 'gateway')
+  t.ok((stream?.metrics?.bytesPerEvent ?? 0) > 0, 'token stream: bytes per event measured')
+  t.ok(Number.isFinite(stream?.metrics?.p99Ms), 'token stream: latency measured from the deltas')
+  const storm = report.results.find((r) => r.workload === 'start-storm' && r.target === 'gateway')
+  t.ok(Number.isFinite(storm?.metrics?.acceptedP50Ms) && Number.isFinite(storm?.metrics?.startedP99Ms), 'start storm: time to run_accepted and agent_started measured')
+  if (redisMissing === false) {
+    const redisRow = report.results.find((r) => r.workload === 'burst-redis' && r.target === 'gateway')
+    t.ok((redisRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0, 'on Redis: redis-server CPU measured')
   }
   if (t.passing() === false) t.comment(output)
 })

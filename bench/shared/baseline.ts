@@ -1,9 +1,9 @@
 // The run logic of the two baseline servers (raw ws and Socket.IO): the same envelope as the
-// gateway's events, a seq counter per run, events from the same emitThoughts() loop, one write
+// gateway's events, a seq counter per run, events from the same shared emitting loop (emitRun()), one write
 // per event, no log (unless the run asks to be kept for the replay workload). Naive on purpose:
 // each event is an object that the transport serialises.
 import { randomUUID } from 'node:crypto'
-import { BENCH_AGENT, emitThoughts, toPlan } from './plan.js'
+import { BENCH_AGENT, emitRun, toPlan, type RunSink } from './plan.js'
 
 export interface WireEvent {
   readonly type: string
@@ -59,10 +59,14 @@ export class BaselineRuns {
     emit('agent_started', { agent: BENCH_AGENT, input })
     // Never aborted: the same loop as the gateway's agent, which checks its run's signal.
     const { signal } = new AbortController()
-    setImmediate(() => {
-      void emitThoughts(plan, (thought, step) => { emit('agent_thinking', { thought, step }) }, signal).then((thoughts) => {
-        emit('agent_completed', { status: 'completed', output: { events: thoughts + 2 }, durationMs: Math.round(performance.now() - started) })
-      })
+    // Consecutive deltas form one message, as the gateway's say() does.
+    const messageId = randomUUID()
+    const sink: RunSink = {
+      think: (thought, step) => { emit('agent_thinking', { thought, step }) },
+      say: (delta) => { emit('agent_message', { messageId, delta }) }
+    }
+    void emitRun(plan, sink, signal).then((emitted) => {
+      emit('agent_completed', { status: 'completed', output: { events: emitted + 2 }, durationMs: Math.round(performance.now() - started) })
     })
   }
 

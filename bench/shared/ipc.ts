@@ -1,6 +1,7 @@
 // The messages between the orchestrator (bench/run.ts), the load generator (bench/load.ts) and the
 // server targets (bench/targets/*.ts), all over Node's IPC channel. The load generator asks the
 // server for measurements through the orchestrator, which forwards requests and replies as is.
+import type { Schedule } from './plan.js'
 
 export type ServerRequest = 'measure-start' | 'measure-stop' | 'memory'
 
@@ -30,12 +31,20 @@ export type ToServer =
   | { readonly type: 'stop' }
 
 export type WorkloadSpec =
-  /** Every user opens one connection and starts one run of `events` at once. */
-  | { readonly kind: 'throughput', readonly users: number, readonly events: number, readonly bytes: number, readonly warmupEvents: number }
+  /** Every user opens one connection and starts one run of `events` at once, emitted on `schedule`. */
+  | { readonly kind: 'throughput', readonly users: number, readonly events: number, readonly bytes: number, readonly warmupEvents: number, readonly schedule: Schedule }
   /** `connections` authenticated connections (one user each) that do nothing, then one tiny run each. */
   | { readonly kind: 'idle', readonly connections: number, readonly settleMs: number }
   /** Paced runs: one event per run every `intervalMs` for `durationMs`, after a warm-up. */
-  | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupMs: number, readonly bytes: number }
+  | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupMs: number, readonly bytes: number, readonly content: 'thought' | 'token' }
+  /** `users` connections open first; then each starts one run of `events`, all within `spreadMs`. */
+  | { readonly kind: 'start', readonly users: number, readonly spreadMs: number, readonly events: number }
+  /**
+   * Connection scaling: `connections` authenticated connections (handshakes/s while they open),
+   * idle memory, then each connection's run paced at every interval of `intervalsMs` in turn,
+   * for `phaseMs` each. Sockets come from 127.0.0.2 and up, SOURCE_SPREAD per address.
+   */
+  | { readonly kind: 'scale', readonly connections: number, readonly settleMs: number, readonly intervalsMs: readonly number[], readonly phaseMs: number }
   /** One finished run of `events`, replayed from seq 0 by a second connection `warmups + replays` times. */
   | { readonly kind: 'replay', readonly events: number, readonly bytes: number, readonly warmups: number, readonly replays: number }
 

@@ -4,13 +4,13 @@
 //   env: BENCH_SECRET, BENCH_STORE (memory | redis://…), BENCH_REDIS_PREFIX
 import { build, loadConfig, type Agent } from '../../src/index.js'
 import { loggerOptions } from '../../src/logger.js'
-import { BENCH_AGENT, emitThoughts, toPlan } from '../shared/plan.js'
+import { BENCH_AGENT, emitRun, toPlan } from '../shared/plan.js'
 import { serveControl } from '../shared/control.js'
 
-const bench: Agent = async ({ input, think, signal, drain }) => {
+const bench: Agent = async ({ input, think, say, signal, drain }) => {
   // drain: the agent API's backpressure, as a fast agent should use it (a no-op wait unless the
   // store lags behind, as Redis does under this load).
-  const events = await emitThoughts(toPlan(input), think, signal, drain)
+  const events = await emitRun(toPlan(input), { think, say }, signal, drain)
   return { events: events + 2 }
 }
 

@@ -45,6 +45,8 @@ export interface EmitterHost {
   finished(emitter: Emitter): void
 }
 
+const DONE: Promise<void> = Promise.resolve()
+
 export class Emitter implements RunEmitter {
   #ended = false
   #backlog = 0
@@ -93,7 +95,20 @@ export class Emitter implements RunEmitter {
 
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
     this.host.telemetry.eventAppended(type)
-    const append = this.host.store.append(this.runId, type, dataJson)
+    const { store } = this.host
+    if (store.appendNow !== undefined) {
+      // A store in this process's memory writes (and notifies the sinks) before returning: no
+      // promise per event, and nothing ever waits to be written, so the backlog stays 0.
+      try {
+        store.appendNow(this.runId, type, dataJson)
+      } catch (err) {
+        this.host.log.error({ err, runId: this.runId }, 'could not write a run event to the log')
+        // complete() awaits the terminal event's write and reports its failure; emit() does not.
+        if (type === TERMINAL_EVENT_TYPE) return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+      }
+      return DONE
+    }
+    const append = store.append(this.runId, type, dataJson)
     this.#backlog++
     append.then(this.#appended, this.#appendFailed)
     return append

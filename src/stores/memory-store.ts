@@ -3,6 +3,7 @@
 // HISTORY_EXPIRED rather than NOT_FOUND. Being the only node, it executes every run itself.
 import { randomUUID } from 'node:crypto'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
+import { FrameLog } from './frame-log.js'
 import type { CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, StoredEvent, StoreSubscription } from '../contracts.js'
 
 export interface MemoryStoreOptions {
@@ -19,7 +20,7 @@ interface MemoryRun {
   /** Everything but lastSeq, which is the length of the log. */
   meta: Omit<RunMeta, 'lastSeq'>
   readonly head: string
-  readonly events: StoredEvent[]
+  readonly events: FrameLog
   readonly listeners: Set<EventListener>
   endedAtMs: number
 }
@@ -79,6 +80,21 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     return run
   }
 
+  function appendNow (runId: string, type: RunEventType, dataJson: string): StoredEvent {
+    const run = live(runId)
+    const seq = run.events.length + 1
+    const at = now()
+    const event = run.events.append(type, encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), at)
+    for (const listener of run.listeners) {
+      try {
+        listener(event)
+      } catch {
+        // A subscriber's failure must not stop the log or the other subscribers.
+      }
+    }
+    return event
+  }
+
   return {
     nodeId,
 
@@ -96,7 +112,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       runs.set(newRun.runId, {
         meta,
         head: runFrameHead(newRun.runId, newRun.threadId),
-        events: [],
+        events: new FrameLog(),
         listeners: new Set(),
         endedAtMs: 0
       })
@@ -118,27 +134,13 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     },
 
     async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
-      const run = live(runId)
-      const seq = run.events.length + 1
-      const at = now()
-      const frame = Buffer.from(encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), 'utf8')
-      const event: StoredEvent = { seq, type, frame, at }
-      run.events.push(event)
-      for (const listener of run.listeners) {
-        try {
-          listener(event)
-        } catch {
-          // A subscriber's failure must not stop the log or the other subscribers.
-        }
-      }
-      return event
+      return appendNow(runId, type, dataJson)
     },
 
+    appendNow,
+
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-      const events = runs.get(runId)?.events
-      if (events === undefined) return []
-      // seq n lives at index n - 1.
-      return events.slice(Math.max(0, afterSeq), Math.max(0, afterSeq) + limit)
+      return runs.get(runId)?.events.read(afterSeq, limit) ?? []
     },
 
     subscribe (runId: string, listener: EventListener): StoreSubscription {
@@ -153,6 +155,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const t = now()
       run.meta = Object.freeze({ ...run.meta, status, endedAt: new Date(t).toISOString() })
       run.endedAtMs = t
+      run.events.seal()
       ended.push(run)
       const active = (activeByOwner.get(run.meta.ownerId) ?? 1) - 1
       if (active > 0) activeByOwner.set(run.meta.ownerId, active)

@@ -1,3 +1,4 @@
+import { FrameLog } from '../../src/stores/frame-log.js'
 import t from 'tap'
 import { createMemoryStore } from '../../src/stores/memory-store.js'
 import { eventStoreContract } from './contract.js'
@@ -30,4 +31,26 @@ t.test('a closed store is not ready', async (t) => {
   const store = createMemoryStore({ historyTtlMs: 1000 })
   await store.close()
   await t.rejects(store.ping(), /closed/)
+})
+
+t.test('the frame log keeps every frame byte for byte across its chunks, before and after it is sealed', async (t) => {
+  const log = new FrameLog()
+  const frames: string[] = []
+  // Sizes from 1 byte to well past the first chunk, with multi-byte characters among them.
+  for (let i = 0; i < 600; i++) {
+    const text = `{"n":${i},"pad":"${'é'.repeat(i % 7)}${'x'.repeat((i * 37) % 3000)}"}`
+    frames.push(text)
+    const event = log.append('agent_thinking', text, 1000 + i)
+    t.equal(event.seq, i + 1)
+    if (event.frame.toString('utf8') !== text) t.fail(`frame ${i + 1} as appended`)
+  }
+  const check = (label: string): void => {
+    const all = [...log.read(0, 250), ...log.read(250, 250), ...log.read(500, 250)]
+    t.equal(all.length, 600, `${label}: every event read`)
+    t.ok(all.every((event, i) => event.seq === i + 1 && event.at === 1000 + i && event.frame.toString('utf8') === frames[i]), `${label}: every frame identical, in seq order`)
+    t.same(log.read(598, 10).map((event) => event.seq), [599, 600], `${label}: a read past the end stops at the end`)
+  }
+  check('open')
+  log.seal()
+  check('sealed')
 })

@@ -1,0 +1,86 @@
+// The log of one run in the memory store, compact: the frames' bytes are copied back to back into
+// a few growing chunks, and per event only its type, time and end offset are kept — no object
+// and no Buffer per retained event. A StoredEvent (with a view of its frame's bytes) is made when
+// an event is appended, for the live subscribers, and again when the log is read.
+import type { StoredEvent } from '../contracts.js'
+import type { RunEventType } from '../protocol.js'
+
+/** The first chunk of a run's log; each next one doubles, up to MAX_CHUNK. */
+const FIRST_CHUNK = 2048
+const MAX_CHUNK = 256 * 1024
+
+export class FrameLog {
+  readonly #chunks: Buffer[] = []
+  /** Bytes used in the last chunk. */
+  #used = 0
+  #types: RunEventType[] = []
+  /** Per event: when it was appended (epoch ms). */
+  #at = new Float64Array(16)
+  /** Per event: its chunk (high bits) and end offset in it, as chunk * 2^32 + end. */
+  #ends = new Float64Array(16)
+
+  get length (): number {
+    return this.#types.length
+  }
+
+  /** Appends the event whose frame is `text` (UTF-8 JSON) and returns it as a StoredEvent. */
+  append (type: RunEventType, text: string, at: number): StoredEvent {
+    const bytes = Buffer.byteLength(text, 'utf8')
+    let chunk = this.#chunks[this.#chunks.length - 1]
+    if (chunk === undefined || chunk.length - this.#used < bytes) {
+      const size = Math.max(bytes, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
+      chunk = Buffer.allocUnsafeSlow(size)
+      this.#chunks.push(chunk)
+      this.#used = 0
+    }
+    const start = this.#used
+    chunk.write(text, start, bytes, 'utf8')
+    this.#used += bytes
+    const index = this.#types.length
+    if (index === this.#at.length) {
+      this.#at = grow(this.#at)
+      this.#ends = grow(this.#ends)
+    }
+    this.#types.push(type)
+    this.#at[index] = at
+    this.#ends[index] = (this.#chunks.length - 1) * 2 ** 32 + this.#used
+    return { seq: index + 1, type, frame: chunk.subarray(start, start + bytes), at }
+  }
+
+  /** Events with seq > afterSeq, in order, at most `limit`. */
+  read (afterSeq: number, limit: number): StoredEvent[] {
+    const from = Math.max(0, afterSeq)
+    const to = Math.min(this.#types.length, from + limit)
+    const events: StoredEvent[] = []
+    for (let i = from; i < to; i++) {
+      const end = this.#ends[i] as number
+      const chunkIndex = Math.floor(end / 2 ** 32)
+      const previous = i === 0 ? 0 : this.#ends[i - 1] as number
+      // An event starts where the one before it ended, unless it opened a new chunk.
+      const start = Math.floor(previous / 2 ** 32) === chunkIndex ? previous % 2 ** 32 : 0
+      const chunk = this.#chunks[chunkIndex] as Buffer
+      events.push({ seq: i + 1, type: this.#types[i] as RunEventType, frame: chunk.subarray(start, end % 2 ** 32), at: this.#at[i] as number })
+    }
+    return events
+  }
+
+  /** Nothing more will be appended: gives back the unused end of the last chunk and of the index. */
+  seal (): void {
+    const last = this.#chunks.length - 1
+    const chunk = this.#chunks[last]
+    if (chunk !== undefined && this.#used < chunk.length) {
+      const exact = Buffer.allocUnsafeSlow(this.#used)
+      chunk.copy(exact, 0, 0, this.#used)
+      this.#chunks[last] = exact
+    }
+    const count = this.#types.length
+    this.#at = this.#at.slice(0, count)
+    this.#ends = this.#ends.slice(0, count)
+  }
+}
+
+function grow (array: Float64Array): Float64Array<ArrayBuffer> {
+  const bigger = new Float64Array(array.length * 2)
+  bigger.set(array)
+  return bigger
+}
