@@ -383,8 +383,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
    * Resolves with the batch's last seq; rejects only when the run cannot take it.
    */
   async function write (runId: string, run: OwnedRun, batch: SentBatch): Promise<number> {
-    for (let attempt = 0; ; attempt++) {
-      try {
+    return untilDone(runId, 'a batch of events waits for redis', async () => {
+      for (;;) {
         const [lastSeq, detail] = await sendOnce(runId, run, batch)
         if (lastSeq === -2) {
           const missing = run.sent.filter((sent) => sent.batchNo > detail && sent.batchNo < batch.batchNo)
@@ -395,9 +395,21 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         }
         if (lastSeq < 0) throw new Error(`the outcome of batch ${batch.batchNo} of run ${runId} is unknown`)
         return lastSeq
+      }
+    })
+  }
+
+  /**
+   * Runs a step of a run's writing again and again through outages and failovers (each step is
+   * safe to repeat), until it is done or refused for good.
+   */
+  async function untilDone<T> (runId: string, what: string, step: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await step()
       } catch (err) {
         if (closed || FINAL_APPEND_ERROR.test(err instanceof Error ? err.message : '')) throw err
-        log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, 'a batch of events waits for redis')
+        log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, what)
         await new Promise((resolve) => setTimeout(resolve, backoff(attempt)))
       }
     }
@@ -456,10 +468,13 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     const slot = await slotOf(runId)
     if (slot === undefined) return
     const owner = owned.get(runId)?.ownerId ?? await command.hget(key.run(runId, slot), 'ownerId') ?? ''
-    const ended = await command.agwEnd(
+    const endedAt = new Date().toISOString()
+    // Ending is repeated until Redis has it: a run left `running` after its terminal event would
+    // get a second one (NODE_LOST) once its lease lapsed.
+    const ended = await untilDone(runId, 'the end of a run waits for redis', async () => command.agwEnd(
       key.run(runId, slot), key.stream(runId, slot), key.tools(runId, slot), key.owner(runId, slot), key.active(owner, slot), key.leases(slot),
-      runId, status, new Date().toISOString(), options.historyTtlMs, tombstoneTtl
-    )
+      runId, status, endedAt, options.historyTtlMs, tombstoneTtl
+    ))
     owned.delete(runId)
     if (ended === 1) await indexEnded(runId)
   }
