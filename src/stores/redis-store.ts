@@ -250,6 +250,13 @@ class AppendedEvent implements StoredEvent {
   }
 }
 
+/** Redis did not take a run's writes for as long as its lease: the node lets go of the run. */
+class OutageTooLong extends Error {
+  constructor (runId: string) {
+    super(`redis did not take the writes of run ${runId} within its lease (LEASE_TTL_MS); the run is left to end NODE_LOST`)
+  }
+}
+
 /** Errors of a batch that sending it again cannot fix. */
 const FINAL_APPEND_ERROR = /unknown run|run has ended|outcome of batch|batches .* are lost/
 
@@ -403,14 +410,31 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
    * Runs a step of a run's writing again and again through outages and failovers (each step is
    * safe to repeat), until it is done or refused for good.
    */
+  //
+  // For as long as the run's lease: beyond it, other nodes may already count the run as lost, so
+  // this node lets go of it (no more renewals) and the run ends NODE_LOST, once, when Redis is
+  // back. That bounds how long a run's events can be held up by an outage: LEASE_TTL_MS.
   async function untilDone<T> (runId: string, what: string, step: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + options.leaseTtlMs
     for (let attempt = 0; ; attempt++) {
+      let timer: NodeJS.Timeout | undefined
       try {
-        return await step()
+        // A command may wait in the offline queue rather than fail: the deadline is a timer.
+        const attemptDone = step()
+        attemptDone.catch(() => {})
+        return await Promise.race([attemptDone, new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => { reject(new OutageTooLong(runId)) }, Math.max(0, deadline - Date.now()))
+        })])
       } catch (err) {
+        if (err instanceof OutageTooLong || Date.now() >= deadline) {
+          owned.delete(runId)
+          throw err instanceof OutageTooLong ? err : new OutageTooLong(runId)
+        }
         if (closed || FINAL_APPEND_ERROR.test(err instanceof Error ? err.message : '')) throw err
         log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, what)
-        await new Promise((resolve) => setTimeout(resolve, backoff(attempt)))
+        await new Promise((resolve) => setTimeout(resolve, Math.min(backoff(attempt), Math.max(0, deadline - Date.now()))))
+      } finally {
+        clearTimeout(timer)
       }
     }
   }
