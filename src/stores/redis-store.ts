@@ -74,7 +74,7 @@ const LIVE_HEADER_LINES = 4
 
 // Appends the batch in ARGV[first], assigning seqs, then applies the tool calls it opens and
 // closes — ARGV[first + 1] on, three values each: '+' or '-', toolCallId, tool — and publishes
-// the batch to the run's live channel. KEYS[1..3]: run, stream, tools; `channel`, `origin` and
+// the batch to the run's live channel (unless `channel` is empty: the node publishes it later). KEYS[1..3]: run, stream, tools; `channel`, `origin` and
 // `threadId` are locals of the enclosing script. Leaves the last seq in `seq`.
 const APPEND_EVENTS = `
 local batch = ARGV[first]
@@ -93,7 +93,7 @@ for i = first + 1, #ARGV, 3 do
   if ARGV[i] == '+' then redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]) else redis.call('HDEL', KEYS[3], ARGV[i + 1]) end
 end
 redis.call('HSET', KEYS[1], 'lastSeq', seq)
-redis.call(PUBLISH, channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch)
+if channel ~= '' then redis.call(PUBLISH, channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch) end
 `
 
 // Marks the run ended. KEYS[1..6]: run, stream, tools, owner, active, leases; locals runId,
@@ -209,6 +209,7 @@ interface PendingAppend {
 /** A batch as sent: kept for a while, to be sent again should a failover lose it. */
 interface SentBatch {
   readonly batchNo: number
+  readonly count: number
   readonly events: string
   readonly toolCalls: string[]
 }
@@ -363,12 +364,14 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
 
   /**
    * Sends one batch, then (with minReplicasAck) waits for replicas to hold it: WAIT goes in the
-   * same pipeline, so it reaches the primary that applied the batch and covers it.
+   * same pipeline, so it reaches the primary that applied the batch and covers it. Only then is
+   * the batch published to the other nodes, so no socket anywhere sees it earlier.
    */
   async function sendOnce (runId: string, run: OwnedRun, batch: SentBatch): Promise<[number, number]> {
+    const channel = key.live(runId, run.slot)
     const args = [
       key.run(runId, run.slot), key.stream(runId, run.slot), key.tools(runId, run.slot),
-      key.live(runId, run.slot), run.threadId, batch.batchNo, nodeId, batch.events, ...batch.toolCalls
+      minReplicasAck === 0 ? channel : '', run.threadId, batch.batchNo, nodeId, batch.events, ...batch.toolCalls
     ]
     if (minReplicasAck === 0) return command.agwAppend(...args)
     const pipeline = command.pipeline() as unknown as ScriptCommands & { call(...args: Array<string | number>): unknown, exec(): Promise<Array<[Error | null, unknown]> | null> }
@@ -381,7 +384,13 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       options.onReplicaShortfall?.(acked)
       log?.warn({ runId, acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
     }
-    return appended?.[1] as [number, number]
+    const result = appended?.[1] as [number, number]
+    if (result[1] === 1) {
+      const message = `${LIVE_FORMAT}\n${nodeId}\n${run.threadId}\n${result[0] - batch.count + 1}\n${batch.events}`
+      if (topology.publish === 'SPUBLISH') await command.spublish(channel, message)
+      else await command.publish(channel, message)
+    }
+    return result
   }
 
   /**
@@ -455,7 +464,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         toolCalls.push(entry.type === 'tool_executing' ? '+' : '-', toolCallId, tool)
       }
     }
-    const sent: SentBatch = { batchNo: ++run.batchNo, events, toolCalls }
+    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls }
     run.sent.push(sent)
     if (run.sent.length > KEPT_BATCHES) run.sent.shift()
     run.writing = true
