@@ -120,6 +120,13 @@ export class RedisCluster {
       .map((line) => Number(/:(\d+)@/.exec(line)?.[1])).filter((port) => alive.includes(port))
   }
 
+  /** The ports of the replicas of the primary on `port`. */
+  async replicasOf (port: number): Promise<number[]> {
+    const lines = (await this.info(port, 'CLUSTER', 'NODES')).split('\n')
+    const id = lines.find((line) => line.includes('myself'))?.split(' ')[0]
+    return lines.filter((line) => line.split(' ')[3] === id).map((line) => Number(/:(\d+)@/.exec(line)?.[1]))
+  }
+
   /** kill -9 of one node. */
   async kill (port: number): Promise<void> {
     const child = this.processes.get(port)

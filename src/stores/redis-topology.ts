@@ -9,6 +9,8 @@ import type { FastifyBaseLogger } from 'fastify'
 /** Buckets of owners on a cluster: the unit that lands on a hash slot (fixed: changing it moves every owner). */
 export const OWNER_BUCKETS = 256
 
+const CLUSTER_SLOTS = 16_384
+
 /** Where a run's keys live: '' on one Redis, its owner's bucket tag (`b17`) on a cluster. */
 export type Slot = string
 
@@ -186,6 +188,15 @@ function clusterTopology (url: string, prefix: string, log?: Pick<FastifyBaseLog
   command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis cluster command error') })
   subscriber.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis cluster subscriber error') })
   const channels = new Set<string>()
+  /** Who served each slot when last seen: how a shard that is gone is named. */
+  const lastPrimary: string[] = []
+  const rememberPrimaries = (): void => {
+    for (let slot = 0; slot < CLUSTER_SLOTS; slot++) {
+      const primary = command.slots[slot]?.[0]
+      if (primary !== undefined) lastPrimary[slot] = primary
+    }
+  }
+  command.on('refresh', rememberPrimaries)
   return {
     kind: 'cluster',
     // Cluster has every command Redis has, routed by key; the store only uses keyed commands
@@ -234,6 +245,17 @@ function clusterTopology (url: string, prefix: string, log?: Pick<FastifyBaseLog
           return err instanceof Error && err.message.startsWith('shard') ? err.message : `shard ${name}: ${String(err)}`
         }
       }))).filter((failure) => failure !== undefined)
+      // Slots no connected primary serves (its shard is gone, replicas too): named by who served them last.
+      rememberPrimaries()
+      const gone = new Map<string, number[]>()
+      const connected = new Set(primaries.map((node) => `${node.options.host ?? ''}:${node.options.port ?? ''}`))
+      for (let slot = 0; slot < CLUSTER_SLOTS; slot++) {
+        const primary = command.slots[slot]?.[0]
+        if (primary !== undefined && connected.has(primary)) continue
+        const name = primary ?? lastPrimary[slot] ?? 'unknown'
+        gone.set(name, [...(gone.get(name) ?? []), slot])
+      }
+      for (const [name, slots] of gone) failures.push(`shard ${name}: ${slots.length} slots (${slots[0] ?? ''}–${slots.at(-1) ?? ''}) have no primary`)
       if (failures.length > 0) throw new Error(failures.join('; '))
     },
     async quit () {

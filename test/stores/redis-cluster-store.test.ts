@@ -88,3 +88,34 @@ t.test('on a Redis Cluster', { skip }, async (t) => {
   })
 
 })
+
+t.test('a whole shard gone (primary and replica): its runs stop after the lease, other shards carry on, ping names it', { skip }, async (t) => {
+  const cluster = await startCluster(t, { nodeTimeoutMs: 1000 })
+  const store = createRedisStore({ url: cluster.url, historyTtlMs: 60_000, leaseTtlMs: 1500, keyPrefix: 'agw-gone:' })
+  t.teardown(() => store.close())
+  const layout = clusterLayout('agw-gone:')
+  const direct = new Cluster(parseClusterUrl(cluster.url).nodes)
+  t.teardown(() => { direct.disconnect() })
+  // One run per owner until two of them live on different primaries.
+  const byPrimary = new Map<number, string>()
+  for (let i = 0; byPrimary.size < 2 && i < 100; i++) {
+    const ownerId = `owner-${i}`
+    const runId = `run-gone-${i}`
+    await store.createRun({ runId, threadId: 't', agent: 'demo', ownerId }, { maxActivePerOwner: 4 })
+    const slot = await direct.cluster('KEYSLOT', layout.run(runId, layout.slotOfOwner(ownerId)))
+    const ranges = await direct.cluster('SLOTS')
+    const port = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2]?.[1] ?? 0
+    if (!byPrimary.has(port)) byPrimary.set(port, runId)
+  }
+  const [[gonePort, goneRun], [, otherRun]] = [...byPrimary] as [[number, string], [number, string]]
+  for (const port of [gonePort, ...await cluster.replicasOf(gonePort)]) await cluster.kill(port)
+
+  const other = await store.append(otherRun, 'agent_thinking', JSON.stringify({ thought: 'still here', step: 1 }))
+  t.equal(other.seq, 1, 'a run on another shard carries on')
+  const pinged = await store.ping().then(() => 'ready', (err: unknown) => String(err))
+  t.match(pinged, new RegExp(`127\\.0\\.0\\.1:${gonePort}`), 'ping names the shard that is gone')
+  const started = Date.now()
+  await t.rejects(store.append(goneRun, 'agent_thinking', JSON.stringify({ thought: 'lost', step: 1 })), /within its lease/)
+  t.ok(Date.now() - started < 5000, 'the run on the gone shard gave up after about the lease')
+  t.equal((await store.append(otherRun, 'agent_thinking', JSON.stringify({ thought: 'and on', step: 2 }))).seq, 2, 'and the other run still carries on')
+})
