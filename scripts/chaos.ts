@@ -27,6 +27,10 @@ export interface ChaosOptions {
   store?: string
   /** Key prefix on Redis. */
   keyPrefix?: string
+  /** More environment for the gateway nodes (REDIS_MIN_REPLICAS_ACK, …). */
+  env?: Record<string, string>
+  /** Runs once every user has started their runs, while they are in flight (a fault to inject). */
+  during?: (nodes: readonly FastifyInstance[]) => Promise<void>
 }
 
 export interface ChaosCounts {
@@ -85,6 +89,8 @@ const chaosAgent: Agent = async ({ input, think, say, tools, signal }) => {
 
 interface Tracked {
   lastSeq: number
+  /** Every frame received, by seq: compared with the log at the end. */
+  readonly frames: string[]
   terminals: number
   openTools: Set<string>
   done: boolean
@@ -115,7 +121,7 @@ class ChaosUser {
     const socket = new WebSocket(url, [PROTOCOL], { headers: { authorization: `Bearer ${this.token}` } })
     this.socket = socket
     socket.on('error', () => {})
-    socket.on('message', (data: Buffer) => { this.receive(socket, JSON.parse(data.toString()) as Record<string, unknown>) })
+    socket.on('message', (data: Buffer) => { this.receive(socket, JSON.parse(data.toString()) as Record<string, unknown>, data.toString()) })
     await once(socket, 'open')
     this.away = false
     for (const [runId, run] of this.runs) {
@@ -125,11 +131,11 @@ class ChaosUser {
     }
   }
 
-  receive (socket: WebSocket, message: Record<string, unknown>): void {
+  receive (socket: WebSocket, message: Record<string, unknown>, frame: string): void {
     if (socket !== this.socket) return
     if (message.type === 'run_accepted') {
       const runId = message.runId as string
-      this.runs.set(runId, { lastSeq: 0, terminals: 0, openTools: new Set(), done: false })
+      this.runs.set(runId, { lastSeq: 0, frames: [], terminals: 0, openTools: new Set(), done: false })
       this.pending.shift()?.(runId)
       return
     }
@@ -150,6 +156,7 @@ class ChaosUser {
       this.counts.outOfOrder++
     }
     run.lastSeq = seq
+    run.frames[seq] = frame
     const data = message.data as { toolCallId?: string }
     if (message.type === 'tool_executing') run.openTools.add(data.toolCallId ?? '')
     if (message.type === 'tool_completed' && !run.openTools.delete(data.toolCallId ?? '')) this.counts.unpairedTools++
@@ -240,7 +247,8 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosCounts> {
     APP_ENV: 'test', LOG_LEVEL: 'silent', SHUTDOWN_GRACE_MS: '0', RUN_TIMEOUT_MS: '1500',
     MAX_CONCURRENT_RUNS: String(options.runsPerUser), MAX_CONNECTIONS_PER_USER: '50',
     MESSAGE_RATE_PER_SEC: '1000', MESSAGE_RATE_BURST: '1000', HTTP_RATE_LIMIT_MAX: '1000000', SEND_BUFFER_BYTES: '16384',
-    EVENT_STORE: store, REDIS_KEY_PREFIX: options.keyPrefix ?? 'agw-chaos:', JWT_SECRET: randomBytes(32).toString('base64url')
+    EVENT_STORE: store, REDIS_KEY_PREFIX: options.keyPrefix ?? 'agw-chaos:', JWT_SECRET: randomBytes(32).toString('base64url'),
+    ...options.env
   }
   // On Redis, two nodes share the store and users alternate between them on every reconnect.
   const nodes = await Promise.all(Array.from({ length: store === 'memory' ? 1 : 2 }, () => build({ agents: { chaos: chaosAgent }, tools: [lookup], env })))
@@ -254,7 +262,9 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosCounts> {
       const name = `chaos-${i}`
       return new ChaosUser(name, urls, app.authSecret.sign({ sub: name }), prng(Math.floor(random() * 2 ** 32)), options, counts, random() < options.slowShare)
     })
-    await Promise.all(users.map((user) => user.play()))
+    const playing = Promise.all(users.map((user) => user.play()))
+    await options.during?.(nodes)
+    await playing
     const deadline = Date.now() + 60_000
     while (!users.every((user) => user.finished) && Date.now() < deadline) await sleep(20)
     for (const user of users) {
@@ -263,6 +273,8 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosCounts> {
         if (run.openTools.size > 0) counts.unpairedTools += run.openTools.size
         const logged = await app.eventStore.getRun(runId)
         if (logged.state !== 'found' || logged.meta.lastSeq !== run.lastSeq || logged.meta.ownerId !== user.name) counts.differentFromLog++
+        // Every event a client received is in the log afterwards, as it was received.
+        else if ((await app.eventStore.read(runId, 0, run.lastSeq)).some((event) => event.frame.toString() !== run.frames[event.seq])) counts.differentFromLog++
       }
     }
   } finally {

@@ -55,10 +55,12 @@ export const ConfigSchema = Type.Object({
     default: ''
   }),
   EVENT_STORE: Type.String({
-    description: 'Where runs and their events live: `memory` (one process) or a Redis URL (`redis://host:6379/0`, `rediss://…`) shared by every node.',
+    description: 'Where runs and their events live: `memory` (one process), a Redis URL (`redis://host:6379/0`, `rediss://…`) shared by every node, or a Redis Cluster\'s seed nodes (`redis-cluster://[user:password@]host1:6379,host2:6379`).',
     default: 'memory',
-    pattern: '^(memory|rediss?://.+)$'
+    pattern: '^(memory|rediss?://.+|redis-cluster://([^@/]*@)?[^/,:@]+:[0-9]+(,[^/,:@]+:[0-9]+)*/?)$'
   }),
+  REDIS_MIN_REPLICAS_ACK: int('With Redis: replicas that must hold each batch of events (WAIT) before any client sees it, so that a failover cannot take back an event a client saw. 0 delivers once the primary has it.', 0, 0, 16),
+  REDIS_REPLICA_ACK_TIMEOUT_MS: int('With REDIS_MIN_REPLICAS_ACK: how long a batch waits for its replicas; then it is delivered anyway and counted in agw_redis_replica_ack_shortfall_total.', 1000, 10, 60_000),
   REDIS_KEY_PREFIX: Type.String({ description: 'Prefix of every Redis key and channel, to share one Redis between deployments.', default: 'agw:', minLength: 1, maxLength: 64 }),
   LEASE_TTL_MS: int('With Redis: how long a node\'s claim on the runs it executes lasts unrenewed; a run whose node is gone ends with NODE_LOST about this long after.', 15_000, 300, 600_000),
   MAX_MESSAGE_BYTES: int('Largest client frame accepted; larger frames close the connection with 1009.', 65536, 256, 16 * 1024 * 1024),

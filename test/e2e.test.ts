@@ -247,7 +247,7 @@ t.test('/readyz answers 503 when the event store does not answer', async (t) => 
   healthy = false
   const response = await app.inject('/readyz')
   t.equal(response.statusCode, 503)
-  t.same(response.json(), { code: 'AGW_ERR_NOT_READY', message: 'Not ready: the event store is not reachable' })
+  t.same(response.json(), { code: 'AGW_ERR_NOT_READY', message: 'Not ready: the event store is not reachable (connection refused)' })
 })
 
 t.test('a random user cannot learn anything through cancel either', async (t) => {

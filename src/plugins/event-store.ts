@@ -18,7 +18,9 @@ export interface EventStorePluginOptions {
 }
 
 async function eventStore (fastify: FastifyInstance, opts: EventStorePluginOptions): Promise<void> {
-  const store = opts.store ?? createEventStore(fastify.config, fastify.log)
+  const store = opts.store ?? createEventStore(fastify.config, fastify.log, {
+    replicaAckShortfall: () => { fastify.telemetry.replicaAckShortfall() }
+  })
   fastify.decorate('eventStore', store)
   // onClose runs after every preClose step: the runs have ended and the sockets are closed.
   fastify.addHook('onClose', async () => {
@@ -26,4 +28,4 @@ async function eventStore (fastify: FastifyInstance, opts: EventStorePluginOptio
   })
 }
 
-export default fp(eventStore, { name: 'event-store', fastify: '5.x', dependencies: ['config'] })
+export default fp(eventStore, { name: 'event-store', fastify: '5.x', dependencies: ['config', 'telemetry'] })

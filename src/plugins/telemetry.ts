@@ -28,6 +28,8 @@ export interface Telemetry {
   messageRejected(code: WireErrorCode): void
   /** How to count the events emitted on this node and not yet written to the event store (read when scraped). */
   countUnwrittenWith(read: () => number): void
+  /** A batch of events was delivered before REDIS_MIN_REPLICAS_ACK replicas held it. */
+  replicaAckShortfall(): void
 }
 
 const nothing = (): void => {}
@@ -44,7 +46,8 @@ export const silentTelemetry: Telemetry = Object.freeze({
   slowConsumerPaused: nothing,
   eventsReplayed: nothing,
   messageRejected: nothing,
-  countUnwrittenWith: nothing
+  countUnwrittenWith: nothing,
+  replicaAckShortfall: nothing
 })
 
 /** Telemetry kept as Prometheus metrics in `registry`. */
@@ -77,6 +80,11 @@ function prometheusTelemetry (registry: Registry): Telemetry {
   const pauses = new Counter({ name: 'agw_slow_consumer_pauses_total', help: 'Times live delivery to a peer paused because its send buffer was full', registers: [registry] })
   const replayed = new Counter({ name: 'agw_events_replayed_total', help: 'Events sent from the log (replay after subscribe, catch-up after a pause)', registers: [registry] })
   const rejected = new Counter({ name: 'agw_messages_rejected_total', help: 'Client messages answered with an error, by code', labelNames: ['code'], registers: [registry] })
+  const shortfalls = new Counter({
+    name: 'agw_redis_replica_ack_shortfall_total',
+    help: 'Batches of events delivered before REDIS_MIN_REPLICAS_ACK replicas acknowledged them (WAIT timed out)',
+    registers: [registry]
+  })
   let unwritten: () => number = () => 0
   // Read from the delivery path when scraped: nothing on the event path.
   new Gauge({
@@ -97,7 +105,8 @@ function prometheusTelemetry (registry: Registry): Telemetry {
     slowConsumerPaused () { pauses.inc() },
     eventsReplayed (count) { replayed.inc(count) },
     messageRejected (code) { rejected.inc({ code }) },
-    countUnwrittenWith (read) { unwritten = read }
+    countUnwrittenWith (read) { unwritten = read },
+    replicaAckShortfall () { shortfalls.inc() }
   }
 }
 

@@ -16,7 +16,8 @@ async function healthRoutes (fastify: FastifyInstance): Promise<void> {
       await store.ping()
     } catch (err) {
       fastify.log.warn({ err }, 'event store is not reachable')
-      throw new NotReadyError('the event store is not reachable')
+      // Which Redis (or which shard of a cluster) does not answer: the operator's first question.
+      throw new NotReadyError(`the event store is not reachable (${err instanceof Error ? err.message : String(err)})`)
     }
     // MCP servers are reported, not required: one that is down fails only its own tools' calls.
     const mcpServers = fastify.hasDecorator('mcpServers') ? fastify.mcpServers.status() : {}

@@ -6,16 +6,19 @@
 // Seq is assigned inside Lua scripts (atomic: no read-then-write race between writers), appends
 // carry a per-run sequence number so a retried append is applied once, and a node whose
 // connection drops queues its appends until Redis answers again: clients see a pause, not a gap.
+// The same store runs on one Redis (redis://) and on a Redis Cluster (redis-cluster://): what
+// differs, the connections and the key layout, is in src/stores/redis-topology.ts.
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type {
   CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
 } from '../contracts.js'
+import { backoff, connectTopology, type Slot } from './redis-topology.js'
 
 export interface RedisStoreOptions {
-  /** redis://[user:password@]host:port[/db] or rediss://… */
+  /** redis://[user:password@]host:port[/db], rediss://…, or redis-cluster://[user:password@]host:port,host:port… */
   url: string
   historyTtlMs: number
   /** How long an executing node's claim on its runs lasts without renewal. */
@@ -23,6 +26,15 @@ export interface RedisStoreOptions {
   nodeId?: string
   /** Prefix of every key and channel, to share a Redis between deployments. */
   keyPrefix?: string
+  /**
+   * Replicas that must hold each batch of events (WAIT) before any subscriber gets it; 0 (the
+   * default) delivers once the primary has it.
+   */
+  minReplicasAck?: number
+  /** How long a batch waits for those replicas before it is delivered anyway (and counted). */
+  replicaAckTimeoutMs?: number
+  /** Called when a batch was delivered with fewer replicas holding it than minReplicasAck. */
+  onReplicaShortfall?: (acked: number) => void
   log?: Pick<FastifyBaseLogger, 'warn' | 'error'>
 }
 
@@ -50,13 +62,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 // KEYS: run, owner, active, leases, thread. ARGV: runId, threadId, agent, ownerId, node, createdAt,
-// maxActive, leaseTtlMs, exclusive ('1' or '0'), the prefix of run keys. Returns {1, active},
+// maxActive, leaseTtlMs, exclusive ('1' or '0'), the head and tail of a run key in this slot. Returns {1, active},
 // {0, active} at the owner's limit, {-2, runId} when the thread is exclusive and busy.
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
 if ARGV[9] == '1' then
   local latest = redis.call('GET', KEYS[5])
-  if latest and redis.call('HGET', ARGV[10] .. latest .. '}', 'status') == 'running' then return {-2, latest} end
+  if latest and redis.call('HGET', ARGV[10] .. latest .. ARGV[11], 'status') == 'running' then return {-2, latest} end
 end
 local active = redis.call('SCARD', KEYS[3])
 if active >= tonumber(ARGV[7]) then return {0, active} end
@@ -84,7 +96,7 @@ const LIVE_HEADER_LINES = 4
 
 // Appends the batch in ARGV[first], assigning seqs, then applies the tool calls it opens and
 // closes — ARGV[first + 1] on, three values each: '+' or '-', toolCallId, tool — and publishes
-// the batch to the run's live channel. KEYS[1..3]: run, stream, tools; `channel`, `origin` and
+// the batch to the run's live channel (unless `channel` is empty: the node publishes it later). KEYS[1..3]: run, stream, tools; `channel`, `origin` and
 // `threadId` are locals of the enclosing script. Leaves the last seq in `seq`.
 const APPEND_EVENTS = `
 local batch = ARGV[first]
@@ -103,7 +115,7 @@ for i = first + 1, #ARGV, 3 do
   if ARGV[i] == '+' then redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]) else redis.call('HDEL', KEYS[3], ARGV[i + 1]) end
 end
 redis.call('HSET', KEYS[1], 'lastSeq', seq)
-redis.call('PUBLISH', channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch)
+if channel ~= '' then redis.call(PUBLISH, channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch) end
 `
 
 // Marks the run ended. KEYS[1..7]: run, stream, tools, owner, active, leases, thread; locals
@@ -123,17 +135,21 @@ if redis.call('GET', KEYS[7]) == runId then redis.call('PEXPIRE', KEYS[7], histo
 // A batch of events from the executing node, applied atomically. KEYS: run, stream, tools.
 // ARGV: channel, threadId, batchNo (in call order), origin node, batch, tool calls… Returns
 // {last seq, applied}. A batch already applied (resent after a lost reply) changes nothing and
-// returns its last seq, kept for the last 64 batches.
+// returns its last seq, kept for the last 64 batches. Batches apply in order: a batch whose
+// predecessor is missing (a failover lost it before a replica had it) is refused with
+// {-2, last batch applied}, and the node sends the missing ones again first.
 const APPEND = `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return redis.error_reply('unknown run') end
 local n = tonumber(ARGV[3])
-if n <= tonumber(redis.call('HGET', KEYS[1], 'lastAppend')) then
+local lastAppend = tonumber(redis.call('HGET', KEYS[1], 'lastAppend'))
+if n <= lastAppend then
   local slot = redis.call('HGET', KEYS[1], 'b' .. (n % 64))
   if slot and string.sub(slot, 1, #tostring(n) + 1) == n .. ':' then return {tonumber(string.sub(slot, #tostring(n) + 2)), 0} end
   return {-1, 0}
 end
 if status ~= 'running' then return redis.error_reply('run has ended') end
+if n > lastAppend + 1 then return {-2, lastAppend} end
 local channel, threadId, origin, first = ARGV[1], ARGV[2], ARGV[4], 5
 ${APPEND_EVENTS}
 redis.call('HSET', KEYS[1], 'lastAppend', n, 'b' .. (n % 64), n .. ':' .. seq)
@@ -194,6 +210,9 @@ interface ScriptCommands {
 type Client = Redis & ScriptCommands
 
 interface Channel {
+  readonly runId: string
+  /** The channel's name, once the run's slot is known. */
+  name?: string
   readonly ready: Promise<void>
   /** The frame head of the channel's run, once its first message told the threadId. */
   head?: string
@@ -211,13 +230,29 @@ interface PendingAppend {
   reject(err: unknown): void
 }
 
+/** A batch as sent: kept for a while, to be sent again should a failover lose it. */
+interface SentBatch {
+  readonly batchNo: number
+  readonly count: number
+  readonly events: string
+  readonly toolCalls: string[]
+}
+
+/** Batches kept per run for resending: a failover loses at most the replication lag's worth. */
+const KEPT_BATCHES = 8
+
 /** A run this node executes: its batch counter, the batch being filled, lease renewal. */
 interface OwnedRun {
   readonly threadId: string
+  readonly slot: Slot
+  readonly ownerId: string
   batchNo: number
   pending: PendingAppend[] | undefined
-  /** The last batch sent: endRun waits for it. */
-  lastWrite: Promise<unknown>
+  /** True while a batch is being written: the next one waits for it (batches apply in order). */
+  writing: boolean
+  /** The batch being written (never rejects): endRun waits for it. */
+  lastWrite: Promise<void>
+  readonly sent: SentBatch[]
 }
 
 /**
@@ -240,53 +275,60 @@ class AppendedEvent implements StoredEvent {
   }
 }
 
-function backoff (attempt: number): number {
-  return Math.min(2000, 50 * 2 ** Math.min(attempt, 6))
+/** Redis did not take a run's writes for as long as its lease: the node lets go of the run. */
+class OutageTooLong extends Error {
+  constructor (runId: string) {
+    super(`redis did not take the writes of run ${runId} within its lease (LEASE_TTL_MS); the run is left to end NODE_LOST`)
+  }
 }
+
+/** Errors of a batch that sending it again cannot fix. */
+const FINAL_APPEND_ERROR = /unknown run|run has ended|outcome of batch|batches .* are lost/
 
 export function createRedisStore (options: RedisStoreOptions): EventStore {
   const nodeId = options.nodeId ?? randomUUID()
   const prefix = options.keyPrefix ?? 'agw:'
   const tombstoneTtl = Math.max(DAY_MS, options.historyTtlMs) + options.historyTtlMs
+  const minReplicasAck = options.minReplicasAck ?? 0
+  const replicaAckTimeoutMs = options.replicaAckTimeoutMs ?? 1000
   const log = options.log
-  // Commands wait out an outage (no retry limit) instead of failing: events are delayed, not lost.
-  // Starting while Redis is unreachable is allowed: /readyz says not ready until it answers.
-  const redisOptions = {
-    maxRetriesPerRequest: null,
-    enableOfflineQueue: true,
-    retryStrategy: backoff
-  }
-  const command = new Redis(options.url, redisOptions) as Client
-  const subscriber = new Redis(options.url, { ...redisOptions, autoResubscribe: true })
+  const topology = connectTopology(options.url, prefix, log)
+  const { layout: key, live } = topology
+  const command = topology.command as Client
   for (const [name, lua, keys] of [
     ['agwCreate', CREATE, 5], ['agwAppend', APPEND, 3], ['agwEnd', END, 7],
     ['agwRenew', RENEW, 1], ['agwExpired', EXPIRED, 1], ['agwLose', LOSE, 7]
   ] as const) {
-    command.defineCommand(name, { lua, numberOfKeys: keys })
+    command.defineCommand(name, { lua: `local PUBLISH = '${topology.publish}'\n${lua}`, numberOfKeys: keys })
   }
-  command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis command connection error') })
-  subscriber.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis subscriber connection error') })
 
-  const key = {
-    run: (runId: string) => `${prefix}run:{${runId}}`,
-    stream: (runId: string) => `${prefix}events:{${runId}}`,
-    tools: (runId: string) => `${prefix}tools:{${runId}}`,
-    owner: (runId: string) => `${prefix}owner:{${runId}}`,
-    active: (ownerId: string) => `${prefix}active:{${encodeOwner(ownerId)}}`,
-    // A thread id never holds '/', so the owner after it cannot be mistaken for part of it.
-    thread: (ownerId: string, threadId: string) => `${prefix}thread:${threadId}/${encodeOwner(ownerId)}`,
-    leases: `${prefix}leases`,
-    live: (runId: string) => `${prefix}live:{${runId}}`,
-    control: (node: string) => `${prefix}control:${node}`
-  }
-  const liveChannelPrefix = `${prefix}live:{`
   /** How the live messages of this node's own batches begin. */
   const ownMessageHead = Buffer.from(`${LIVE_FORMAT}\n${nodeId}\n`)
 
   const channels = new Map<string, Channel>()
+  const channelsByName = new Map<string, Channel>()
   const owned = new Map<string, OwnedRun>()
+  /** runId → slot, for runs looked up on a cluster (a run never moves). */
+  const slots = new Map<string, Slot>()
   let onStop: (runId: string) => void = () => {}
   let closed = false
+
+  /** The slot of a run's keys; undefined for a run the cluster does not know. */
+  async function slotOf (runId: string): Promise<Slot | undefined> {
+    if (!key.indexed) return ''
+    const known = owned.get(runId)?.slot ?? slots.get(runId)
+    if (known !== undefined) return known
+    const slot = await command.get(key.index(runId))
+    if (slot === null) return undefined
+    if (slots.size >= 100_000) slots.delete(slots.keys().next().value as string)
+    slots.set(runId, slot)
+    return slot
+  }
+
+  /** After a run ended: its index (cluster) expires with its owner record. */
+  async function indexEnded (runId: string): Promise<void> {
+    if (key.indexed) await command.pexpire(key.index(runId), tombstoneTtl)
+  }
 
   /** An event read back from Redis (the log or the live channel); `head` is its run's runFrameHead. */
   function frameOf (head: string, seq: number, type: RunEventType, ts: string, dataJson: string): StoredEvent {
@@ -309,13 +351,17 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     }
   }
 
-  subscriber.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
+  function resync (channel: Channel | undefined): void {
+    if (channel !== undefined) for (const entry of channel.entries) entry.onResync?.()
+  }
+
+  live.onMessage((channelBuffer: Buffer, payload: Buffer) => {
     const channelName = channelBuffer.toString()
     if (channelName === key.control(nodeId)) {
       onStop(payload.toString())
       return
     }
-    const channel = channels.get(channelName)
+    const channel = channelsByName.get(channelName)
     if (channel === undefined) return
     // This node's own appends reached its subscribers when Redis answered them: skipped unread.
     if (payload.length > ownMessageHead.length && payload.subarray(0, ownMessageHead.length).equals(ownMessageHead)) return
@@ -323,40 +369,116 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     const firstSeq = Number(lines[3])
     if (lines[0] !== LIVE_FORMAT || lines.length < LIVE_HEADER_LINES + 3 || (lines.length - LIVE_HEADER_LINES) % 3 !== 0 || !Number.isSafeInteger(firstSeq)) {
       log?.warn({ channel: channelName }, 'a live message of an unknown format; reading the log instead')
-      for (const entry of channel.entries) entry.onResync?.()
+      resync(channel)
       return
     }
-    channel.head ??= runFrameHead(channelName.slice(liveChannelPrefix.length, -1), lines[2] as string)
+    channel.head ??= runFrameHead(channel.runId, lines[2] as string)
     for (let i = LIVE_HEADER_LINES, seq = firstSeq; i < lines.length; i += 3, seq++) {
       deliver(channel, frameOf(channel.head, seq, lines[i] as RunEventType, lines[i + 1] as string, lines[i + 2] as string))
     }
   })
 
-  // After a reconnection pub/sub messages may have been lost: re-establish every subscription,
-  // then tell every subscriber to read the log from where it is.
-  let subscriberConnectedBefore = false
-  subscriber.on('ready', () => {
-    if (!subscriberConnectedBefore) {
-      subscriberConnectedBefore = true
-      return
-    }
-    const names = [...channels.keys()]
-    const resubscribed = names.length === 0 ? Promise.resolve() : subscriber.subscribe(...names).then(() => undefined)
-    resubscribed.then(() => {
-      for (const channel of channels.values()) for (const entry of channel.entries) entry.onResync?.()
-    }, (err: unknown) => { log?.error({ err }, 'could not resubscribe to live events') })
+  // After a reconnection or a failover pub/sub messages may have been lost: once subscribed
+  // again, every subscriber reads the log from where it is.
+  live.onResubscribed(() => {
+    for (const channel of channels.values()) resync(channel)
   })
 
-  subscriber.subscribe(key.control(nodeId)).catch((err: unknown) => { log?.error({ err }, 'could not subscribe to stop requests') })
+  live.subscribe(key.control(nodeId)).catch((err: unknown) => { log?.error({ err }, 'could not subscribe to stop requests') })
 
-  // The appends of one run made in the same tick go to Redis as one batch (one script call);
-  // batches are pipelined on the one connection, which keeps them in call order. When Redis has
-  // applied a batch, this node's subscribers of the run get its events at once; other nodes get
-  // them through the live channel.
+  /**
+   * Sends one batch, then (with minReplicasAck) waits for replicas to hold it: WAIT goes in the
+   * same pipeline, so it reaches the primary that applied the batch and covers it. Only then is
+   * the batch published to the other nodes, so no socket anywhere sees it earlier.
+   */
+  async function sendOnce (runId: string, run: OwnedRun, batch: SentBatch): Promise<[number, number]> {
+    const channel = key.live(runId, run.slot)
+    const args = [
+      key.run(runId, run.slot), key.stream(runId, run.slot), key.tools(runId, run.slot),
+      minReplicasAck === 0 ? channel : '', run.threadId, batch.batchNo, nodeId, batch.events, ...batch.toolCalls
+    ]
+    if (minReplicasAck === 0) return command.agwAppend(...args)
+    const pipeline = command.pipeline() as unknown as ScriptCommands & { call(...args: Array<string | number>): unknown, exec(): Promise<Array<[Error | null, unknown]> | null> }
+    void pipeline.agwAppend(...args)
+    pipeline.call('WAIT', minReplicasAck, replicaAckTimeoutMs)
+    const [appended, waited] = await pipeline.exec() ?? []
+    if (appended?.[0] != null) throw appended[0]
+    const acked = Number(waited?.[1] ?? 0)
+    if (acked < minReplicasAck) {
+      options.onReplicaShortfall?.(acked)
+      log?.warn({ runId, acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
+    }
+    const result = appended?.[1] as [number, number]
+    if (result[1] === 1) {
+      const message = `${LIVE_FORMAT}\n${nodeId}\n${run.threadId}\n${result[0] - batch.count + 1}\n${batch.events}`
+      if (topology.publish === 'SPUBLISH') await command.spublish(channel, message)
+      else await command.publish(channel, message)
+    }
+    return result
+  }
+
+  /**
+   * Writes a batch, retrying through outages and failovers: a batch whose reply was lost is
+   * recognised by its number (applied once), and batches a failover lost are sent again first.
+   * Resolves with the batch's last seq; rejects only when the run cannot take it.
+   */
+  async function write (runId: string, run: OwnedRun, batch: SentBatch): Promise<number> {
+    return untilDone(runId, 'a batch of events waits for redis', async () => {
+      for (;;) {
+        const [lastSeq, detail] = await sendOnce(runId, run, batch)
+        if (lastSeq === -2) {
+          const missing = run.sent.filter((sent) => sent.batchNo > detail && sent.batchNo < batch.batchNo)
+          if (missing.length !== batch.batchNo - detail - 1) throw new Error(`batches ${detail + 1}–${batch.batchNo - 1} of run ${runId} are lost`)
+          log?.warn({ runId, batches: missing.length }, 'sending again the batches a failover lost')
+          for (const sent of missing) await sendOnce(runId, run, sent)
+          continue
+        }
+        if (lastSeq < 0) throw new Error(`the outcome of batch ${batch.batchNo} of run ${runId} is unknown`)
+        return lastSeq
+      }
+    })
+  }
+
+  /**
+   * Runs a step of a run's writing again and again through outages and failovers (each step is
+   * safe to repeat), until it is done or refused for good.
+   */
+  //
+  // For as long as the run's lease: beyond it, other nodes may already count the run as lost, so
+  // this node lets go of it (no more renewals) and the run ends NODE_LOST, once, when Redis is
+  // back. That bounds how long a run's events can be held up by an outage: LEASE_TTL_MS.
+  async function untilDone<T> (runId: string, what: string, step: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + options.leaseTtlMs
+    for (let attempt = 0; ; attempt++) {
+      let timer: NodeJS.Timeout | undefined
+      try {
+        // A command may wait in the offline queue rather than fail: the deadline is a timer.
+        const attemptDone = step()
+        attemptDone.catch(() => {})
+        return await Promise.race([attemptDone, new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => { reject(new OutageTooLong(runId)) }, Math.max(0, deadline - Date.now()))
+        })])
+      } catch (err) {
+        if (err instanceof OutageTooLong || Date.now() >= deadline) {
+          owned.delete(runId)
+          throw err instanceof OutageTooLong ? err : new OutageTooLong(runId)
+        }
+        if (closed || FINAL_APPEND_ERROR.test(err instanceof Error ? err.message : '')) throw err
+        log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, what)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(backoff(attempt), Math.max(0, deadline - Date.now()))))
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+  }
+
+  // The appends of one run made while its previous batch is being written go to Redis as one
+  // batch (one script call). When Redis has applied a batch, this node's subscribers of the run get
+  // its events at once; other nodes get them through the live channel.
   function flush (runId: string, run: OwnedRun): void {
     const batch = run.pending ?? []
     run.pending = undefined
-    const batchNo = ++run.batchNo
+    if (batch.length === 0) return
     let events = ''
     const toolCalls: string[] = []
     for (const entry of batch) {
@@ -366,43 +488,64 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         toolCalls.push(entry.type === 'tool_executing' ? '+' : '-', toolCallId, tool)
       }
     }
-    run.lastWrite = command.agwAppend(key.run(runId), key.stream(runId), key.tools(runId), key.live(runId), run.threadId, batchNo, nodeId, events, ...toolCalls)
-      .then(([lastSeq]) => {
-        if (lastSeq < 0) throw new Error(`the outcome of batch ${batchNo} of run ${runId} is unknown`)
+    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls }
+    run.sent.push(sent)
+    if (run.sent.length > KEPT_BATCHES) run.sent.shift()
+    run.writing = true
+    run.lastWrite = write(runId, run, sent)
+      .then((lastSeq) => {
         const head = runFrameHead(runId, run.threadId)
-        const channel = channels.get(key.live(runId))
+        const channel = channels.get(runId)
         const firstSeq = lastSeq - batch.length + 1
         batch.forEach((entry, i) => {
           const event = new AppendedEvent(head, firstSeq + i, entry)
           if (channel !== undefined) deliver(channel, event)
           entry.resolve(event)
         })
-      })
-      .catch((err: unknown) => {
+      }, (err: unknown) => {
         for (const entry of batch) entry.reject(err)
         // Whatever Redis made of the batch, this node's subscribers learn it from the log.
-        const channel = channels.get(key.live(runId))
-        if (channel !== undefined) for (const entry of channel.entries) entry.onResync?.()
+        resync(channels.get(runId))
       })
+      .finally(() => {
+        run.writing = false
+        if (run.pending !== undefined) flush(runId, run)
+      })
+  }
+
+  /** Waits until every append of the run made so far is written (or refused). */
+  async function drain (runId: string, run: OwnedRun): Promise<void> {
+    while (run.writing || run.pending !== undefined) {
+      if (!run.writing) flush(runId, run)
+      await run.lastWrite
+    }
   }
 
   async function endRun (runId: string, status: TerminalStatus): Promise<void> {
-    const [stored, threadId] = await command.hmget(key.run(runId), 'ownerId', 'threadId')
-    const owner = decodeOwner(stored ?? '')
-    await command.agwEnd(
-      key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(owner), key.leases,
-      key.thread(owner, threadId ?? ''),
-      runId, status, new Date().toISOString(), options.historyTtlMs, tombstoneTtl
-    )
+    const slot = await slotOf(runId)
+    if (slot === undefined) return
+    const mine = owned.get(runId)
+    const [stored, storedThread] = mine === undefined ? await command.hmget(key.run(runId, slot), 'ownerId', 'threadId') : []
+    const owner = mine?.ownerId ?? decodeOwner(stored ?? '')
+    const threadId = mine?.threadId ?? storedThread ?? ''
+    const endedAt = new Date().toISOString()
+    // Ending is repeated until Redis has it: a run left `running` after its terminal event would
+    // get a second one (NODE_LOST) once its lease lapsed.
+    const ended = await untilDone(runId, 'the end of a run waits for redis', async () => command.agwEnd(
+      key.run(runId, slot), key.stream(runId, slot), key.tools(runId, slot), key.owner(runId, slot), key.active(encodeOwner(owner), slot), key.leases(slot),
+      key.thread(encodeOwner(owner), threadId, slot),
+      runId, status, endedAt, options.historyTtlMs, tombstoneTtl
+    ))
     owned.delete(runId)
+    if (ended === 1) await indexEnded(runId)
   }
 
   /** Ends one lapsed run with cancelled tool calls and a NODE_LOST terminal event, if still unended. */
-  async function reap (runId: string): Promise<void> {
+  async function reap (slot: Slot, runId: string): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const [fields, tools] = await Promise.all([command.hgetall(key.run(runId)), command.hgetall(key.tools(runId))])
+      const [fields, tools] = await Promise.all([command.hgetall(key.run(runId, slot)), command.hgetall(key.tools(runId, slot))])
       if (fields.status !== 'running') {
-        await command.zrem(key.leases, runId)
+        await command.zrem(key.leases(slot), runId)
         return
       }
       const ts = new Date().toISOString()
@@ -416,18 +559,22 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       }
       events.push(packed('agent_completed', ts, JSON.stringify(terminal)))
       const outcome = await command.agwLose(
-        key.run(runId), key.stream(runId), key.tools(runId), key.owner(runId), key.active(decodeOwner(fields.ownerId ?? '')), key.leases,
-        key.thread(decodeOwner(fields.ownerId ?? ''), fields.threadId ?? ''), runId, key.live(runId), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
+        key.run(runId, slot), key.stream(runId, slot), key.tools(runId, slot), key.owner(runId, slot), key.active(fields.ownerId ?? '', slot), key.leases(slot),
+        key.thread(fields.ownerId ?? '', fields.threadId ?? '', slot),
+        runId, key.live(runId, slot), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
         Object.keys(tools).length, ...Object.keys(tools), events.join('\n')
       )
+      if (outcome === 1) await indexEnded(runId)
       if (outcome !== -1) return
     }
   }
 
   async function getRun (runId: string): Promise<RunLookup> {
+    const slot = await slotOf(runId)
+    if (slot === undefined) return { state: 'missing' }
     // The run and its tombstone in one round trip: a missing run, an expired one and another
     // user's running one all cost the same, so timing tells nobody which it was.
-    const [[runErr, fields], [ownerErr, tombstone]] = await command.multi().hgetall(key.run(runId)).get(key.owner(runId)).exec() as
+    const [[runErr, fields], [ownerErr, tombstone]] = await command.multi().hgetall(key.run(runId, slot)).get(key.owner(runId, slot)).exec() as
       [[Error | null, Record<string, string>], [Error | null, string | null]]
     if (runErr !== null) throw runErr
     if (ownerErr !== null) throw ownerErr
@@ -448,17 +595,28 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     return { state: 'found', meta }
   }
 
+  // Leases are renewed per slot (one script call per slot this node has runs in), and every node
+  // scans every slot's lease set: on a cluster no key takes writes from every node.
   const leaseTimer = setInterval(() => {
-    if (owned.size === 0) return
-    command.agwRenew(key.leases, options.leaseTtlMs, ...owned.keys()).catch((err: unknown) => {
-      log?.warn({ err }, 'could not renew run leases')
-    })
+    const bySlot = new Map<Slot, string[]>()
+    for (const [runId, run] of owned) {
+      const runIds = bySlot.get(run.slot)
+      if (runIds === undefined) bySlot.set(run.slot, [runId])
+      else runIds.push(runId)
+    }
+    for (const [slot, runIds] of bySlot) {
+      command.agwRenew(key.leases(slot), options.leaseTtlMs, ...runIds).catch((err: unknown) => {
+        log?.warn({ err }, 'could not renew run leases')
+      })
+    }
   }, Math.max(50, Math.floor(options.leaseTtlMs / 3)))
   leaseTimer.unref()
   const reaperTimer = setInterval(() => {
-    command.agwExpired(key.leases, 100)
-      .then(async (runIds) => { for (const runId of runIds) await reap(runId) })
-      .catch((err: unknown) => { log?.warn({ err }, 'could not reap runs of lost nodes') })
+    for (const slot of key.slots) {
+      command.agwExpired(key.leases(slot), 100)
+        .then(async (runIds) => { for (const runId of runIds) await reap(slot, runId) })
+        .catch((err: unknown) => { log?.warn({ err }, 'could not reap runs of lost nodes') })
+    }
   }, Math.max(50, Math.floor(options.leaseTtlMs / 2)))
   reaperTimer.unref()
 
@@ -467,20 +625,26 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
 
     async createRun (run: NewRun, limits: CreateLimits): Promise<CreateResult> {
       const createdAt = new Date().toISOString()
+      const slot = key.slotOfOwner(run.ownerId)
+      const owner = encodeOwner(run.ownerId)
       const [status, detail] = await command.agwCreate(
-        key.run(run.runId), key.owner(run.runId), key.active(run.ownerId), key.leases, key.thread(run.ownerId, run.threadId),
-        run.runId, run.threadId, run.agent, encodeOwner(run.ownerId), nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs,
-        limits.exclusiveThread === true ? '1' : '0', `${prefix}run:{`
+        key.run(run.runId, slot), key.owner(run.runId, slot), key.active(owner, slot), key.leases(slot), key.thread(owner, run.threadId, slot),
+        run.runId, run.threadId, run.agent, owner, nodeId, createdAt, limits.maxActivePerOwner, options.leaseTtlMs,
+        limits.exclusiveThread === true ? '1' : '0', key.runKeyHead(slot), key.runKeyTail
       )
       if (status === -1) throw new Error(`run ${run.runId} already exists`)
       if (status === -2) return { created: false, busyRunId: String(detail) }
       if (status === 0) return { created: false, active: Number(detail) }
-      owned.set(run.runId, { threadId: run.threadId, batchNo: 0, pending: undefined, lastWrite: Promise.resolve() })
+      // Only the run's creator learns its id, after this: nobody can look it up before it is indexed.
+      if (key.indexed) await command.set(key.index(run.runId), slot)
+      owned.set(run.runId, {
+        threadId: run.threadId, slot, ownerId: run.ownerId, batchNo: 0, pending: undefined, writing: false, lastWrite: Promise.resolve(), sent: []
+      })
       return { created: true, meta: { ...run, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
 
     async threadRun (ownerId: string, threadId: string): Promise<RunMeta | undefined> {
-      const runId = await command.get(key.thread(ownerId, threadId))
+      const runId = await command.get(key.thread(encodeOwner(ownerId), threadId, key.slotOfOwner(ownerId)))
       if (runId === null) return undefined
       const lookup = await getRun(runId)
       return lookup.state === 'found' && lookup.meta.ownerId === ownerId ? lookup.meta : undefined
@@ -493,7 +657,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       if (run === undefined) return Promise.reject(new Error(`cannot append to run ${runId}: not a running run of this node`))
       if (run.pending === undefined) {
         run.pending = []
-        queueMicrotask(() => { flush(runId, run) })
+        if (!run.writing) queueMicrotask(() => { if (!run.writing) flush(runId, run) })
       }
       const pending = run.pending
       const at = Date.now()
@@ -501,9 +665,11 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     },
 
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
+      const slot = await slotOf(runId)
+      if (slot === undefined) return []
       const [threadId, entries] = await Promise.all([
-        command.hget(key.run(runId), 'threadId'),
-        command.xrange(key.stream(runId), `${afterSeq + 1}-0`, '+', 'COUNT', limit)
+        command.hget(key.run(runId, slot), 'threadId'),
+        command.xrange(key.stream(runId, slot), `${afterSeq + 1}-0`, '+', 'COUNT', limit)
       ])
       if (threadId === null) return []
       const head = runFrameHead(runId, threadId)
@@ -514,11 +680,21 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     },
 
     subscribe (runId: string, listener: EventListener, onResync?: () => void): StoreSubscription {
-      const name = key.live(runId)
-      let channel = channels.get(name)
+      let channel = channels.get(runId)
       if (channel === undefined) {
-        channel = { ready: subscriber.subscribe(name).then(() => undefined), entries: new Set() }
-        channels.set(name, channel)
+        const created: Channel = {
+          runId,
+          entries: new Set(),
+          ready: slotOf(runId).then(async (slot) => {
+            // A run nobody knows has no channel: nothing will ever be published for it.
+            if (slot === undefined || channels.get(runId) !== created) return
+            created.name = key.live(runId, slot)
+            channelsByName.set(created.name, created)
+            await live.subscribe(created.name)
+          })
+        }
+        channel = created
+        channels.set(runId, channel)
       }
       const entry = { listener, onResync }
       channel.entries.add(entry)
@@ -527,9 +703,12 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         ready: current.ready,
         unsubscribe: () => {
           current.entries.delete(entry)
-          if (current.entries.size === 0 && channels.get(name) === current) {
-            channels.delete(name)
-            if (!closed) void subscriber.unsubscribe(name).catch(() => {})
+          if (current.entries.size === 0 && channels.get(runId) === current) {
+            channels.delete(runId)
+            if (current.name !== undefined) {
+              channelsByName.delete(current.name)
+              if (!closed) void live.unsubscribe(current.name).catch(() => {})
+            }
           }
         }
       }
@@ -537,13 +716,13 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
 
     async endRun (runId: string, status: TerminalStatus): Promise<void> {
       const run = owned.get(runId)
-      if (run?.pending !== undefined) flush(runId, run)
-      await run?.lastWrite.catch(() => {})
+      if (run !== undefined) await drain(runId, run)
       await endRun(runId, status)
     },
 
     async requestStop (meta: RunMeta): Promise<void> {
       if (meta.node === nodeId) onStop(meta.runId)
+      else if (topology.publish === 'SPUBLISH') await command.spublish(key.control(meta.node), meta.runId)
       else await command.publish(key.control(meta.node), meta.runId)
     },
 
@@ -553,17 +732,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
 
     async ping (): Promise<void> {
       if (closed) throw new Error('redis store is closed')
-      // While reconnecting a PING would only wait in the offline queue: report it at once.
-      if (command.status === 'reconnecting' || command.status === 'end') throw new Error(`redis is ${command.status}`)
-      let timer: NodeJS.Timeout | undefined
-      try {
-        await Promise.race([
-          command.ping(),
-          new Promise((_resolve, reject) => { timer = setTimeout(() => { reject(new Error('redis did not answer within 1 s')) }, 1000) })
-        ])
-      } finally {
-        clearTimeout(timer)
-      }
+      await topology.ping()
     },
 
     async close (): Promise<void> {
@@ -571,7 +740,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       clearInterval(leaseTimer)
       clearInterval(reaperTimer)
       await Promise.allSettled([...owned.values()].map((run) => run.lastWrite))
-      await Promise.allSettled([command.quit(), subscriber.quit()])
+      await topology.quit()
     }
   }
 }

@@ -1,17 +1,26 @@
-// Which event store EVENT_STORE names: the embedded memory store, or Redis shared by every node.
+// Which event store EVENT_STORE names: the embedded memory store, or Redis (one server or a
+// cluster) shared by every node.
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config.js'
 import type { EventStore } from '../contracts.js'
 import { createMemoryStore } from './memory-store.js'
 import { createRedisStore } from './redis-store.js'
 
-export function createEventStore (config: Config, log: FastifyBaseLogger): EventStore {
+export interface StoreReports {
+  /** A batch of events was delivered before REDIS_MIN_REPLICAS_ACK replicas held it. */
+  replicaAckShortfall?: () => void
+}
+
+export function createEventStore (config: Config, log: FastifyBaseLogger, reports: StoreReports = {}): EventStore {
   if (config.EVENT_STORE === 'memory') return createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
   return createRedisStore({
     url: config.EVENT_STORE,
     historyTtlMs: config.RUN_HISTORY_TTL_MS,
     leaseTtlMs: config.LEASE_TTL_MS,
     keyPrefix: config.REDIS_KEY_PREFIX,
+    minReplicasAck: config.REDIS_MIN_REPLICAS_ACK,
+    replicaAckTimeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT_MS,
+    ...(reports.replicaAckShortfall === undefined ? {} : { onReplicaShortfall: reports.replicaAckShortfall }),
     log
   })
 }

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { EventStore, StoredEvent } from '../../src/contracts.js'
 import { createRedisStore } from '../../src/stores/redis-store.js'
-import { REDIS_URL, redisSkip, testPrefix } from '../redis.js'
+import { OwnRedis, REDIS_URL, freePort, redisSkip, testPrefix } from '../redis.js'
 import { eventStoreContract } from './contract.js'
 
 const skip = await redisSkip(t)
@@ -118,6 +118,50 @@ t.test('a live message of an unknown format makes subscribers re-read the log, a
   subscription.unsubscribe()
 })
 
+t.test('batches a failover lost are sent again, before the next one, with the same seqs and frames', { skip }, async (t) => {
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'lost')
+  const first = await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'one', step: 1 }))
+  const second = await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'two', step: 2 }))
+  // As after a failover to a replica that had batch 1 but not batch 2 (which a client may have seen).
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  await redis.xdel(`${keyPrefix}events:{${runId}}`, '2-0')
+  await redis.call('XSETID', `${keyPrefix}events:{${runId}}`, '1-0')
+  await redis.hset(`${keyPrefix}run:{${runId}}`, 'lastSeq', 1, 'lastAppend', 1)
+  const third = await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'three', step: 3 }))
+  t.equal(third.seq, 3, 'the next batch keeps its place')
+  const logged = await store.read(runId, 0, 10)
+  t.same(logged.map((event) => event.seq), [1, 2, 3])
+  t.same(logged.map((event) => event.frame.toString()), [first, second, third].map((event) => event.frame.toString()), 'the log holds what clients saw')
+})
+
+t.test('Redis away for longer than the lease: the append gives up after the lease, and the run ends NODE_LOST once Redis is back', { skip }, async (t) => {
+  const redis = new OwnRedis(await freePort())
+  t.teardown(() => redis.dispose())
+  await redis.start()
+  const store = createRedisStore({ url: redis.url, historyTtlMs: 60_000, leaseTtlMs: 600 })
+  t.teardown(() => store.close())
+  const runId = `run-outage-${process.pid}`
+  await store.createRun({ runId, threadId: 'thread-outage', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'before', step: 1 }))
+  await redis.stop()
+  const started = Date.now()
+  await t.rejects(store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'during', step: 2 })), /within its lease/)
+  const waited = Date.now() - started
+  t.ok(waited >= 550 && waited < 3000, `the event waited about the lease (${waited} ms), not forever`)
+  await t.rejects(store.append(runId, 'agent_thinking', '{}'), /not a running run of this node/, 'the node has let go of the run')
+  await redis.start()
+  const deadline = Date.now() + 10_000
+  let lookup = await store.getRun(runId)
+  while (lookup.state === 'found' && lookup.meta.status === 'running' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    lookup = await store.getRun(runId)
+  }
+  t.match(lookup, { state: 'found', meta: { status: 'failed' } }, 'the run ended')
+  const events = (await store.read(runId, 0, 100)).map((event) => JSON.parse(event.frame.toString()) as { type: string, data: { error?: { code: string } } })
+  t.equal(events.filter((event) => event.type === 'agent_completed').length, 1, 'exactly one terminal event')
+  t.match(events.at(-1), { type: 'agent_completed', data: { error: { code: 'NODE_LOST' } } }, 'NODE_LOST, last')
+})
 async function until (condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!condition()) {
