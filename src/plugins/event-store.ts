@@ -20,10 +20,12 @@ export interface EventStorePluginOptions {
 async function eventStore (fastify: FastifyInstance, opts: EventStorePluginOptions): Promise<void> {
   const store = opts.store ?? createEventStore(fastify.config, fastify.log)
   fastify.decorate('eventStore', store)
+  const { sizeBytes } = store
+  if (sizeBytes !== undefined) fastify.telemetry.countStoreBytesWith(() => sizeBytes())
   // onClose runs after every preClose step: the runs have ended and the sockets are closed.
   fastify.addHook('onClose', async () => {
     await store.close()
   })
 }
 
-export default fp(eventStore, { name: 'event-store', fastify: '5.x', dependencies: ['config'] })
+export default fp(eventStore, { name: 'event-store', fastify: '5.x', dependencies: ['config', 'telemetry'] })

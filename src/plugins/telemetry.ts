@@ -28,6 +28,8 @@ export interface Telemetry {
   messageRejected(code: WireErrorCode): void
   /** How to count the events emitted on this node and not yet written to the event store (read when scraped). */
   countUnwrittenWith(read: () => number): void
+  /** How to read the bytes of history the event store holds in this process (read when scraped). */
+  countStoreBytesWith(read: () => number): void
 }
 
 const nothing = (): void => {}
@@ -44,7 +46,8 @@ export const silentTelemetry: Telemetry = Object.freeze({
   slowConsumerPaused: nothing,
   eventsReplayed: nothing,
   messageRejected: nothing,
-  countUnwrittenWith: nothing
+  countUnwrittenWith: nothing,
+  countStoreBytesWith: nothing
 })
 
 /** Telemetry kept as Prometheus metrics in `registry`. */
@@ -86,6 +89,14 @@ function prometheusTelemetry (registry: Registry): Telemetry {
     collect () { this.set(unwritten()) }
   })
 
+  let storeBytes: () => number = () => 0
+  new Gauge({
+    name: 'agw_event_store_bytes',
+    help: 'Bytes of run history the event store holds in this process (the memory store; 0 for Redis)',
+    registers: [registry],
+    collect () { this.set(storeBytes()) }
+  })
+
   return {
     connectionOpened (kind) { connections.inc({ kind }); connectionsTotal.inc({ kind }) },
     connectionClosed (kind) { connections.dec({ kind }) },
@@ -97,7 +108,8 @@ function prometheusTelemetry (registry: Registry): Telemetry {
     slowConsumerPaused () { pauses.inc() },
     eventsReplayed (count) { replayed.inc(count) },
     messageRejected (code) { rejected.inc({ code }) },
-    countUnwrittenWith (read) { unwritten = read }
+    countUnwrittenWith (read) { unwritten = read },
+    countStoreBytesWith (read) { storeBytes = read }
   }
 }
 

@@ -6,7 +6,13 @@ import { createMemoryStore } from './memory-store.js'
 import { createRedisStore } from './redis-store.js'
 
 export function createEventStore (config: Config, log: FastifyBaseLogger): EventStore {
-  if (config.EVENT_STORE === 'memory') return createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
+  if (config.EVENT_STORE === 'memory') {
+    return createMemoryStore({
+      historyTtlMs: config.RUN_HISTORY_TTL_MS,
+      maxBytes: config.MEMORY_STORE_MAX_BYTES,
+      maxBytesPerOwner: config.MEMORY_STORE_MAX_BYTES_PER_USER
+    })
+  }
   return createRedisStore({
     url: config.EVENT_STORE,
     historyTtlMs: config.RUN_HISTORY_TTL_MS,
