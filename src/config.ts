@@ -48,6 +48,7 @@ export const ConfigSchema = Type.Object({
     default: ''
   }),
 
+  HTTP_REQUEST_TIMEOUT_MS: int('Longest time a client may take to send a whole HTTP request (headers and body); slower ones are answered 408 and closed. Node checks it every few seconds, so it is enforced to within that. 0 turns it off.', 30_000, 0, 3_600_000),
   HTTP_RATE_LIMIT_MAX: int('Requests one client address may make to a rate-limited HTTP route (the WebSocket handshake, /dev/token) per window.', 300, 1, 1_000_000),
   HTTP_RATE_LIMIT_WINDOW_MS: int('The window of HTTP_RATE_LIMIT_MAX.', 60_000, 100, 86_400_000),
   TRUST_PROXY: Type.String({
@@ -80,7 +81,7 @@ export const ConfigSchema = Type.Object({
   RUN_HISTORY_TTL_MS: int('How long a finished run\'s events stay available to `subscribe`.', 3_600_000, 0, 30 * 86_400_000),
   DISCONNECT_GRACE_MS: int('How long a run started with cancelOnDisconnect may go unwatched before it is cancelled.', 30_000, 0, 3_600_000),
   SHUTDOWN_GRACE_MS: int('On shutdown, how long running runs may take to finish before they are ended with SHUTDOWN.', 10_000, 0, 3_600_000),
-  METRICS_TOKEN: secret('When set, GET /metrics requires "Authorization: Bearer <this token>". Unset: /metrics is open (keep it off the public network).'),
+  METRICS_TOKEN: Type.Optional(Type.String({ description: 'When set, GET /metrics requires "Authorization: Bearer <this token>" (at least 16 characters). Unset: /metrics is open (keep it off the public network).', writeOnly: true, minLength: 16 })),
   LLM_BASE_URL: Type.Optional(Type.String({ description: 'Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, LM Studio, e.g. http://localhost:11434/v1). With LLM_MODEL, registers the `llm` agent; setting only one of the two refuses start-up.', pattern: '^https?://.+' })),
   LLM_API_KEY: secret('API key sent to LLM_BASE_URL (any non-empty value for servers that need none).'),
   LLM_MODEL: Type.Optional(Type.String({ description: 'Model name for the `llm` agent (e.g. gpt-4o-mini, llama3.1); needs LLM_BASE_URL.', minLength: 1 })),
