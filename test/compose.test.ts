@@ -108,7 +108,7 @@ t.test('the plugins declare the dependencies the architecture draws (docs/archit
     telemetry: [],
     'auth-secret': ['config', 'telemetry'],
     'user-context': ['auth-secret', 'telemetry'],
-    'event-store': ['config'],
+    'event-store': ['config', 'telemetry'],
     'tool-dispatcher': ['config'],
     'mcp-tools': ['config', 'tool-dispatcher'],
     delivery: ['config', 'event-store', 'telemetry'],
