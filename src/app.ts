@@ -98,12 +98,15 @@ export const agentGateway = fp(gateway, { name: 'agent-gateway', fastify: '5.x' 
 export interface BuildOptions extends AgentGatewayOptions {
   logger?: FastifyServerOptions['logger']
   trustProxy?: FastifyServerOptions['trustProxy']
+  /** Fastify's requestTimeout: the server passes HTTP_REQUEST_TIMEOUT_MS. */
+  requestTimeout?: number
 }
 
 /** A standalone gateway instance (not listening). */
 export async function build (options: BuildOptions = {}): Promise<FastifyInstance> {
-  const { logger = false, trustProxy = false, ...gatewayOptions } = options
-  const app = Fastify({ logger, trustProxy })
+  const { logger = false, trustProxy = false, requestTimeout = 0, ...gatewayOptions } = options
+  // Slow-body clients are cut off by Node's own checks, every connectionsCheckingInterval.
+  const app = Fastify({ logger, trustProxy, requestTimeout, http: { connectionsCheckingInterval: Math.min(30_000, Math.max(1000, requestTimeout / 2)) } })
   await app.register(agentGateway, gatewayOptions)
   return app
 }

@@ -48,6 +48,7 @@ export const ConfigSchema = Type.Object({
     default: ''
   }),
 
+  HTTP_REQUEST_TIMEOUT_MS: int('Longest time a client may take to send a whole HTTP request (headers and body); slower ones are answered 408 and closed. Node checks it every few seconds, so it is enforced to within that. 0 turns it off.', 30_000, 0, 3_600_000),
   HTTP_RATE_LIMIT_MAX: int('Requests one client address may make to a rate-limited HTTP route (the WebSocket handshake, /dev/token) per window.', 300, 1, 1_000_000),
   HTTP_RATE_LIMIT_WINDOW_MS: int('The window of HTTP_RATE_LIMIT_MAX.', 60_000, 100, 86_400_000),
   TRUST_PROXY: Type.String({
@@ -77,10 +78,12 @@ export const ConfigSchema = Type.Object({
   TOOL_PROGRESS_INTERVAL_MS: int('Least time between two `tool_progress` events of one tool call: faster reports are thinned to the latest. 0 passes every report on.', 100, 0, 60_000),
   MCP_CONFIG: Type.Optional(Type.String({ minLength: 1, description: 'Path of a JSON file `{ "mcpServers": { "<name>": { "command": …, "args": […] } | { "url": … } } }`: MCP servers whose tools agents may call as `<name>__<tool>` (see docs/integrations.md#mcp-servers).' })),
   MCP_RESULT_MAX_BYTES: int('Largest result of an MCP tool call, as JSON: text beyond it is cut and the result marked `truncated`.', 65_536, 1024, 16 * 1024 * 1024),
+  MEMORY_STORE_MAX_BYTES: int('With EVENT_STORE=memory: bytes of run history kept in all. Past it the oldest finished runs are evicted early (the user over their own budget first); their owners get HISTORY_EXPIRED.', 256 * 1024 * 1024, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+  MEMORY_STORE_MAX_BYTES_PER_USER: int('With EVENT_STORE=memory: bytes of run history one user\'s runs may keep. Past it that user\'s oldest finished runs are evicted early.', 32 * 1024 * 1024, 64 * 1024, Number.MAX_SAFE_INTEGER),
   RUN_HISTORY_TTL_MS: int('How long a finished run\'s events stay available to `subscribe`.', 3_600_000, 0, 30 * 86_400_000),
   DISCONNECT_GRACE_MS: int('How long a run started with cancelOnDisconnect may go unwatched before it is cancelled.', 30_000, 0, 3_600_000),
   SHUTDOWN_GRACE_MS: int('On shutdown, how long running runs may take to finish before they are ended with SHUTDOWN.', 10_000, 0, 3_600_000),
-  METRICS_TOKEN: secret('When set, GET /metrics requires "Authorization: Bearer <this token>". Unset: /metrics is open (keep it off the public network).'),
+  METRICS_TOKEN: Type.Optional(Type.String({ description: 'When set, GET /metrics requires "Authorization: Bearer <this token>" (at least 16 characters). Unset: /metrics is open (keep it off the public network).', writeOnly: true, minLength: 16 })),
   AG_UI_AGENTS: Type.Optional(Type.String({
     description: 'Remote AG-UI agents to register next to the built-in ones, as JSON: `{ "<name>": { "url": "https://…", "headers": { … }, "timeoutMs": 60000 } }` (see docs/integrations.md#remote-ag-ui-agents). Its headers are secrets: never shown.',
     writeOnly: true

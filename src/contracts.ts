@@ -237,6 +237,8 @@ export interface CreateLimits {
 export interface EventStore {
   /** This node's id, recorded as the executing node of the runs it creates. */
   readonly nodeId: string
+  /** Bytes of run history this process holds, for stores that keep it in memory (a gauge). */
+  readonly sizeBytes?: () => number
   /**
    * Registers a new run executed by this node (status `running`, lastSeq 0), unless its owner
    * already has `maxActivePerOwner` runs in flight — counted across every node, atomically, so

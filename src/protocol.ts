@@ -59,7 +59,7 @@ export const SubscribeMessage = Type.Object({
   type: Type.Literal('subscribe'),
   id: Type.Optional(RequestId),
   runId: RunId,
-  after: Type.Optional(Type.Integer({ minimum: 0, description: 'Last seq seen; 0 or omitted replays from the start.' }))
+  after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Last seq seen; 0 or omitted replays from the start.' }))
 }, { additionalProperties: false })
 
 export const UnsubscribeMessage = Type.Object({
@@ -239,7 +239,7 @@ export const RunSummary = Type.Object({
 })
 export type RunSummary = Static<typeof RunSummary>
 export const EventsQuery = Type.Object({
-  after: Type.Optional(Type.Integer({ minimum: 0, description: 'Last seq seen (Last-Event-ID wins when both are given).' }))
+  after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Last seq seen (Last-Event-ID wins when both are given).' }))
 })
 // The AI SDK chat endpoint (docs/integrations.md#ai-sdk): what `DefaultChatTransport` POSTs.
 // Only what the gateway reads is checked; other fields (the transport's `body` option, a

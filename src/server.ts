@@ -39,7 +39,7 @@ async function main (): Promise<void> {
   try {
     // Plugins check what they are given as they load (secrets, agents): a refusal can come from
     // build() as well as from ready().
-    app = await build({ config, logger: loggerOptions(config, { pretty: prettyLogs(config, process.stdout.isTTY) }), trustProxy: trustProxyOption(config) })
+    app = await build({ config, logger: loggerOptions(config, { pretty: prettyLogs(config, process.stdout.isTTY) }), trustProxy: trustProxyOption(config), requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS })
     await app.ready()
   } catch (err) {
     refuse((err as Error).message)

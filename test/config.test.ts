@@ -68,6 +68,17 @@ t.test('out-of-range values are refused', async (t) => {
   t.throws(() => loadConfig({ ALLOW_QUERY_TOKEN: 'maybe' }), { message: /ALLOW_QUERY_TOKEN must be boolean/ })
 })
 
+t.test('a METRICS_TOKEN shorter than 16 characters is refused, naming it; HTTP_REQUEST_TIMEOUT_MS has a default', async (t) => {
+  const err = t.throws(() => loadConfig({ METRICS_TOKEN: 'x' }), { code: 'AGW_ERR_CONFIG_INVALID', message: /METRICS_TOKEN must NOT have fewer than 16 characters/ }) as Error
+  t.notMatch(err.message, /"x"/)
+  t.equal(loadConfig({ METRICS_TOKEN: 'k'.repeat(16) }).METRICS_TOKEN, 'k'.repeat(16))
+  t.equal(loadConfig({}).HTTP_REQUEST_TIMEOUT_MS, 30_000)
+  const { build } = await import('../src/app.js')
+  const app = await build({ env: { APP_ENV: 'test' }, requestTimeout: 1234 })
+  t.teardown(() => app.close())
+  t.equal(app.server.requestTimeout, 1234, "Node's server enforces it")
+})
+
 t.test('a secret value never appears in a configuration error', async (t) => {
   const err = t.throws(() => loadConfig({ PORT: 'x', JWT_SECRET: 'p4ssw0rd-that-must-not-leak' })) as Error
   t.notMatch(err.message, /p4ssw0rd/)

@@ -95,16 +95,53 @@ t.test('the attack matrix is refused, and nothing secret reaches the logs', asyn
   }
 })
 
-t.test('the HTTP API has one rate-limit budget per address, across its routes, answering 429 { code, message }', async (t) => {
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', HTTP_RATE_LIMIT_MAX: '4', HTTP_RATE_LIMIT_WINDOW_MS: '60000' }) })
+t.test('tokens are masked by shape wherever a URL or an error is logged', async (t) => {
+  const { lines, logger } = capturedLogger()
+  const app = await buildApp(t, { logger: logger as never, env: testEnv({ LOG_LEVEL: 'trace', ALLOW_QUERY_TOKEN: 'true' }) })
   const { http, ws } = await listen(t, app)
-  for (let i = 0; i < 2; i++) t.equal((await fetch(`${http}/dev/token?user=u${i}`)).status, 200)
-  for (let i = 0; i < 2; i++) await connect(t, ws, { token: tokenFor(`user-${i}`) })
+  const jwts = Array.from({ length: 12 }, (_, i) => tokenFor(`leak-${i}`))
+  const opaque = 'opaque-credential-7f3a9c1e5b'
+  const urls = [
+    `${ws.replace('ws', 'http')}?%74oken=${jwts[0]}`, // a %-encoded name
+    `${http}/nope?access_token=${jwts[1]}`, // Fastify's own 404 log line
+    `${http}/nope?x=1&api_key=${opaque}&password=${opaque}`,
+    `${http}/nope?%61ccess%5Ftoken=${jwts[2]}&Authorization=${opaque}`,
+    `${http}/nope/${jwts[3]}`, // in the path, under no name at all
+    `${http}/v1/runs/${jwts[4]}?token=${jwts[5]}`,
+    `${http}/v1/runs/x/events?key=${opaque}&secret=${opaque}&token=${jwts[6]}`
+  ]
+  for (const url of urls) await (await fetch(url, { headers: { authorization: `Bearer ${jwts[7]}` } })).text()
+  await (await fetch(`${http}/nope?token=${jwts[8]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' })).text()
+  // An error whose message carries a token, logged by a route the way the gateway logs failures.
+  app.log.error({ err: new Error(`upstream refused ${jwts[9]}`), url: `/x?token=${jwts[10]}` }, `request for bearer.${jwts[11]} failed`)
+  const viaQuery = await connect(t, ws, { path: `?access_token=${jwts[0]}` })
+  t.match(viaQuery.messages[0], { type: 'welcome', userId: 'leak-0' }, 'a query-string token (allowed here) connects')
+  viaQuery.close()
+  await app.close()
+  const log = lines.join('')
+  t.ok(lines.length > 10, `the server logged (${lines.length} lines)`)
+  t.match(log, /Route GET:\/nope\?access_token=\[REDACTED\] not found/, "Fastify's 404 line is still there, masked")
+  for (const [i, jwt] of jwts.entries()) t.notOk(log.includes(jwt.split('.')[2] ?? jwt), `JWT ${i} is not in the logs`)
+  t.notOk(/eyJ[\w-]+\.eyJ/.test(log), 'nothing JWT-shaped is in the logs')
+  t.notOk(log.includes(opaque), 'nor any credential-like query parameter')
+})
+
+t.test('the HTTP API has one rate-limit budget per address, across its routes, answering 429 { code, message }', async (t) => {
+  // A generated secret, so that /dev/token exists: the tokens come from it.
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '', HTTP_RATE_LIMIT_MAX: '4', HTTP_RATE_LIMIT_WINDOW_MS: '60000' }) })
+  const { http, ws } = await listen(t, app)
+  const devTokens: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const minted = await fetch(`${http}/dev/token?user=u${i}`)
+    t.equal(minted.status, 200)
+    devTokens.push(((await minted.json()) as { token: string }).token)
+  }
+  for (const token of devTokens) await connect(t, ws, { token })
   const limited = await fetch(`${http}/dev/token?user=u9`)
   t.equal(limited.status, 429, 'two tokens and two handshakes spent the budget of four')
   t.match(await limited.json(), { code: 'AGW_ERR_RATE_LIMITED', message: /^Too many requests from this address; retry in/ })
-  t.match(await refusedUpgrade(ws, { authorization: `Bearer ${tokenFor('user-9')}` }), { status: 429, body: { code: 'AGW_ERR_RATE_LIMITED' } }, 'handshakes share it, and are refused before any token is verified')
-  t.equal((await fetch(`${http}/v1/runs/x`, { headers: { authorization: `Bearer ${tokenFor('user-9')}` } })).status, 429, 'so does the runs API')
+  t.match(await refusedUpgrade(ws, { authorization: `Bearer ${devTokens[0] ?? ''}` }), { status: 429, body: { code: 'AGW_ERR_RATE_LIMITED' } }, 'handshakes share it, and are refused before any token is verified')
+  t.equal((await fetch(`${http}/v1/runs/x`, { headers: { authorization: `Bearer ${devTokens[0] ?? ''}` } })).status, 429, 'so does the runs API')
   t.equal((await fetch(`${http}/healthz`)).status, 200, 'health checks are never limited')
 })
 

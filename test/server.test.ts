@@ -116,6 +116,15 @@ t.test('with a configured secret, npm run token signs locally; /dev/token exists
   t.equal(devToken.status, 404)
 })
 
+t.test('NODE_ENV=production with a real secret and no APP_ENV: /dev/token is not registered, and start-up says why', async (t) => {
+  const server = start(t, { NODE_ENV: 'production', JWT_SECRET: TEST_SECRET })
+  const http = await address(server)
+  const minted = await fetch(`${http}/dev/token?user=victim&ttl=604800`)
+  t.equal(minted.status, 404, 'no token mint with a configured secret, whatever APP_ENV defaults to')
+  t.match(server.stdout(), /GET \/dev\/token is NOT registered/, 'the mismatch is logged at start-up')
+  t.notMatch(await minted.text(), /eyJ/, 'and nothing token-like is answered')
+})
+
 t.test('logs are JSON lines for collectors, and human-readable with LOG_FORMAT=pretty', async (t) => {
   const json = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET })
   const pretty = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, LOG_FORMAT: 'pretty' })

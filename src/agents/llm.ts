@@ -273,9 +273,11 @@ export function createLlmAgent (options: LlmAgentOptions): Agent {
       stream_options: { include_usage: true },
       ...(tools.length > 0 ? { tools } : {})
     }
-    // The provider's own error is logged; the user reads the RunError it maps to.
+    // A summary of the provider's error is logged (never its message or body, which can echo the
+    // API key); the user reads the RunError it maps to.
     const fail = (err: unknown, otherwise: unknown): unknown => {
-      run.log.warn({ err }, 'the model call failed')
+      const { status, code, type } = (typeof err === 'object' && err !== null ? err : {}) as { status?: unknown, code?: unknown, type?: unknown }
+      run.log.warn({ provider: { error: err instanceof Error ? err.name : typeof err, status, code, type } }, 'the model call failed')
       return providerError(err, model, apiKey) ?? otherwise
     }
     let stream: AsyncIterable<unknown>

@@ -61,6 +61,11 @@ export interface SecretCheck {
 export function checkSecret (variable: string, value: string): SecretCheck {
   const errors: string[] = []
   const weak: string[] = []
+  // A trailing newline from a secrets file is kept by the environment: the server would start, then
+  // reject every token signed with the secret as others read it.
+  if (value !== value.trim()) {
+    errors.push(`${variable}: has leading or trailing whitespace (a newline from a file?) [rule: no-surrounding-whitespace]`)
+  }
   const hex = /^(?:[0-9a-f]+|[0-9A-F]+)$/.test(value)
   const bytes = hex ? Math.floor(value.length / 2) : Buffer.byteLength(value, 'utf8')
   if (bytes < MIN_SECRET_BYTES) {

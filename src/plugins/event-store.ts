@@ -22,6 +22,8 @@ async function eventStore (fastify: FastifyInstance, opts: EventStorePluginOptio
     replicaAckShortfall: () => { fastify.telemetry.replicaAckShortfall() }
   })
   fastify.decorate('eventStore', store)
+  const { sizeBytes } = store
+  if (sizeBytes !== undefined) fastify.telemetry.countStoreBytesWith(() => sizeBytes())
   // onClose runs after every preClose step: the runs have ended and the sockets are closed.
   fastify.addHook('onClose', async () => {
     await store.close()

@@ -30,6 +30,8 @@ export interface Telemetry {
   countUnwrittenWith(read: () => number): void
   /** A batch of events was delivered before REDIS_MIN_REPLICAS_ACK replicas held it. */
   replicaAckShortfall(): void
+  /** How to read the bytes of history the event store holds in this process (read when scraped). */
+  countStoreBytesWith(read: () => number): void
 }
 
 const nothing = (): void => {}
@@ -47,7 +49,8 @@ export const silentTelemetry: Telemetry = Object.freeze({
   eventsReplayed: nothing,
   messageRejected: nothing,
   countUnwrittenWith: nothing,
-  replicaAckShortfall: nothing
+  replicaAckShortfall: nothing,
+  countStoreBytesWith: nothing
 })
 
 /** Telemetry kept as Prometheus metrics in `registry`. */
@@ -94,6 +97,14 @@ function prometheusTelemetry (registry: Registry): Telemetry {
     collect () { this.set(unwritten()) }
   })
 
+  let storeBytes: () => number = () => 0
+  new Gauge({
+    name: 'agw_event_store_bytes',
+    help: 'Bytes of run history the event store holds in this process (the memory store; 0 for Redis)',
+    registers: [registry],
+    collect () { this.set(storeBytes()) }
+  })
+
   return {
     connectionOpened (kind) { connections.inc({ kind }); connectionsTotal.inc({ kind }) },
     connectionClosed (kind) { connections.dec({ kind }) },
@@ -106,7 +117,8 @@ function prometheusTelemetry (registry: Registry): Telemetry {
     eventsReplayed (count) { replayed.inc(count) },
     messageRejected (code) { rejected.inc({ code }) },
     countUnwrittenWith (read) { unwritten = read },
-    replicaAckShortfall () { shortfalls.inc() }
+    replicaAckShortfall () { shortfalls.inc() },
+    countStoreBytesWith (read) { storeBytes = read }
   }
 }
 

@@ -1,6 +1,9 @@
 // The embedded EventStore: one process, no dependencies. Runs live in a Map; a finished run's
 // history expires `historyTtlMs` after it ends, leaving a small tombstone so its owner is told
 // HISTORY_EXPIRED rather than NOT_FOUND. Being the only node, it executes every run itself.
+// Its size is bounded, in total and per user: past a bound, the oldest finished runs are evicted
+// early (their owners are then told HISTORY_EXPIRED too) — the over-budget user's own first, so
+// one heavy user cannot push out anyone else's history before their own.
 import { randomUUID } from 'node:crypto'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
 import { FrameLog } from './frame-log.js'
@@ -14,6 +17,10 @@ export interface MemoryStoreOptions {
   /** How long (and how many) expired runs are remembered as tombstones. */
   tombstoneTtlMs?: number
   maxTombstones?: number
+  /** Bytes of history (event frames) kept in all; past it, finished runs are evicted. Default: unbounded. */
+  maxBytes?: number
+  /** Bytes of history one owner's runs may keep; past it, that owner's finished runs are evicted. Default: unbounded. */
+  maxBytesPerOwner?: number
 }
 
 interface MemoryRun {
@@ -23,6 +30,9 @@ interface MemoryRun {
   readonly events: FrameLog
   readonly listeners: Set<EventListener>
   endedAtMs: number
+  bytes: number
+  /** Evicted before its TTL: already gone from `runs`, skipped where the queues still hold it. */
+  evicted: boolean
 }
 
 const DAY_MS = 86_400_000
@@ -46,18 +56,61 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const threadRuns = new Map<string, string>()
   const threadKey = (ownerId: string, threadId: string): string => `${threadId}\n${ownerId}`
   let closed = false
+  const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
+  const maxBytesPerOwner = options.maxBytesPerOwner ?? Number.POSITIVE_INFINITY
+  let totalBytes = 0
+  const bytesByOwner = new Map<string, number>()
+  // Each owner's finished runs in the order they ended, for evicting an owner's oldest first.
+  const endedByOwner = new Map<string, MemoryRun[]>()
+
+  function forget (run: MemoryRun, t: number): void {
+    runs.delete(run.meta.runId)
+    const thread = threadKey(run.meta.ownerId, run.meta.threadId)
+    if (threadRuns.get(thread) === run.meta.runId) threadRuns.delete(thread)
+    run.listeners.clear()
+    tombstones.set(run.meta.runId, { ownerId: run.meta.ownerId, at: t })
+    totalBytes -= run.bytes
+    const owned = (bytesByOwner.get(run.meta.ownerId) ?? 0) - run.bytes
+    if (owned > 0) bytesByOwner.set(run.meta.ownerId, owned)
+    else bytesByOwner.delete(run.meta.ownerId)
+    const queue = endedByOwner.get(run.meta.ownerId)
+    if (queue?.[0] === run) queue.shift()
+    if (queue?.length === 0) endedByOwner.delete(run.meta.ownerId)
+  }
+
+  function evict (run: MemoryRun): void {
+    run.evicted = true
+    forget(run, now())
+  }
+
+  /** The oldest finished run of an owner, or of anyone, still held. */
+  function oldestFinished (ownerId?: string): MemoryRun | undefined {
+    if (ownerId !== undefined) return endedByOwner.get(ownerId)?.[0]
+    while (endedHead < ended.length && (ended[endedHead] as MemoryRun).evicted) endedHead++
+    return ended[endedHead]
+  }
+
+  /** Brings the owner, then the store, back under their bounds, as far as finished runs allow. */
+  function enforceBounds (ownerId: string): void {
+    while ((bytesByOwner.get(ownerId) ?? 0) > maxBytesPerOwner) {
+      const run = oldestFinished(ownerId)
+      if (run === undefined) break
+      evict(run)
+    }
+    while (totalBytes > maxBytes) {
+      const run = oldestFinished(ownerId) ?? oldestFinished()
+      if (run === undefined) break
+      evict(run)
+    }
+  }
 
   function sweep (): void {
     const t = now()
     while (endedHead < ended.length) {
       const run = ended[endedHead] as MemoryRun
-      if (run.endedAtMs + ttl > t) break
+      if (!run.evicted && run.endedAtMs + ttl > t) break
       endedHead++
-      runs.delete(run.meta.runId)
-      const thread = threadKey(run.meta.ownerId, run.meta.threadId)
-      if (threadRuns.get(thread) === run.meta.runId) threadRuns.delete(thread)
-      run.listeners.clear()
-      tombstones.set(run.meta.runId, { ownerId: run.meta.ownerId, at: t })
+      if (!run.evicted) forget(run, t)
     }
     if (endedHead > 1024 && endedHead * 2 > ended.length) {
       ended.splice(0, endedHead)
@@ -85,6 +138,11 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     const seq = run.events.length + 1
     const at = now()
     const event = run.events.append(type, encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), at)
+    const bytes = event.frame.length
+    run.bytes += bytes
+    totalBytes += bytes
+    bytesByOwner.set(run.meta.ownerId, (bytesByOwner.get(run.meta.ownerId) ?? 0) + bytes)
+    enforceBounds(run.meta.ownerId)
     for (const listener of run.listeners) {
       try {
         listener(event)
@@ -114,7 +172,9 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
         head: runFrameHead(newRun.runId, newRun.threadId),
         events: new FrameLog(),
         listeners: new Set(),
-        endedAtMs: 0
+        endedAtMs: 0,
+        bytes: 0,
+        evicted: false
       })
       return { created: true, meta: { ...meta, lastSeq: 0 } }
     },
@@ -157,10 +217,17 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       run.endedAtMs = t
       run.events.seal()
       ended.push(run)
+      const queue = endedByOwner.get(run.meta.ownerId)
+      if (queue === undefined) endedByOwner.set(run.meta.ownerId, [run])
+      else queue.push(run)
       const active = (activeByOwner.get(run.meta.ownerId) ?? 1) - 1
       if (active > 0) activeByOwner.set(run.meta.ownerId, active)
       else activeByOwner.delete(run.meta.ownerId)
+      // A run over the bounds while it ran can be evicted now that it is finished.
+      enforceBounds(run.meta.ownerId)
     },
+
+    sizeBytes: () => totalBytes,
 
     async requestStop (meta: RunMeta): Promise<void> {
       if (meta.node === nodeId) onStop(meta.runId)

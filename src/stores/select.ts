@@ -12,7 +12,13 @@ export interface StoreReports {
 }
 
 export function createEventStore (config: Config, log: FastifyBaseLogger, reports: StoreReports = {}): EventStore {
-  if (config.EVENT_STORE === 'memory') return createMemoryStore({ historyTtlMs: config.RUN_HISTORY_TTL_MS })
+  if (config.EVENT_STORE === 'memory') {
+    return createMemoryStore({
+      historyTtlMs: config.RUN_HISTORY_TTL_MS,
+      maxBytes: config.MEMORY_STORE_MAX_BYTES,
+      maxBytesPerOwner: config.MEMORY_STORE_MAX_BYTES_PER_USER
+    })
+  }
   return createRedisStore({
     url: config.EVENT_STORE,
     historyTtlMs: config.RUN_HISTORY_TTL_MS,

@@ -3,6 +3,7 @@
 // whose answers each test scripts: plain answers, reasoning, tool calls in fragments, errors,
 // slow streams and cancellation.
 import type { ServerResponse } from 'node:http'
+import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import OpenAI from 'openai'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -33,8 +34,11 @@ async function until (condition: () => boolean, what: string, timeoutMs = 10_000
   }
 }
 
-async function llmApp (t: Test, server: LlmServer, env: Record<string, string> = {}): Promise<FastifyInstance> {
-  return buildApp(t, { env: testEnv({ LLM_BASE_URL: server.baseURL, LLM_MODEL: MODEL, LLM_API_KEY: API_KEY, ...env }) })
+async function llmApp (t: Test, server: LlmServer, env: Record<string, string> = {}, logLines?: string[]): Promise<FastifyInstance> {
+  const logger = logLines === undefined
+    ? undefined
+    : { level: 'trace', stream: new Writable({ write (chunk: Buffer, _encoding, callback) { logLines.push(chunk.toString()); callback() } }) }
+  return buildApp(t, { env: testEnv({ LLM_BASE_URL: server.baseURL, LLM_MODEL: MODEL, LLM_API_KEY: API_KEY, ...env }), ...(logger === undefined ? {} : { logger: logger as never }) })
 }
 
 /** Starts a run of the llm agent and returns its whole log once it has ended. */
@@ -330,7 +334,8 @@ t.test('provider errors end the run failed with a clear code, and the key never 
       }
     }
   })
-  const app = await llmApp(t, server)
+  const logLines: string[] = []
+  const app = await llmApp(t, server, {}, logLines)
   const expectations: Array<[string, string, string | RegExp, number]> = [
     ['401', 'LLM_AUTH', 'The model server refused the credentials (401)', 1],
     ['403', 'LLM_AUTH', 'The model server refused the credentials (403)', 1],
@@ -358,6 +363,10 @@ t.test('provider errors end the run failed with a clear code, and the key never 
     t.notOk(JSON.stringify(events).includes(API_KEY), `${scenario}: the key is in no event`)
   }
   t.equal(said(await run(app, 'malformed')), 'Hel', 'what streamed before the failure stays said')
+  const failures = logLines.filter((line) => line.includes('the model call failed'))
+  t.ok(failures.length > 0, 'provider errors are logged')
+  t.ok(failures.some((line) => /"status":401/.test(line)), 'as a summary: the status, the code')
+  t.notOk(logLines.join('').includes(API_KEY), "the provider's text, which echoed the key, is not logged")
 })
 
 t.test('an unreachable server fails LLM_UNAVAILABLE', async (t) => {

@@ -127,7 +127,7 @@ function checkTimeline (t: Test, view: Rendered, events: readonly RunEvent[]): v
 }
 
 t.test('a message: the five critical events in order, the tool cards, the answer and the final status', { skip }, async (t) => {
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', DEMO_STEP_DELAY_MS: '20' }) })
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '', DEMO_STEP_DELAY_MS: '20' }) })
   const { http, ws } = await listen(t, app)
   const { page, errors, requests } = await open(t, `${http}/?user=alice`, { width: 960, height: 1560 })
 
@@ -201,7 +201,7 @@ function steppedAgent (): { agent: Agent, allow: (steps: number) => void } {
 
 t.test('the socket dropped from the server mid-run: the run finishes with no duplicated or missing entries', { skip }, async (t) => {
   const stepped = steppedAgent()
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development' }), agents: { stepped: stepped.agent }, tools: demoTools })
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '' }), agents: { stepped: stepped.agent }, tools: demoTools })
   const server = serverSockets(app)
   const { http } = await listen(t, app)
   const { page, errors } = await open(t, http)
@@ -257,7 +257,7 @@ function latchedAgent (): { agent: Agent, tool: ReturnType<typeof defineTool>, r
 
 t.test('a tool card spins while its tool runs; the cancel button ends a slow run', { skip }, async (t) => {
   const slow = latchedAgent()
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development' }), agents: { slow: slow.agent }, tools: [slow.tool] })
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '' }), agents: { slow: slow.agent }, tools: [slow.tool] })
   const { http } = await listen(t, app)
   const { page, errors } = await open(t, http)
   const message = page.getByRole('textbox', { name: 'Message' })
@@ -312,7 +312,7 @@ t.test('a tool that reports progress gets a progress bar on its card, updated as
     const outcome = await tools.call('long_job', {})
     say(outcome.status === 'success' ? 'Done.' : 'It failed.')
   }
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', TOOL_PROGRESS_INTERVAL_MS: '0' }), agents: { agent }, tools: [tool] })
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '', TOOL_PROGRESS_INTERVAL_MS: '0' }), agents: { agent }, tools: [tool] })
   const { http } = await listen(t, app)
   const { page, errors } = await open(t, http)
   await page.getByText('Connected').waitFor()
@@ -362,7 +362,7 @@ async function contrasts (page: Page, selectors: string[]): Promise<Array<{ sele
 }
 
 t.test('on a phone: everything fits, every control is labelled and usable from the keyboard, text is readable', { skip }, async (t) => {
-  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development' }) })
+  const app = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '' }) })
   const { http } = await listen(t, app)
   const phone = { width: 360, height: 640 }
   const { page, errors } = await open(t, http, phone)

@@ -48,6 +48,11 @@ t.test('secret rules: each rule refuses what it should, naming the variable and 
     t.equal(check.weak.length, 1, `${value} is a known weak value`)
     for (const message of [...check.errors, ...check.weak]) t.notMatch(message, value, 'the value is never echoed')
   }
+  const strong = randomBytes(32).toString('base64url')
+  for (const padded of [`${strong}\n`, ` ${strong}`, `${strong}\r\n`]) {
+    t.same(rules('JWT_SECRET', padded), ['no-surrounding-whitespace'], JSON.stringify(padded.replace(strong, '<secret>')))
+  }
+  t.match(checkSecret('JWT_SECRET', `${strong}\n`).errors[0], /^JWT_SECRET: has leading or trailing whitespace/)
   const madeOfWeakWords = 'my-super-secret-jwt-key-for-production-2024'
   t.same(checkSecret('JWT_SECRET', madeOfWeakWords).errors, [], 'long enough to pass the strength rules…')
   t.match(checkSecret('JWT_SECRET', madeOfWeakWords).weak[0], /^JWT_SECRET: is a known weak value or made only of common words \[rule: not-weak\]$/, '…but made of weak words')

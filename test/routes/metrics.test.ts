@@ -82,6 +82,27 @@ t.test('agw_events_unwritten counts the events waiting for a store that lags beh
   t.equal(await scrape(), 0, 'none once the store has them')
 })
 
+t.test('agw_event_store_bytes is the memory store\'s size; a user over MEMORY_STORE_MAX_BYTES_PER_USER loses old runs (410)', async (t) => {
+  const app = await buildApp(t, { env: testEnv({ MEMORY_STORE_MAX_BYTES_PER_USER: String(64 * 1024) }) })
+  const { http } = await listen(t, app)
+  const headers = { authorization: `Bearer ${tokenFor('heavy')}`, 'content-type': 'application/json' }
+  const scrape = async (): Promise<number> => sample(await app.metricsRegistry!.metrics(), 'agw_event_store_bytes') ?? -1
+  t.equal(await scrape(), 0)
+  const runIds: string[] = []
+  for (let i = 0; i < 5; i++) {
+    const started = await fetch(`${http}/v1/runs`, { method: 'POST', headers, body: JSON.stringify({ input: { message: 'x'.repeat(8_000) } }) })
+    const { runId } = await started.json() as { runId: string }
+    await runEnded(app, runId)
+    runIds.push(runId)
+  }
+  const bytes = await scrape()
+  t.ok(bytes > 16_000 && bytes <= 64 * 1024, `the gauge reads the store's bytes, within the user's bound (${bytes})`)
+  const first = await fetch(`${http}/v1/runs/${runIds[0] ?? ''}`, { headers })
+  t.equal(first.status, 410, 'the oldest run was evicted: HISTORY_EXPIRED')
+  t.equal(((await first.json()) as { code: string }).code, 'AGW_ERR_RUN_HISTORY_EXPIRED')
+  t.equal((await fetch(`${http}/v1/runs/${runIds[4] ?? ''}`, { headers })).status, 200, 'the newest is kept')
+})
+
 t.test('METRICS_TOKEN protects the endpoint; each instance has its own registry', async (t) => {
   const guarded = await buildApp(t, { env: testEnv({ METRICS_TOKEN: 'scrape-me-9f8e7d6c5b4a' }) })
   t.equal((await guarded.inject('/metrics')).statusCode, 401)

@@ -56,7 +56,7 @@ t.test('the page refers to nothing outside its own origin', async (t) => {
 })
 
 t.test('the page gets its token from GET /dev/token in development only; 404 elsewhere', async (t) => {
-  const dev = await buildApp(t, { env: testEnv({ APP_ENV: 'development' }) })
+  const dev = await buildApp(t, { env: testEnv({ APP_ENV: 'development', JWT_SECRET: '' }) })
   const { http, ws } = await listen(t, dev)
   const response = await fetch(`${http}/dev/token?user=alice&ttl=120`)
   t.equal(response.status, 200)

@@ -60,6 +60,12 @@ t.test('start a run over HTTP, read it back, follow its events as SSE and resume
     t.equal(await atEnd.text(), '')
   }
   t.equal((await fetch(`${http}/v1/runs/${runId}/events?after=${all.length}`, { headers: auth, signal: AbortSignal.timeout(5000) })).status, 204)
+  for (const after of ['1e21', '9007199254740992', '-1', 'Infinity']) {
+    const refused = await fetch(`${http}/v1/runs/${runId}/events?after=${after}`, { headers: auth, signal: AbortSignal.timeout(5000) })
+    t.equal(refused.status, 400, `?after=${after} is refused`)
+    t.match(await refused.json(), { code: 'AGW_ERR_VALIDATION' })
+  }
+  t.equal((await fetch(`${http}/v1/runs/${runId}/events`, { headers: { ...auth, 'last-event-id': '1e21' }, signal: AbortSignal.timeout(5000) })).status, 400, 'Last-Event-ID: 1e21 too')
   t.equal(app.delivery.connectionCount('alice'), 0, 'no stream is left open')
 
   const summary = await fetch(`${http}/v1/runs/${runId}`, { headers: auth })

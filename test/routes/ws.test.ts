@@ -216,6 +216,14 @@ t.test('auth refreshes the token of the same user; another user or a bad token c
   bad.send({ type: 'auth', token: mint({ sub: 'alice' }, { expiresIn: -3600 }) })
   t.match(await bad.waitClosed(), { code: 4401, reason: /expired/ })
 
+  const subscriber = await open(t, app, tokenFor('alice'))
+  for (const after of [1e21, Number.MAX_SAFE_INTEGER + 1, -1]) {
+    subscriber.send({ type: 'subscribe', id: 'far', runId: 'some-run', after })
+    t.match(await subscriber.nextOf('error'), { id: 'far', code: 'BAD_MESSAGE', message: /after/ }, `subscribe after ${after}: a coded error`)
+  }
+  subscriber.send({ type: 'ping', id: 'still' })
+  t.same(await subscriber.next(), { type: 'pong', id: 'still' }, 'and the connection stays')
+
   // Dates no Date can hold: a clear auth error, never INTERNAL, and nothing changed before it.
   for (const exp of ['1e13', '1e400']) {
     const far = await open(t, app, tokenFor('alice'))

@@ -54,3 +54,43 @@ t.test('the frame log keeps every frame byte for byte across its chunks, before 
   log.seal()
   check('sealed')
 })
+
+t.test('bounded size: the over-budget owner loses their own oldest finished runs first, never running ones', async (t) => {
+  const kib = 'x'.repeat(1000)
+  const frame = JSON.stringify({ thought: kib })
+  const store = createMemoryStore({ historyTtlMs: 3_600_000, maxBytes: 16_000, maxBytesPerOwner: 5_000 })
+  t.teardown(() => store.close())
+  async function finishedRun (runId: string, ownerId: string, events: number): Promise<void> {
+    await store.createRun({ runId, threadId: 't', agent: 'demo', ownerId }, { maxActivePerOwner: 100 })
+    for (let i = 0; i < events; i++) await store.append(runId, 'agent_thinking', frame)
+    await store.endRun(runId, 'completed')
+  }
+  await finishedRun('bob-1', 'bob', 3)
+  const bobBytes = store.sizeBytes?.() ?? 0
+  t.ok(bobBytes > 3000 && bobBytes < 4000, `the store counts its frames (${bobBytes} bytes)`)
+  await finishedRun('carol-1', 'carol', 3)
+  await finishedRun('heavy-1', 'heavy', 3)
+  await finishedRun('heavy-2', 'heavy', 3)
+  t.same(await store.getRun('heavy-1'), { state: 'expired', ownerId: 'heavy' }, "past the owner's budget, the owner's oldest finished run is evicted")
+  t.match(await store.getRun('heavy-2'), { state: 'found' })
+  t.match(await store.getRun('bob-1'), { state: 'found' }, "and nobody else's")
+  t.same(await store.read('heavy-1', 0, 10), [], 'its events are gone')
+
+  // A running run is never evicted, even over the owner's budget: the bound holds once it ends.
+  await store.createRun({ runId: 'heavy-3', threadId: 't', agent: 'demo', ownerId: 'heavy' }, { maxActivePerOwner: 100 })
+  for (let i = 0; i < 6; i++) await store.append('heavy-3', 'agent_thinking', frame)
+  t.match(await store.getRun('heavy-3'), { state: 'found', meta: { status: 'running', lastSeq: 6 } })
+  t.same(await store.getRun('heavy-2'), { state: 'expired', ownerId: 'heavy' })
+  t.match(await store.getRun('bob-1'), { state: 'found' }, 'still nobody else is evicted while the heavy user has runs to give up')
+  await store.endRun('heavy-3', 'completed')
+  t.same(await store.getRun('heavy-3'), { state: 'expired', ownerId: 'heavy' }, 'finished and over budget: evicted')
+
+  // Past the total, with no finished run of the appending owner left: the oldest finished of anyone.
+  await finishedRun('dave-1', 'dave', 4)
+  await finishedRun('erin-1', 'erin', 4)
+  await finishedRun('frank-1', 'frank', 4)
+  t.ok((store.sizeBytes?.() ?? 0) <= 16_000, `the total stays within its bound (${store.sizeBytes?.() ?? 0} bytes)`)
+  t.same(await store.getRun('bob-1'), { state: 'expired', ownerId: 'bob' }, 'the oldest finished run went first')
+  t.match(await store.getRun('erin-1'), { state: 'found' })
+  t.match(await store.getRun('frank-1'), { state: 'found' })
+})
