@@ -6,6 +6,9 @@ import { FAULT_COUNTS, runChaos, type ChaosCounts, type ChaosOptions } from '../
 import { clusterSkip, startCluster } from './redis-cluster.js'
 
 const skip = await clusterSkip(t)
+// Two clusters started, a failover waited for and two chaos rounds: about a minute on a quiet
+// machine, and several times that while the rest of the suite runs beside it.
+t.setTimeout(400_000)
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function chaos (t: Test, options: ChaosOptions): Promise<ChaosCounts> {
