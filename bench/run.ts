@@ -321,7 +321,8 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
   const config: LoadConfig = { client: target.client, url: target.url(port), secret, workload: spec, timeoutMs }
   const load = spawnNode('load.js', [], { BENCH_LOAD: JSON.stringify(config) })
   let redisFrom: number | undefined
-  let redisUsed: number | undefined
+  // Read when the window closes; awaited before the result is returned (it may come back after it).
+  let redisUsed: Promise<number | undefined> = Promise.resolve(undefined)
   // The load generator's measurement requests go to the server; its replies come back.
   const forward = (message: LoadMessage): void => { if (server.connected) server.send(message, () => {}) }
   const toServer = (message: LoadMessage): void => {
@@ -332,7 +333,7 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
       void redisCpuUs(redis).then((us) => { redisFrom = us }, () => {}).finally(() => { forward(message) })
     } else {
       forward(message)
-      void redisCpuUs(redis).then((us) => { if (redisFrom !== undefined) redisUsed = us - redisFrom }, () => {})
+      redisUsed = redisCpuUs(redis).then((us) => (redisFrom === undefined ? undefined : us - redisFrom), () => undefined)
     }
   }
   const toLoad = (message: ServerMessage): void => { if (message.type === 'reply' && load.connected) load.send(message, () => {}) }
@@ -340,8 +341,10 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
   server.on('message', toLoad)
   try {
     const result = await firstMessage(load, (m) => ((m as LoadMessage).type === 'result' ? (m as { result: LoadResult }).result : undefined), timeoutMs + 60_000, 'load generator')
-    if (redisUsed === undefined || result.delivered === 0) return result
-    return { ...result, metrics: { ...result.metrics, redisCpuUsPerEvent: redisUsed / result.delivered } }
+    const used = await redisUsed
+    if (redis !== undefined && used === undefined) process.stdout.write(`  ${target.name}: redis-server CPU not read\n`)
+    if (used === undefined || result.delivered === 0) return result
+    return { ...result, metrics: { ...result.metrics, redisCpuUsPerEvent: used / result.delivered } }
   } finally {
     server.off('message', toLoad)
     await stopChild(load, 5_000, false)
@@ -371,6 +374,7 @@ async function session (options: Options, target: Target, redis: boolean, label:
     : target.store === 'redis-cluster'
       ? await openAll((options.cluster?.ports ?? []).map((port) => `redis://127.0.0.1:${port}`))
       : await openAll([options.redisUrl])
+  if (redis && target.script === 'gateway' && target.store !== 'memory' && redisClients === undefined) process.stdout.write(`  ${target.name}: no connection to read redis-server CPU\n`)
   try {
     const port = await firstMessage(server, (m) => ((m as ServerMessage).type === 'ready' ? (m as { port: number }).port : undefined), 30_000, `${target.name} server`)
       .catch((err: unknown) => err as Error)
