@@ -469,23 +469,6 @@ async function flushCluster (cluster: RedisCluster | undefined): Promise<void> {
   }
 }
 
-/** A throwaway Redis Cluster for the `redis-cluster` target, or why there is none. */
-async function startCluster (): Promise<RedisCluster | Error> {
-  let cluster: RedisCluster
-  try {
-    cluster = new RedisCluster()
-  } catch (err) {
-    return err as Error
-  }
-  try {
-    await cluster.start()
-    return cluster
-  } catch (err) {
-    await cluster.stop().catch(() => {})
-    return err as Error
-  }
-}
-
 async function redisAnswers (url: string): Promise<boolean> {
   try {
     return await withRedis(url, async (redis) => (await redis.ping()) === 'PONG')
@@ -688,23 +671,35 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
     workloads = workloads.filter((w) => !w.redis)
   }
   // The redis-cluster target: a cluster of the bench's own, for the whole run, stopped at its end.
+  // Interrupted (Ctrl-C), even while it starts, the cluster is stopped and its directories deleted.
+  // A start under way is let finish first: stopping halfway would miss the nodes it has yet to spawn.
   let cluster: RedisCluster | undefined
-  if (workloads.some((w) => w.targets.includes('redis-cluster'))) {
-    const started = await startCluster()
-    if (started instanceof Error) {
-      process.stdout.write(`NOTICE: no Redis Cluster could be started (${started.message}); skipping the redis-cluster target\n`)
-      skipped.push(...workloads.filter((w) => w.targets.includes('redis-cluster')).map((w) => `${w.name}/redis-cluster`))
-      workloads = workloads.map((w) => ({ ...w, targets: w.targets.filter((t) => t !== 'redis-cluster') }))
-    } else {
-      cluster = started
-    }
+  let starting: Promise<void> | undefined
+  const interrupted = (): void => {
+    void (async () => {
+      await starting?.catch(() => {})
+      await cluster?.stop().catch(() => {})
+    })().finally(() => process.exit(130))
   }
-  const interrupted = (): void => { void (cluster?.stop() ?? Promise.resolve()).finally(() => process.exit(130)) }
-  if (cluster !== undefined) {
+  const needsCluster = workloads.some((w) => w.targets.includes('redis-cluster'))
+  if (needsCluster) {
     process.once('SIGINT', interrupted)
     process.once('SIGTERM', interrupted)
   }
   try {
+    if (needsCluster) {
+      try {
+        cluster = new RedisCluster()
+        starting = cluster.start()
+        await starting
+      } catch (err) {
+        await cluster?.stop().catch(() => {})
+        cluster = undefined
+        process.stdout.write(`NOTICE: no Redis Cluster could be started (${(err as Error).message}); skipping the redis-cluster target\n`)
+        skipped.push(...workloads.filter((w) => w.targets.includes('redis-cluster')).map((w) => `${w.name}/redis-cluster`))
+        workloads = workloads.map((w) => ({ ...w, targets: w.targets.filter((t) => t !== 'redis-cluster') }))
+      }
+    }
     return await measure({ ...options, ...(cluster === undefined ? {} : { cluster }) }, workloads, skipped, measuredSource, began)
   } finally {
     process.off('SIGINT', interrupted)
