@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
+import { RedisCluster } from '../scripts/redis-cluster.js'
 import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
 import { median } from './shared/stats.js'
@@ -23,14 +24,17 @@ import { formatSummary, summariseProfile, type ProfileWindow } from './profile.j
 
 // ---- Targets and workloads --------------------------------------------------------------------
 
-type TargetName = 'gateway' | 'gateway-memory' | 'raw-ws' | 'socketio'
+type TargetName = 'gateway' | 'gateway-memory' | 'redis-cluster' | 'raw-ws' | 'socketio'
 
 interface Target {
   readonly name: TargetName
   /** The server script, in bench/targets/. */
   readonly script: string
-  /** A store of its own; otherwise the gateway uses its workload's store. */
-  readonly store?: 'memory'
+  /**
+   * A store of its own; otherwise the gateway uses its workload's store. `redis-cluster`: a
+   * throwaway Redis Cluster (3 primaries, 3 replicas on loopback) that the bench starts itself.
+   */
+  readonly store?: 'memory' | 'redis-cluster'
   readonly client: ClientKind
   /** The URL of a server listening on `port`. */
   url(port: number): string
@@ -40,6 +44,8 @@ const TARGETS: Readonly<Record<TargetName, Target>> = {
   gateway: { name: 'gateway', script: 'gateway', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
   // The gateway on the memory store beside the gateway on Redis, to compare the stores round by round.
   'gateway-memory': { name: 'gateway-memory', script: 'gateway', store: 'memory', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
+  // The gateway on a Redis Cluster beside the gateway on one Redis, under the same workload.
+  'redis-cluster': { name: 'redis-cluster', script: 'gateway', store: 'redis-cluster', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
   'raw-ws': { name: 'raw-ws', script: 'raw-ws', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/` },
   socketio: { name: 'socketio', script: 'socketio', client: 'socketio', url: (port) => `http://127.0.0.1:${port}` }
 }
@@ -66,7 +72,8 @@ export const SCALE_INTERVALS_MS = [5000, 1000] as const
 export const SCALE_SIZES = [1000, 5000, 10_000, 19_500] as const
 
 const BYTES: Metric = { key: 'bytesPerEvent', label: 'bytes/event on the wire', format: fixed(0) }
-// Redis workloads only: the CPU time redis-server used over the window (INFO CPU, the whole server).
+// Redis workloads only: the CPU time redis-server used over the window (INFO CPU, the whole server;
+// on the cluster, the sum over its six nodes).
 const REDIS_CPU: Metric = { key: 'redisCpuUsPerEvent', label: 'redis-server CPU µs/ev', format: fixed(2) }
 
 const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
@@ -126,6 +133,8 @@ interface Workload {
   readonly redis: boolean
   readonly full: WorkloadSpec
   readonly quick: WorkloadSpec
+  /** Ratio columns beyond the ones to raw ws: [target, the target it is divided by, the column's name]. */
+  readonly ratios?: ReadonlyArray<readonly [TargetName, TargetName, string]>
 }
 
 const burst = (users: number, events: number, schedule: Schedule = 'interleaved'): WorkloadSpec => ({ kind: 'throughput', users, events, bytes: 200, warmupEvents: Math.ceil(events / 10), schedule })
@@ -189,11 +198,12 @@ const WORKLOADS: readonly Workload[] = [
   },
   {
     name: 'burst-redis',
-    title: '(a) interleaved on Redis, the gateway on the memory store and raw ws alongside for the ratios',
-    targets: ['gateway', 'gateway-memory', 'raw-ws'],
+    title: '(a) interleaved on Redis and on a Redis Cluster, the gateway on the memory store and raw ws alongside for the ratios',
+    targets: ['gateway', 'redis-cluster', 'gateway-memory', 'raw-ws'],
     redis: true,
     full: burst(100, 2000),
-    quick: burst(10, 200)
+    quick: burst(10, 200),
+    ratios: [['gateway', 'gateway-memory', 'redis/memory'], ['redis-cluster', 'gateway-memory', 'cluster/memory'], ['redis-cluster', 'gateway', 'cluster/redis']]
   }
 ]
 
@@ -266,6 +276,8 @@ interface Options {
   readonly profileDir: string | undefined
   readonly out: string | undefined
   readonly redisUrl: string
+  /** The throwaway Redis Cluster of the `redis-cluster` target, once started. */
+  readonly cluster?: RedisCluster
   /** `--scale`: the connection-scaling runs at these sizes instead of the workloads. */
   readonly scale: readonly number[] | undefined
 }
@@ -287,23 +299,30 @@ export interface RoundResult {
 const secret = randomBytes(32).toString('base64url')
 const redisPrefixBase = `agw-bench-${process.pid}`
 
-/** The CPU time redis-server has used so far, in µs (INFO CPU: user + system, every thread). */
-async function redisCpuUs (redis: Redis): Promise<number> {
-  const info = await redis.info('cpu')
-  const field = (name: string): number => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN)
-  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6
+/**
+ * The CPU time the redis-servers have used so far, in µs (INFO CPU: user + system, every thread),
+ * summed over the servers given (one, or every node of a cluster).
+ */
+async function redisCpuUs (servers: readonly Redis[]): Promise<number> {
+  const used = await Promise.all(servers.map(async (redis) => {
+    const info = await redis.info('cpu')
+    const field = (name: string): number => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN)
+    return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6
+  }))
+  return used.reduce((sum, us) => sum + us, 0)
 }
 
 /**
  * Runs one load generator against a started server and returns what it found. With `redis`, the
- * CPU of redis-server over the same window is added (the whole server's: on a shared Redis, other
- * clients' work counts too).
+ * CPU of those redis-servers over the same window is added (the whole servers': on a shared Redis,
+ * other clients' work counts too).
  */
-async function drive (server: ChildProcess, port: number, target: Target, spec: WorkloadSpec, timeoutMs: number, redis: Redis | undefined): Promise<LoadResult> {
+async function drive (server: ChildProcess, port: number, target: Target, spec: WorkloadSpec, timeoutMs: number, redis: readonly Redis[] | undefined): Promise<LoadResult> {
   const config: LoadConfig = { client: target.client, url: target.url(port), secret, workload: spec, timeoutMs }
   const load = spawnNode('load.js', [], { BENCH_LOAD: JSON.stringify(config) })
   let redisFrom: number | undefined
-  let redisUsed: number | undefined
+  // Read when the window closes; awaited before the result is returned (it may come back after it).
+  let redisUsed: Promise<number | undefined> = Promise.resolve(undefined)
   // The load generator's measurement requests go to the server; its replies come back.
   const forward = (message: LoadMessage): void => { if (server.connected) server.send(message, () => {}) }
   const toServer = (message: LoadMessage): void => {
@@ -314,7 +333,7 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
       void redisCpuUs(redis).then((us) => { redisFrom = us }, () => {}).finally(() => { forward(message) })
     } else {
       forward(message)
-      void redisCpuUs(redis).then((us) => { if (redisFrom !== undefined) redisUsed = us - redisFrom }, () => {})
+      redisUsed = redisCpuUs(redis).then((us) => (redisFrom === undefined ? undefined : us - redisFrom), () => undefined)
     }
   }
   const toLoad = (message: ServerMessage): void => { if (message.type === 'reply' && load.connected) load.send(message, () => {}) }
@@ -322,8 +341,10 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
   server.on('message', toLoad)
   try {
     const result = await firstMessage(load, (m) => ((m as LoadMessage).type === 'result' ? (m as { result: LoadResult }).result : undefined), timeoutMs + 60_000, 'load generator')
-    if (redisUsed === undefined || result.delivered === 0) return result
-    return { ...result, metrics: { ...result.metrics, redisCpuUsPerEvent: redisUsed / result.delivered } }
+    const used = await redisUsed
+    if (redis !== undefined && used === undefined) process.stdout.write(`  ${target.name}: redis-server CPU not read\n`)
+    if (used === undefined || result.delivered === 0) return result
+    return { ...result, metrics: { ...result.metrics, redisCpuUsPerEvent: used / result.delivered } }
   } finally {
     server.off('message', toLoad)
     await stopChild(load, 5_000, false)
@@ -342,13 +363,18 @@ async function session (options: Options, target: Target, redis: boolean, label:
   const windowFile = options.profileDir === undefined ? undefined : join(options.profileDir, `${label}-${target.name}.window.json`)
   const server = spawnNode(`targets/${target.script}.js`, execArgv, {
     BENCH_SECRET: secret,
-    BENCH_STORE: redis && target.store === undefined ? options.redisUrl : 'memory',
+    BENCH_STORE: storeOf(options, target, redis),
     BENCH_REDIS_PREFIX: redisPrefix,
     ...(windowFile === undefined ? {} : { BENCH_WINDOW_FILE: windowFile })
   })
   const results: RoundResult[] = []
-  // The gateway on Redis: redis-server's CPU is measured beside the gateway's.
-  const redisClient = redis && target.store === undefined && target.name.startsWith('gateway') ? await openRedis(options.redisUrl) : undefined
+  // The gateway on Redis: redis-server's CPU is measured beside the gateway's (every node's on the cluster).
+  const redisClients = !redis || target.script !== 'gateway' || target.store === 'memory'
+    ? undefined
+    : target.store === 'redis-cluster'
+      ? await openAll((options.cluster?.ports ?? []).map((port) => `redis://127.0.0.1:${port}`))
+      : await openAll([options.redisUrl])
+  if (redis && target.script === 'gateway' && target.store !== 'memory' && redisClients === undefined) process.stdout.write(`  ${target.name}: no connection to read redis-server CPU\n`)
   try {
     const port = await firstMessage(server, (m) => ((m as ServerMessage).type === 'ready' ? (m as { port: number }).port : undefined), 30_000, `${target.name} server`)
       .catch((err: unknown) => err as Error)
@@ -356,7 +382,7 @@ async function session (options: Options, target: Target, redis: boolean, label:
       const started = performance.now()
       let outcome: LoadResult | Error
       try {
-        outcome = typeof port === 'number' ? await drive(server, port, target, options.quick ? workload.quick : workload.full, timeoutMs, redisClient) : port
+        outcome = typeof port === 'number' ? await drive(server, port, target, options.quick ? workload.quick : workload.full, timeoutMs, redisClients) : port
       } catch (err) {
         outcome = err as Error
       }
@@ -369,9 +395,10 @@ async function session (options: Options, target: Target, redis: boolean, label:
       process.stdout.write(`  ${workload.name} round ${round} ${target.name}: ${status} (${result.seconds.toFixed(1)} s)\n`)
     }
   } finally {
-    redisClient?.disconnect()
+    for (const client of redisClients ?? []) client.disconnect()
     await stopChild(server, 15_000, true)
-    if (redis) await deleteKeys(options.redisUrl, redisPrefix)
+    if (redis && target.store === 'redis-cluster') await flushCluster(options.cluster)
+    else if (redis) await deleteKeys(options.redisUrl, redisPrefix)
     if (windowFile !== undefined) printProfile(options.profileDir as string, server.pid, windowFile)
   }
   return results
@@ -411,6 +438,34 @@ async function openRedis (url: string): Promise<Redis | undefined> {
   } catch {
     redis.disconnect()
     return undefined
+  }
+}
+
+/** Connections to every server, or undefined when one does not answer (then no Redis CPU is reported). */
+async function openAll (urls: readonly string[]): Promise<Redis[] | undefined> {
+  const clients = await Promise.all(urls.map(openRedis))
+  if (clients.every((client): client is Redis => client !== undefined)) return clients
+  for (const client of clients) client?.disconnect()
+  return undefined
+}
+
+/** The EVENT_STORE of a target's gateway within a workload. */
+function storeOf (options: Options, target: Target, redis: boolean): string {
+  if (!redis || target.store === 'memory') return 'memory'
+  if (target.store === 'redis-cluster') {
+    if (options.cluster === undefined) throw new Error('the redis-cluster target runs without a cluster')
+    return options.cluster.url
+  }
+  return options.redisUrl
+}
+
+/** The cluster is the bench's own: after each session every primary forgets everything. */
+async function flushCluster (cluster: RedisCluster | undefined): Promise<void> {
+  if (cluster === undefined) return
+  try {
+    await Promise.all((await cluster.primaries()).map(async (port) => cluster.info(port, 'FLUSHALL')))
+  } catch (err) {
+    process.stderr.write(`bench: could not flush the Redis Cluster: ${(err as Error).message}\n`)
   }
 }
 
@@ -505,7 +560,7 @@ function checkTargets (summary: Summary): TargetCheck[] {
   return checks
 }
 
-const LABELS: Readonly<Record<TargetName, string>> = { gateway: 'gateway', 'gateway-memory': 'gateway (memory)', 'raw-ws': 'raw ws', socketio: 'Socket.IO' }
+const LABELS: Readonly<Record<TargetName, string>> = { gateway: 'gateway', 'gateway-memory': 'gateway (memory)', 'redis-cluster': 'gateway (Redis Cluster)', 'raw-ws': 'raw ws', socketio: 'Socket.IO' }
 
 function table (workloads: readonly Workload[], summary: Summary, results: readonly RoundResult[], quick: boolean): string {
   const lines: string[] = []
@@ -515,15 +570,17 @@ function table (workloads: readonly Workload[], summary: Summary, results: reado
     const failed = results.filter((r) => r.workload === workload.name && !r.ok).length
     lines.push('', `${workload.title}: ${describe(quick ? workload.quick : workload.full)}${failed > 0 ? `  [${failed} FAILED round(s)]` : ''}`)
     const others = workload.targets.filter((t) => t !== 'raw-ws')
-    const header = ['metric'.padEnd(24), ...workload.targets.map((t) => LABELS[t].padEnd(30)), ...others.map((t) => `${LABELS[t]}/raw`.padEnd(14))]
+    const extra = (workload.ratios ?? []).filter(([a, b]) => workload.targets.includes(a) && workload.targets.includes(b))
+    const header = ['metric'.padEnd(24), ...workload.targets.map((t) => LABELS[t].padEnd(30)), ...others.map((t) => `${LABELS[t]}/raw`.padEnd(14)), ...extra.map(([, , name]) => name.padEnd(14))]
     lines.push(`  ${header.join(' ').trimEnd()}`)
     for (const metric of METRICS[workload.full.kind]) {
       const stats = summary[workload.name] ?? {}
-      const raw = stats['raw-ws']?.[metric.key]?.median
-      const ratios = others.map((t) => {
-        const value = stats[t]?.[metric.key]?.median
-        return (value === undefined || raw === undefined || raw === 0 ? '—' : `${(value / raw).toFixed(2)}×`).padEnd(14)
-      })
+      const ratio = (of: TargetName, to: TargetName): string => {
+        const value = stats[of]?.[metric.key]?.median
+        const base = stats[to]?.[metric.key]?.median
+        return (value === undefined || base === undefined || base === 0 ? '—' : `${(value / base).toFixed(2)}×`).padEnd(14)
+      }
+      const ratios = [...others.map((t) => ratio(t, 'raw-ws')), ...extra.map(([a, b]) => ratio(a, b))]
       const row = [metric.label.padEnd(24), ...workload.targets.map((t) => cell(stats[t]?.[metric.key], metric.format).padEnd(30)), ...ratios]
       lines.push(`  ${row.join(' ').trimEnd()}`)
     }
@@ -613,7 +670,46 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
     skipped.push(...workloads.filter((w) => w.redis).map((w) => w.name))
     workloads = workloads.filter((w) => !w.redis)
   }
-  process.stdout.write(`bench: ${options.quick ? 'quick' : 'full'} mode, ${options.rounds} round(s), workloads ${workloads.map((w) => w.name).join(', ')}\n`)
+  // The redis-cluster target: a cluster of the bench's own, for the whole run, stopped at its end.
+  // Interrupted (Ctrl-C), even while it starts, the cluster is stopped and its directories deleted.
+  // A start under way is let finish first: stopping halfway would miss the nodes it has yet to spawn.
+  let cluster: RedisCluster | undefined
+  let starting: Promise<void> | undefined
+  const interrupted = (): void => {
+    void (async () => {
+      await starting?.catch(() => {})
+      await cluster?.stop().catch(() => {})
+    })().finally(() => process.exit(130))
+  }
+  const needsCluster = workloads.some((w) => w.targets.includes('redis-cluster'))
+  if (needsCluster) {
+    process.once('SIGINT', interrupted)
+    process.once('SIGTERM', interrupted)
+  }
+  try {
+    if (needsCluster) {
+      try {
+        cluster = new RedisCluster()
+        starting = cluster.start()
+        await starting
+      } catch (err) {
+        await cluster?.stop().catch(() => {})
+        cluster = undefined
+        process.stdout.write(`NOTICE: no Redis Cluster could be started (${(err as Error).message}); skipping the redis-cluster target\n`)
+        skipped.push(...workloads.filter((w) => w.targets.includes('redis-cluster')).map((w) => `${w.name}/redis-cluster`))
+        workloads = workloads.map((w) => ({ ...w, targets: w.targets.filter((t) => t !== 'redis-cluster') }))
+      }
+    }
+    return await measure({ ...options, ...(cluster === undefined ? {} : { cluster }) }, workloads, skipped, measuredSource, began)
+  } finally {
+    process.off('SIGINT', interrupted)
+    process.off('SIGTERM', interrupted)
+    await cluster?.stop()
+  }
+}
+
+async function measure (options: Options, workloads: readonly Workload[], skipped: readonly string[], measuredSource: Record<string, unknown>, began: number): Promise<boolean> {
+  process.stdout.write(`bench: ${options.quick ? 'quick' : 'full'} mode, ${options.rounds} round(s), workloads ${workloads.map((w) => w.name).join(', ')}${options.cluster === undefined ? '' : `, Redis Cluster ${options.cluster.url}`}\n`)
   const results: RoundResult[] = []
   if (options.quick && options.scale === undefined) {
     for (const redis of [false, true]) {

@@ -14,6 +14,7 @@ import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
 import type { RoundResult } from '../bench/run.js'
 import { REDIS_URL, redisSkip } from './redis.js'
+import { clusterSkip } from './redis-cluster.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 // The quick bench takes well under a minute alone; a CI machine busy with other test files is slower.
@@ -77,6 +78,7 @@ t.test('a token delta is 4–16 bytes and carries its send time', async (t) => {
 
 t.test('npm run bench -- --quick: every round of every target delivers every event once, in order, to its owner', async (t) => {
   const redisMissing = await redisSkip(t)
+  const clusterMissing = redisMissing === false ? await clusterSkip(t) : redisMissing
   mkdirSync(join(root, 'dist-dev'), { recursive: true })
   const out = mkdtempSync(join(root, 'dist-dev', 'bench-test-'))
   t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
@@ -125,6 +127,13 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   if (redisMissing === false) {
     const redisRow = report.results.find((r) => r.workload === 'burst-redis' && r.target === 'gateway')
     t.ok((redisRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0, 'on Redis: redis-server CPU measured')
+  }
+  if (clusterMissing === false) {
+    // The bench starts a Redis Cluster of its own for this target (and stops it).
+    t.ok(report.workloads['burst-redis']?.targets.includes('redis-cluster'), 'the burst ran on a Redis Cluster too')
+    const clusterRow = report.results.find((r) => r.workload === 'burst-redis' && r.target === 'redis-cluster')
+    t.ok((clusterRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0, 'on the Redis Cluster: the CPU of its redis-servers measured')
+    t.match(output, /cluster\/redis/, 'the table has the ratio of the cluster to the single Redis')
   }
   if (t.passing() === false) t.comment(output)
 })
