@@ -65,6 +65,9 @@ export class SseSink extends Sink {
     this.options.keepAlive.add(this)
     this.#armExpiry()
     this.follow(this.options.runId, this.options.after)
+    // A client that left before the stream opened (while its run was being started or looked up)
+    // will send no 'close' event any more.
+    if (this.response.destroyed) this.goAway()
   }
 
   #armExpiry (): void {

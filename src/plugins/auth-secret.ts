@@ -316,6 +316,12 @@ declare module 'fastify' {
   }
 }
 
+/** When the request's verified token expires (ms since the epoch); undefined without one or without `exp`. */
+export function tokenExpiryMs (request: FastifyRequest): number | undefined {
+  const exp = request.tokenClaims?.exp
+  return typeof exp === 'number' ? exp * 1000 : undefined
+}
+
 /**
  * Registers @fastify/jwt in a private child scope under its own namespace, so that it neither
  * collides with nor depends on a host app's own @fastify/jwt.

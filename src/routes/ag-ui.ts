@@ -11,6 +11,7 @@ import type { UserContext } from '../contracts.js'
 import { AgUiInputError, RunEndedError } from '../errors.js'
 import { agUiEventStream, historyBefore, lastUserText, type AgUiRunIds } from '../integrations/ag-ui.js'
 import type { StartRequest } from '../plugins/run-engine.js'
+import { tokenExpiryMs } from '../plugins/auth-secret.js'
 import { userOf } from '../plugins/user-context.js'
 
 const validThreadId = Compile(ThreadId)
@@ -87,16 +88,13 @@ async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
       throw err
     }
     reply.hijack()
-    const exp = request.tokenClaims?.exp
-    const stream = delivery.openStream(reply.raw, user, {
+    delivery.openStream(reply.raw, user, {
       runId,
       after: 0,
       format: agUiEventStream(ids),
-      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined,
+      expiresAtMs: tokenExpiryMs(request),
       onEnd: (completed) => { if (!completed) cancelRun(user, runId, request.log) }
     })
-    // A client that left while the run was starting will send no 'close' event any more.
-    if (reply.raw.destroyed) stream.goAway()
   })
 }
 

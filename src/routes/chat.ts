@@ -12,6 +12,7 @@ import type { RunMeta, UserContext } from '../contracts.js'
 import { ChatCancelled, ChatParams, ChatRequest, HttpError } from '../protocol.js'
 import { ChatInputError, ChatNotFoundError } from '../errors.js'
 import { chatInput, uiMessageStream } from '../integrations/ai-sdk.js'
+import { tokenExpiryMs } from '../plugins/auth-secret.js'
 import { userOf } from '../plugins/user-context.js'
 
 /**
@@ -41,15 +42,12 @@ async function chatRoutes (parent: FastifyInstance): Promise<void> {
   /** Streams the run from its first event on the hijacked response (admitted by the caller). */
   function stream (request: FastifyRequest, reply: FastifyReply, user: UserContext, runId: string): void {
     reply.hijack()
-    const exp = request.tokenClaims?.exp
-    const sink = delivery.openStream(reply.raw, user, {
+    delivery.openStream(reply.raw, user, {
       runId,
       after: 0,
       format: uiMessageStream(),
-      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined
+      expiresAtMs: tokenExpiryMs(request)
     })
-    // A client that left while the run was starting will send no 'close' event any more.
-    if (reply.raw.destroyed) sink.goAway()
   }
 
   fastify.post('/v1/chat', {

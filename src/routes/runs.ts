@@ -10,6 +10,7 @@ import { hasEventsAfter, type StoredEvent } from '../contracts.js'
 import type { SseFormat } from '../delivery/sse-sink.js'
 import { EventsQuery, HttpError, RunAccepted, RunParams, RunRequest, RunSummary } from '../protocol.js'
 import { LastEventIdError } from '../errors.js'
+import { tokenExpiryMs } from '../plugins/auth-secret.js'
 import { userOf } from '../plugins/user-context.js'
 
 const errors = { 400: HttpError, 401: HttpError, 404: HttpError, 409: HttpError, 410: HttpError, 429: HttpError, 503: HttpError }
@@ -82,12 +83,11 @@ async function runsRoutes (parent: FastifyInstance): Promise<void> {
     if (request.method === 'HEAD') return reply.code(200).type('text/event-stream; charset=utf-8').send('')
     delivery.admit(user.userId)
     reply.hijack()
-    const exp = request.tokenClaims?.exp
     delivery.openStream(reply.raw, user, {
       runId: request.params.runId,
       after,
       format: runEventsFormat,
-      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined
+      expiresAtMs: tokenExpiryMs(request)
     })
   })
 

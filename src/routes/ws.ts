@@ -9,6 +9,7 @@ import { hasEventsAfter } from '../contracts.js'
 import { CloseCode, parseClientMessage, type ClientMessage, type WireErrorCode } from '../protocol.js'
 import { OriginForbiddenError, OtherUserTokenError, UpgradeRequiredError, toWireError } from '../errors.js'
 import type { WebSocketSink } from '../delivery/websocket-sink.js'
+import { tokenExpiryMs } from '../plugins/auth-secret.js'
 import { userIdFromClaims, userOf } from '../plugins/user-context.js'
 
 /** A token bucket per connection; a client that keeps sending into an empty bucket is closed. */
@@ -67,9 +68,8 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
     onRequest: [checkOrigin, fastify.requireUser, admitConnection]
   }, (socket: WebSocket, request: FastifyRequest) => {
     const user = userOf(request)
-    const exp = request.tokenClaims?.exp
     const conn = delivery.attach(socket, user, {
-      expiresAtMs: typeof exp === 'number' ? exp * 1000 : undefined,
+      expiresAtMs: tokenExpiryMs(request),
       // Undefined under injectWS, which has no TCP socket: then every frame is written at once.
       rawSocket: request.raw.socket ?? undefined
     })

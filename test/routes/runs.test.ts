@@ -1,8 +1,11 @@
 // The HTTP runs API and its Server-Sent Events, over a real port: same engine, same delivery path,
 // same events as the WebSocket.
+import { once } from 'node:events'
+import type { Socket } from 'node:net'
 import t from 'tap'
 import type { Agent } from '../../src/index.js'
 import type { RunEvent } from '../../src/protocol.js'
+import { createMemoryStore } from '../../src/stores/memory-store.js'
 import { buildApp, connect, listen, runProblems, testEnv, tokenFor } from '../helpers.js'
 
 interface SseMessage { id?: string, data?: string, comment?: string }
@@ -159,4 +162,47 @@ t.test('the OpenAPI document describes the API from the same schemas', async (t)
   t.same(doc.paths['/v1/chat/{chatId}/stream']?.get?.security, [{ bearer: [] }])
   t.match(doc.paths['/v1/runs']?.post?.requestBody?.content['application/json']?.schema, { required: ['input'], properties: { input: { required: ['message'] } } })
   t.same(doc.paths['/v1/runs/{runId}']?.get?.security, [{ bearer: [] }])
+})
+
+t.test('a client that leaves while its event stream is being looked up holds no connection slot', async (t) => {
+  const memory = createMemoryStore({ historyTtlMs: 60_000 })
+  let gated = false
+  let entered!: () => void
+  const lookingUp = new Promise<void>((resolve) => { entered = resolve })
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  // The memory store, except that looking a run up waits for the test once the gate is set.
+  const store = new Proxy(memory, {
+    get (target, key) {
+      if (key === 'getRun') {
+        return async (runId: string) => {
+          if (gated) { entered(); await gate }
+          return target.getRun(runId)
+        }
+      }
+      const value: unknown = Reflect.get(target, key)
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+    }
+  })
+  const waitForCancel: Agent = async (run) => { await new Promise((resolve) => { run.signal.addEventListener('abort', resolve) }) }
+  const app = await buildApp(t, { agents: { waitForCancel }, store })
+  const { http } = await listen(t, app)
+  const headers = { authorization: `Bearer ${tokenFor('alice')}`, 'content-type': 'application/json' }
+  const started = await fetch(`${http}/v1/runs`, { method: 'POST', headers, body: JSON.stringify({ agent: 'waitForCancel', input: { message: 'hi' } }) })
+  const { runId } = await started.json() as { runId: string }
+  gated = true
+  const sockets: Socket[] = []
+  app.server.on('connection', (socket: Socket) => { sockets.push(socket) })
+  const controller = new AbortController()
+  const request = fetch(`${http}/v1/runs/${runId}/events`, { headers, signal: controller.signal })
+  await lookingUp
+  const closed = Promise.all(sockets.map((socket) => once(socket, 'close')))
+  controller.abort()
+  await t.rejects(request, { name: 'AbortError' })
+  await closed
+  gated = false
+  release()
+  for (let i = 0; i < 100 && app.delivery.connectionCount('alice') > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(app.delivery.connectionCount('alice'), 0, 'the stream that opened for nobody let its slot go')
+  t.equal((await fetch(`${http}/v1/runs/${runId}/cancel`, { method: 'POST', headers: { authorization: headers.authorization } })).status, 202)
 })
