@@ -4,7 +4,6 @@
 // would, and uses `resume: true`; the test reloads it mid-run and checks that the same assistant
 // message completes, every part once. Outside CI the file skips (visibly) without chromium.
 // `UPDATE_SCREENSHOT=1` also saves the finished chat to docs/ai-sdk-chat.png.
-import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,15 +12,11 @@ import t from 'tap'
 import { build } from 'esbuild'
 import { chromium, type Page } from 'playwright-core'
 import { buildApp, listen, testEnv, tokenFor } from '../helpers.js'
+import { CHROMIUM, chromiumSkip } from './chromium.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const QUESTION = 'What is 12 * (3 + 4)? And convert 5 km to miles'
-const missing = !existsSync(CHROMIUM)
-if (missing && process.env.CI !== undefined) {
-  t.fail(`${CHROMIUM} is not installed: the browser tests are required in CI (.ci/run installs chromium)`)
-}
-const skip = missing ? `${CHROMIUM} is not installed (apt-get install -y chromium); skipping the browser tests` : false
+const skip = chromiumSkip(t)
 
 // The page: a chat with useChat, DefaultChatTransport and resume: true — the client code of
 // docs/integrations.md#ai-sdk — that renders each part of each message and keeps the messages in

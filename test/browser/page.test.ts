@@ -2,7 +2,6 @@
 // against the gateway on a real port. Outside CI the file skips (visibly) when chromium is not
 // installed; in CI (`CI` set) a missing chromium fails it, since CI counts skips as failures.
 // `npm run screenshot` (UPDATE_SCREENSHOT=1) also saves the finished run to docs/demo.png.
-import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,15 +15,11 @@ import { defineTool, type Agent } from '../../src/index.js'
 import { demoTools } from '../../src/tools/index.js'
 import type { RunEvent } from '../../src/protocol.js'
 import { buildApp, listen, runProblems, testEnv, tokenFor } from '../helpers.js'
+import { CHROMIUM, chromiumSkip } from './chromium.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const QUESTION = 'What is 12 * (3 + 4)? And convert 5 km to miles'
-const missing = !existsSync(CHROMIUM)
-if (missing && process.env.CI !== undefined) {
-  t.fail(`${CHROMIUM} is not installed: the browser tests are required in CI (.ci/run installs chromium)`)
-}
-const skip = missing ? `${CHROMIUM} is not installed (apt-get install -y chromium); skipping the browser tests` : false
+const skip = chromiumSkip(t)
 
 let context: BrowserContext | undefined
 
