@@ -25,16 +25,20 @@ export class FrameLog {
 
   /** Appends the event whose frame is `text` (UTF-8 JSON) and returns it as a StoredEvent. */
   append (type: RunEventType, text: string, at: number): StoredEvent {
-    const bytes = Buffer.byteLength(text, 'utf8')
     let chunk = this.#chunks[this.#chunks.length - 1]
-    if (chunk === undefined || chunk.length - this.#used < bytes) {
-      const size = Math.max(bytes, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
-      chunk = Buffer.allocUnsafeSlow(size)
-      this.#chunks.push(chunk)
-      this.#used = 0
+    // A UTF-16 code unit is at most 3 UTF-8 bytes: when that much room is left, the text is
+    // written without measuring it first (one pass over it instead of two).
+    if (chunk === undefined || chunk.length - this.#used < text.length * 3) {
+      const needed = Buffer.byteLength(text, 'utf8')
+      if (chunk === undefined || chunk.length - this.#used < needed) {
+        const size = Math.max(needed, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
+        chunk = Buffer.allocUnsafeSlow(size)
+        this.#chunks.push(chunk)
+        this.#used = 0
+      }
     }
     const start = this.#used
-    chunk.write(text, start, bytes, 'utf8')
+    const bytes = chunk.write(text, start, 'utf8')
     this.#used += bytes
     const index = this.#types.length
     if (index === this.#at.length) {

@@ -141,8 +141,9 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     const bytes = event.frame.length
     run.bytes += bytes
     totalBytes += bytes
-    bytesByOwner.set(run.meta.ownerId, (bytesByOwner.get(run.meta.ownerId) ?? 0) + bytes)
-    enforceBounds(run.meta.ownerId)
+    const owned = (bytesByOwner.get(run.meta.ownerId) ?? 0) + bytes
+    bytesByOwner.set(run.meta.ownerId, owned)
+    if (owned > maxBytesPerOwner || totalBytes > maxBytes) enforceBounds(run.meta.ownerId)
     for (const listener of run.listeners) {
       try {
         listener(event)
