@@ -15,17 +15,12 @@ const DRAIN_POLL_MS = 50
  * (not one callback per stream: with thousands of sockets each written once per tick, those
  * were a measurable share of an event's cost).
  */
-const corked: Corkable[] = []
+const corked: Sink[] = []
 function uncorkAll (): void {
-  // A stream uncorked here may write again synchronously (a write callback): it corks anew and
-  // is queued for the next tick, after this loop has run over the streams of this one.
-  const streams = corked.splice(0, corked.length)
-  for (const stream of streams) stream.uncork()
-}
-function corkUntilNextTick (stream: Corkable): void {
-  if (corked.length === 0) process.nextTick(uncorkAll)
-  stream.cork()
-  corked.push(stream)
+  // A sink uncorked here may write again synchronously (a write callback): it corks anew and
+  // is queued for the next tick, after this loop has run over the sinks of this one.
+  const sinks = corked.splice(0, corked.length)
+  for (const sink of sinks) sink.flushWrites()
 }
 
 /** A stream whose writes can be held back and sent together (net.Socket, http.ServerResponse). */
@@ -44,34 +39,42 @@ export interface SinkHost {
   released(sink: Sink): void
 }
 
+// A sink lives as long as its connection, and an idle server holds thousands: what every sink
+// holds is kept to its state, with the closures and the child logger made only when first needed.
 export abstract class Sink implements SubscriberSink {
   abstract readonly kind: SinkKind
   readonly id: string
-  readonly log: FastifyBaseLogger
   protected readonly subs = new Map<string, Subscription>()
   #closed = false
+  #corked = false
+  #log: FastifyBaseLogger | undefined
+  #onFlushed: (() => void) | undefined
   #drainWaiters: Array<() => void> = []
   #drainTimer: NodeJS.Timeout | undefined
-  protected readonly highWater: number
-  protected readonly lowWater: number
-  /** Shared by every write, not allocated per frame. */
-  protected readonly onFlushed = (): void => { this.checkDrained() }
-  #corked = false
-  /** Uncorks the sink's transport (once) and lets the next write cork it again. */
-  readonly #corkable: Corkable = {
-    cork: () => { this.transport?.cork() },
-    uncork: () => {
-      if (!this.#corked) return
-      this.#corked = false
-      this.transport?.uncork()
-    }
-  }
 
   constructor (protected readonly host: SinkHost, readonly user: UserContext) {
     this.id = user.connectionId
-    this.log = host.log.child({ connectionId: this.id, userId: user.userId })
-    this.highWater = host.sendBufferBytes
-    this.lowWater = Math.floor(this.highWater / 2)
+  }
+
+  /** The connection's logger (its id and user bound), made on first use. */
+  get log (): FastifyBaseLogger {
+    this.#log ??= this.host.log.child({ connectionId: this.id, userId: this.user.userId })
+    return this.#log
+  }
+
+  /** Bytes queued for the peer before live delivery pauses. */
+  protected get highWater (): number {
+    return this.host.sendBufferBytes
+  }
+
+  protected get lowWater (): number {
+    return Math.floor(this.host.sendBufferBytes / 2)
+  }
+
+  /** The write callback that re-checks a filling buffer: one per sink, made on first need. */
+  protected get onFlushed (): () => void {
+    this.#onFlushed ??= () => { this.checkDrained() }
+    return this.#onFlushed
   }
 
   /** Bytes written but not yet handed to the kernel. */
@@ -90,15 +93,19 @@ export abstract class Sink implements SubscriberSink {
     const transport = this.transport
     if (transport === undefined) return
     this.#corked = true
-    corkUntilNextTick(this.#corkable)
+    if (corked.length === 0) process.nextTick(uncorkAll)
+    transport.cork()
+    corked.push(this)
   }
 
   /**
-   * Lets this tick's held-back writes go now. Call it before ending the transport: Node 24 drops
-   * what a corked HTTP response holds when the response is ended before it is uncorked.
+   * Lets this tick's held-back writes go now (at the end of the tick, or before the transport is
+   * ended: Node 24 drops what a corked HTTP response holds when it is ended before it is uncorked).
    */
-  protected flushWrites (): void {
-    this.#corkable.uncork()
+  flushWrites (): void {
+    if (!this.#corked) return
+    this.#corked = false
+    this.transport?.uncork()
   }
 
   /** Writes one event to the peer. */
