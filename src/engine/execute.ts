@@ -44,7 +44,8 @@ export interface Execution {
   readonly stopper: RunStopper
   /** Makes the run's tool dispatcher, given where its events go. */
   readonly tools: (events: ToolEventSink) => RunToolDispatcher
-  readonly log: FastifyBaseLogger
+  /** The run's logger, made on first use (most runs never log). */
+  readonly log: () => FastifyBaseLogger
   readonly timeoutMs: number
 }
 
@@ -67,7 +68,7 @@ export async function execute (run: Execution): Promise<Outcome> {
     context: run.context,
     signal,
     tools,
-    log,
+    get log () { return log() },
     think (thought: string, explicitStep?: number): void {
       step = explicitStep ?? step + 1
       messageId = undefined
@@ -99,7 +100,7 @@ export async function execute (run: Execution): Promise<Outcome> {
       const error: ErrorInfo = err instanceof RunError
         ? { code: err.code, message: err.message }
         : { code: 'AGENT_FAILED', message: 'The agent failed' }
-      if (!(err instanceof RunError)) log.error({ err }, 'agent failed')
+      if (!(err instanceof RunError)) log().error({ err }, 'agent failed')
       outcome = { status: 'failed', error }
     }
   } finally {

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { Compile } from 'typebox/compile'
 import type { Agent, RunContext, RunMeta, UserContext } from '../contracts.js'
 import type { RunEmitter } from '../delivery/emitter.js'
@@ -184,7 +184,8 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
 
   async function run (agent: Agent, context: RunContext, input: RunInput, runState: LiveRun, emitter: RunEmitter): Promise<void> {
     const started = performance.now()
-    const log = fastify.log.child({ runId: context.runId, agent: context.agent })
+    let logger: FastifyBaseLogger | undefined
+    const log = (): FastifyBaseLogger => (logger ??= fastify.log.child({ runId: context.runId, agent: context.agent }))
     const outcome = await execute({
       agent,
       context,
@@ -200,7 +201,7 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       status = await emitter.complete({ ...outcome, durationMs: Math.round(performance.now() - started) })
       await store.endRun(context.runId, status)
     } catch (err) {
-      log.error({ err }, 'could not write the terminal event')
+      log().error({ err }, 'could not write the terminal event')
     } finally {
       ended(context.runId)
       telemetry.runEnded(status)
