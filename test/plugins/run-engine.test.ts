@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { configPlugin } from '../../src/config.js'
@@ -28,11 +29,13 @@ const stuck = defineTool({
   execute: () => new Promise(() => {})
 })
 
-interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string }
+interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string, logLines?: string[] }
 
 /** The engine and its dependencies on a bare Fastify (optionally without the delivery path). */
-function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], withDelivery = true }: { env?: Record<string, string>, tools?: Tool[], withDelivery?: boolean } = {}): FastifyInstance {
-  const app = Fastify()
+function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], withDelivery = true, logLines }: { env?: Record<string, string>, tools?: Tool[], withDelivery?: boolean, logLines?: string[] } = {}): FastifyInstance {
+  const app = logLines === undefined
+    ? Fastify()
+    : Fastify({ logger: { level: 'info', stream: new Writable({ write (chunk: Buffer, _encoding, callback) { logLines.push(chunk.toString()); callback() } }) } })
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '0', ...env } })
   app.register(telemetry)
@@ -160,6 +163,28 @@ t.test('an agent that throws fails with AGENT_FAILED and no details; a RunError 
   t.notMatch(JSON.stringify(last), /secret stack|app\.js/)
   const honest = await app.runEngine.start(alice, { agent: 'honest', input: { message: 'x' } })
   t.match((await finished(app, honest.runId)).at(-1), { data: { status: 'failed', error: { code: 'QUOTA', message: 'Your quota is used up' } } })
+})
+
+t.test("a run's logger carries the run's id and agent, for the agent's own lines and the engine's", async (t) => {
+  const logLines: string[] = []
+  const app = await engineApp(t, {
+    logLines,
+    agents: {
+      chatty: async ({ log }) => { log.info({ step: 1 }, 'looking things up'); return 'ok' },
+      broken: async () => { throw new Error('boom') },
+      quiet: async () => 'ok'
+    }
+  })
+  const chatty = await app.runEngine.start(alice, { agent: 'chatty', input: { message: 'x' } })
+  await finished(app, chatty.runId)
+  const broken = await app.runEngine.start(alice, { agent: 'broken', input: { message: 'x' } })
+  await finished(app, broken.runId)
+  const quiet = await app.runEngine.start(alice, { agent: 'quiet', input: { message: 'x' } })
+  await finished(app, quiet.runId)
+  const lines = logLines.map((line) => JSON.parse(line) as Record<string, unknown>)
+  t.match(lines.find((line) => line.msg === 'looking things up'), { runId: chatty.runId, agent: 'chatty', step: 1 })
+  t.match(lines.find((line) => line.msg === 'agent failed'), { runId: broken.runId, agent: 'broken', err: { message: 'boom' } })
+  t.notOk(lines.some((line) => line.runId === quiet.runId), 'a run that logs nothing leaves no line')
 })
 
 t.test('an agent that never returns is ended at RUN_TIMEOUT_MS with TIMEOUT, its tool calls cancelled first', async (t) => {
