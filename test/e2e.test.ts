@@ -2,6 +2,8 @@
 import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
+import type { FastifyInstance } from 'fastify'
+import type { Agent } from '../src/contracts.js'
 import { CRITICAL_EVENT_TYPES, PROTOCOL, type RunEvent } from '../src/protocol.js'
 import {
   OTHER_SECRET, buildApp, connect, firehose, listen, mint, randomUser, refusedUpgrade, runEnded, runProblems, tcpOf, testEnv, tokenFor
@@ -200,9 +202,8 @@ t.test('a slow reader never makes the server buffer without bound and still gets
   t.same(runProblems(events), [], 'every event, once, in order, caught up from the log')
 })
 
-t.test('the frames a run emits in one tick leave in one write to the socket, in order', async (t) => {
-  const app = await buildApp(t, { agents: { firehose: firehose(300, 160, 1000) } })
-  // Every write the server makes to the upgraded TCP socket, and how many chunks each carried.
+/** Every write the server makes to an upgraded TCP socket, as the number of chunks each carried. */
+function countSocketWrites (app: FastifyInstance): number[] {
   const writes: number[] = []
   type Writer = (this: unknown, ...args: any[]) => void
   app.server.on('upgrade', (_request, socket: { _write: Writer, _writev: Writer }) => {
@@ -211,6 +212,12 @@ t.test('the frames a run emits in one tick leave in one write to the socket, in 
     socket._write = function (...args) { writes.push(1); write.apply(this, args) }
     socket._writev = function (chunks: unknown[], ...rest) { writes.push(chunks.length); writev.call(this, chunks, ...rest) }
   })
+  return writes
+}
+
+t.test('the frames a run emits in one tick leave in two writes to the socket, in order', async (t) => {
+  const app = await buildApp(t, { agents: { firehose: firehose(300, 160, 1000) } })
+  const writes = countSocketWrites(app)
   const { ws } = await listen(t, app)
   const client = await connect(t, ws, { token: tokenFor('alice') })
   const before = writes.length
@@ -220,10 +227,36 @@ t.test('the frames a run emits in one tick leave in one write to the socket, in 
   t.equal(events.length, 302)
   t.same(runProblems(events), [], 'every event, in seq order')
   const during = writes.slice(before)
-  // Unbatched, each of the 303 frames would be a write of its own. The agent emits agent_started
-  // and its 300 thoughts in one tick; agent_completed and run_accepted come in turns of their own.
-  t.ok(during.length <= 6, `${during.length} writes for 303 frames`)
-  t.ok(Math.max(...during) >= 2 * 301, 'one write carried the tick\'s frames (a header and a payload each)')
+  // Unbatched, each of the 303 frames would be a write of its own. The agent emits its 300
+  // thoughts in one tick: the first goes out at once, the other 299 together when the tick ends.
+  t.ok(during.length <= 8, `${during.length} writes for 303 frames`)
+  t.ok(Math.max(...during) >= 2 * 299, 'one write carried the rest of the tick\'s frames (a header and a payload each)')
+})
+
+t.test("a tick's first frame to a socket is written at once: it does not wait for the tick to end", async (t) => {
+  const handed: number[] = []
+  let writes: number[] = []
+  const agent: Agent = async ({ think }) => {
+    // A tick of its own, as a model's next chunk arriving would be.
+    await new Promise((resolve) => setImmediate(resolve))
+    const before = writes.length
+    think('first')
+    handed.push(writes.length - before)
+    think('second')
+    think('third')
+    handed.push(writes.length - before)
+    return 'done'
+  }
+  const app = await buildApp(t, { agents: { agent } })
+  writes = countSocketWrites(app)
+  const { ws } = await listen(t, app)
+  const client = await connect(t, ws, { token: tokenFor('alice') })
+  client.send({ type: 'run', input: { message: 'go' } })
+  const accepted = await client.nextOf('run_accepted')
+  const events = await client.runEvents(accepted.runId)
+  t.same(runProblems(events), [])
+  t.same(events.filter((e) => e.type === 'agent_thinking').map((e) => e.type === 'agent_thinking' && e.data.thought), ['first', 'second', 'third'])
+  t.same(handed, [1, 1], 'the first thought reached the socket before think() returned; the next two waited to share a write')
 })
 
 t.test('health: /healthz is alive, /readyz is ready', async (t) => {

@@ -11,15 +11,15 @@ import type { Fanout, SubscriberSink, Subscription } from './fanout.js'
 const DRAIN_POLL_MS = 50
 
 /**
- * The streams corked in this tick, uncorked together by one process.nextTick for all of them
- * (not one callback per stream: with thousands of sockets each written once per tick, those
- * were a measurable share of an event's cost).
+ * The sinks written to in this tick, settled together by one process.nextTick for all of them
+ * (not one callback per sink: with thousands of sockets each written once per tick, those were a
+ * measurable share of an event's cost).
  */
-const corked: Sink[] = []
-function uncorkAll (): void {
-  // A sink uncorked here may write again synchronously (a write callback): it corks anew and
-  // is queued for the next tick, after this loop has run over the sinks of this one.
-  const sinks = corked.splice(0, corked.length)
+const written: Sink[] = []
+function endOfTick (): void {
+  // A sink uncorked here may write again synchronously (a write callback): that write opens its
+  // next tick, queued after this loop has run over the sinks of this one.
+  const sinks = written.splice(0, written.length)
   for (const sink of sinks) sink.flushWrites()
 }
 
@@ -46,6 +46,8 @@ export abstract class Sink implements SubscriberSink {
   readonly id: string
   protected readonly subs = new Map<string, Subscription>()
   #closed = false
+  /** Written to in this tick (listed in `written`). */
+  #inTick = false
   #corked = false
   #log: FastifyBaseLogger | undefined
   #onFlushed: (() => void) | undefined
@@ -83,19 +85,25 @@ export abstract class Sink implements SubscriberSink {
   protected abstract get transport (): Corkable | undefined
 
   /**
-   * Holds this tick's writes back until the tick ends, so that they reach the kernel in one
-   * system call: under load, a run emits many events per tick and each write would otherwise be
-   * a syscall of its own. Order is kept: corking only delays the flush, and every write of the
-   * sink goes through the same stream.
+   * Called before each write. The first write of a tick goes out at once; from the second on,
+   * the sink's transport is corked until the tick ends, so a run that emits many events in one
+   * tick reaches the kernel in two system calls instead of one per event. Holding back the first
+   * one too would make every frame wait for the whole tick — under many interleaved runs, a turn
+   * of the agents' loop writes each socket once and may last milliseconds. Order is kept: corking
+   * only delays the flush, and every write of the sink goes through the same stream.
    */
   protected batchWrites (): void {
     if (this.#corked) return
+    if (!this.#inTick) {
+      this.#inTick = true
+      if (written.length === 0) process.nextTick(endOfTick)
+      written.push(this)
+      return
+    }
     const transport = this.transport
     if (transport === undefined) return
     this.#corked = true
-    if (corked.length === 0) process.nextTick(uncorkAll)
     transport.cork()
-    corked.push(this)
   }
 
   /**
@@ -103,6 +111,7 @@ export abstract class Sink implements SubscriberSink {
    * ended: Node 24 drops what a corked HTTP response holds when it is ended before it is uncorked).
    */
   flushWrites (): void {
+    this.#inTick = false
     if (!this.#corked) return
     this.#corked = false
     this.transport?.uncork()
