@@ -7,15 +7,19 @@
 // carry a per-run sequence number so a retried append is applied once, and a node whose
 // connection drops queues its appends until Redis answers again: clients see a pause, not a gap.
 // The same store runs on one Redis (redis://) and on a Redis Cluster (redis-cluster://): what
-// differs, the connections and the key layout, is in src/stores/redis-topology.ts.
+// differs, the connections and the key layout, is in src/stores/redis-topology.ts. This file
+// holds the runs' records and the append path; live delivery is redis-live.ts, leases and the
+// ending of lost runs redis-leases.ts, the Lua scripts redis-scripts.ts.
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
+import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type {
   CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
 } from '../contracts.js'
 import { backoff, connectTopology, type Slot } from './redis-topology.js'
-import { APPEND, CREATE, END, EXPIRED, LIVE_FORMAT, LIVE_HEADER_LINES, LOSE, RENEW, type Client, type ScriptCommands } from './redis-scripts.js'
+import { APPEND, CREATE, END, EXPIRED, LIVE_FORMAT, LOSE, RENEW, type Client, type ScriptCommands } from './redis-scripts.js'
+import { LiveChannels, frameOf, packed } from './redis-live.js'
+import { keepLeases } from './redis-leases.js'
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host:port[/db], rediss://…, or redis-cluster://[user:password@]host:port,host:port… */
@@ -39,7 +43,6 @@ export interface RedisStoreOptions {
 }
 
 const DAY_MS = 86_400_000
-const NODE_LOST = { code: 'NODE_LOST', message: 'The node running this run stopped before it finished' }
 
 // Redis keeps strings as UTF-8, where every lone surrogate becomes U+FFFD: two different owner
 // ids could come back as one. An id that is not well-formed Unicode (or that starts with the
@@ -54,16 +57,6 @@ function encodeOwner (ownerId: string): string {
 
 function decodeOwner (stored: string): string {
   return stored.startsWith(OWNER_ESCAPE) ? Buffer.from(stored.slice(OWNER_ESCAPE.length), 'base64url').toString('utf16le') : stored
-}
-
-interface Channel {
-  readonly runId: string
-  /** The channel's name, once the run's slot is known. */
-  name?: string
-  readonly ready: Promise<void>
-  /** The frame head of the channel's run, once its first message told the threadId. */
-  head?: string
-  readonly entries: Set<{ listener: EventListener, onResync?: (() => void) | undefined }>
 }
 
 /** An append waiting for its batch to be written. */
@@ -149,11 +142,6 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     command.defineCommand(name, { lua: `local PUBLISH = '${topology.publish}'\n${lua}`, numberOfKeys: keys })
   }
 
-  /** How the live messages of this node's own batches begin. */
-  const ownMessageHead = Buffer.from(`${LIVE_FORMAT}\n${nodeId}\n`)
-
-  const channels = new Map<string, Channel>()
-  const channelsByName = new Map<string, Channel>()
   const owned = new Map<string, OwnedRun>()
   /** runId → slot, for runs looked up on a cluster (a run never moves). */
   const slots = new Map<string, Slot>()
@@ -177,61 +165,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     if (key.indexed) await command.pexpire(key.index(runId), tombstoneTtl)
   }
 
-  /** An event read back from Redis (the log or the live channel); `head` is its run's runFrameHead. */
-  function frameOf (head: string, seq: number, type: RunEventType, ts: string, dataJson: string): StoredEvent {
-    return { seq, type, frame: Buffer.from(encodeRunEvent(head, type, seq, ts, dataJson), 'utf8'), at: Date.parse(ts) }
-  }
-
-  /** One event's lines in a batch (see LIVE_FORMAT). */
-  function packed (type: RunEventType, ts: string, dataJson: string): string {
-    return `${type}\n${ts}\n${dataJson}`
-  }
-
-  /** Delivers events to this node's subscribers of a run. */
-  function deliver (channel: Channel, event: StoredEvent): void {
-    for (const entry of channel.entries) {
-      try {
-        entry.listener(event)
-      } catch {
-        // A subscriber's failure must not stop the others.
-      }
-    }
-  }
-
-  function resync (channel: Channel | undefined): void {
-    if (channel !== undefined) for (const entry of channel.entries) entry.onResync?.()
-  }
-
-  live.onMessage((channelBuffer: Buffer, payload: Buffer) => {
-    const channelName = channelBuffer.toString()
-    if (channelName === key.control(nodeId)) {
-      onStop(payload.toString())
-      return
-    }
-    const channel = channelsByName.get(channelName)
-    if (channel === undefined) return
-    // This node's own appends reached its subscribers when Redis answered them: skipped unread.
-    if (payload.length > ownMessageHead.length && payload.subarray(0, ownMessageHead.length).equals(ownMessageHead)) return
-    const lines = payload.toString('utf8').split('\n')
-    const firstSeq = Number(lines[3])
-    if (lines[0] !== LIVE_FORMAT || lines.length < LIVE_HEADER_LINES + 3 || (lines.length - LIVE_HEADER_LINES) % 3 !== 0 || !Number.isSafeInteger(firstSeq)) {
-      log?.warn({ channel: channelName }, 'a live message of an unknown format; reading the log instead')
-      resync(channel)
-      return
-    }
-    channel.head ??= runFrameHead(channel.runId, lines[2] as string)
-    for (let i = LIVE_HEADER_LINES, seq = firstSeq; i < lines.length; i += 3, seq++) {
-      deliver(channel, frameOf(channel.head, seq, lines[i] as RunEventType, lines[i + 1] as string, lines[i + 2] as string))
-    }
-  })
-
-  // After a reconnection or a failover pub/sub messages may have been lost: once subscribed
-  // again, every subscriber reads the log from where it is.
-  live.onResubscribed(() => {
-    for (const channel of channels.values()) resync(channel)
-  })
-
-  live.subscribe(key.control(nodeId)).catch((err: unknown) => { log?.error({ err }, 'could not subscribe to stop requests') })
+  const channels = new LiveChannels({ live, key, nodeId, slotOf, onControl: (runId) => { onStop(runId) }, log })
 
   /**
    * Sends one batch, then (with minReplicasAck) waits for replicas to hold it: WAIT goes in the
@@ -342,17 +276,16 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     run.lastWrite = write(runId, run, sent)
       .then((lastSeq) => {
         const head = runFrameHead(runId, run.threadId)
-        const channel = channels.get(runId)
         const firstSeq = lastSeq - batch.length + 1
         batch.forEach((entry, i) => {
           const event = new AppendedEvent(head, firstSeq + i, entry)
-          if (channel !== undefined) deliver(channel, event)
+          channels.deliver(runId, event)
           entry.resolve(event)
         })
       }, (err: unknown) => {
         for (const entry of batch) entry.reject(err)
         // Whatever Redis made of the batch, this node's subscribers learn it from the log.
-        resync(channels.get(runId))
+        channels.resync(runId)
       })
       .finally(() => {
         run.writing = false
@@ -387,35 +320,6 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     if (ended === 1) await indexEnded(runId)
   }
 
-  /** Ends one lapsed run with cancelled tool calls and a NODE_LOST terminal event, if still unended. */
-  async function reap (slot: Slot, runId: string): Promise<void> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const [fields, tools] = await Promise.all([command.hgetall(key.run(runId, slot)), command.hgetall(key.tools(runId, slot))])
-      if (fields.status !== 'running') {
-        await command.zrem(key.leases(slot), runId)
-        return
-      }
-      const ts = new Date().toISOString()
-      const events: string[] = []
-      for (const [toolCallId, tool] of Object.entries(tools)) {
-        const data: RunEventData<'tool_completed'> = { toolCallId, tool, status: 'cancelled', error: NODE_LOST, durationMs: 0 }
-        events.push(packed('tool_completed', ts, JSON.stringify(data)))
-      }
-      const terminal: RunEventData<'agent_completed'> = {
-        status: 'failed', error: NODE_LOST, durationMs: Math.max(0, Date.now() - Date.parse(fields.createdAt ?? ts))
-      }
-      events.push(packed('agent_completed', ts, JSON.stringify(terminal)))
-      const outcome = await command.agwLose(
-        key.run(runId, slot), key.stream(runId, slot), key.tools(runId, slot), key.owner(runId, slot), key.active(fields.ownerId ?? '', slot), key.leases(slot),
-        key.thread(fields.ownerId ?? '', fields.threadId ?? '', slot),
-        runId, key.live(runId, slot), fields.threadId ?? '', ts, options.historyTtlMs, tombstoneTtl,
-        Object.keys(tools).length, ...Object.keys(tools), events.join('\n')
-      )
-      if (outcome === 1) await indexEnded(runId)
-      if (outcome !== -1) return
-    }
-  }
-
   async function getRun (runId: string): Promise<RunLookup> {
     const slot = await slotOf(runId)
     if (slot === undefined) return { state: 'missing' }
@@ -442,30 +346,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     return { state: 'found', meta }
   }
 
-  // Leases are renewed per slot (one script call per slot this node has runs in), and every node
-  // scans every slot's lease set: on a cluster no key takes writes from every node.
-  const leaseTimer = setInterval(() => {
-    const bySlot = new Map<Slot, string[]>()
-    for (const [runId, run] of owned) {
-      const runIds = bySlot.get(run.slot)
-      if (runIds === undefined) bySlot.set(run.slot, [runId])
-      else runIds.push(runId)
-    }
-    for (const [slot, runIds] of bySlot) {
-      command.agwRenew(key.leases(slot), options.leaseTtlMs, ...runIds).catch((err: unknown) => {
-        log?.warn({ err }, 'could not renew run leases')
-      })
-    }
-  }, Math.max(50, Math.floor(options.leaseTtlMs / 3)))
-  leaseTimer.unref()
-  const reaperTimer = setInterval(() => {
-    for (const slot of key.slots) {
-      command.agwExpired(key.leases(slot), 100)
-        .then(async (runIds) => { for (const runId of runIds) await reap(slot, runId) })
-        .catch((err: unknown) => { log?.warn({ err }, 'could not reap runs of lost nodes') })
-    }
-  }, Math.max(50, Math.floor(options.leaseTtlMs / 2)))
-  reaperTimer.unref()
+  const leases = keepLeases({
+    command, key, leaseTtlMs: options.leaseTtlMs, historyTtlMs: options.historyTtlMs, tombstoneTtlMs: tombstoneTtl, owned, indexEnded, log
+  })
 
   return {
     nodeId,
@@ -527,38 +410,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     },
 
     subscribe (runId: string, listener: EventListener, onResync?: () => void): StoreSubscription {
-      let channel = channels.get(runId)
-      if (channel === undefined) {
-        const created: Channel = {
-          runId,
-          entries: new Set(),
-          ready: slotOf(runId).then(async (slot) => {
-            // A run nobody knows has no channel: nothing will ever be published for it.
-            if (slot === undefined || channels.get(runId) !== created) return
-            created.name = key.live(runId, slot)
-            channelsByName.set(created.name, created)
-            await live.subscribe(created.name)
-          })
-        }
-        channel = created
-        channels.set(runId, channel)
-      }
-      const entry = { listener, onResync }
-      channel.entries.add(entry)
-      const current = channel
-      return {
-        ready: current.ready,
-        unsubscribe: () => {
-          current.entries.delete(entry)
-          if (current.entries.size === 0 && channels.get(runId) === current) {
-            channels.delete(runId)
-            if (current.name !== undefined) {
-              channelsByName.delete(current.name)
-              if (!closed) void live.unsubscribe(current.name).catch(() => {})
-            }
-          }
-        }
-      }
+      return channels.subscribe(runId, listener, onResync)
     },
 
     async endRun (runId: string, status: TerminalStatus): Promise<void> {
@@ -584,8 +436,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
 
     async close (): Promise<void> {
       closed = true
-      clearInterval(leaseTimer)
-      clearInterval(reaperTimer)
+      channels.close()
+      leases.stop()
       await Promise.allSettled([...owned.values()].map((run) => run.lastWrite))
       await topology.quit()
     }
