@@ -1,5 +1,4 @@
 // End to end over real TCP sockets, with the `ws` client: what a user of the service sees.
-import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
@@ -83,13 +82,7 @@ t.test('a client that drops mid-run reconnects, subscribes after its last seq, a
   const first = await connect(t, ws, { token })
   first.send({ type: 'run', input: { message: 'What is 2 ^ 10? Then convert 100 F to C.' } })
   const { runId } = await first.nextOf('run_accepted')
-  const before: RunEvent[] = []
-  while (before.length < 4) {
-    const message = await first.next()
-    if ('seq' in message) before.push(message)
-  }
-  first.socket.terminate()
-  await once(first.socket, 'close')
+  const before = await first.readThenDrop(4)
   const lastSeq = before.at(-1)?.seq ?? 0
 
   const second = await connect(t, ws, { token })

@@ -135,6 +135,22 @@ export class TestClient {
     }
   }
 
+  /**
+   * Reads the next `count` run events, then drops the TCP connection without a closing handshake
+   * (a network that failed mid-run) and waits until it is gone. Returns the events read, so that
+   * a new connection can resume after the last one.
+   */
+  async readThenDrop (count: number): Promise<RunEvent[]> {
+    const events: RunEvent[] = []
+    while (events.length < count) {
+      const message = await this.next()
+      if ('seq' in message) events.push(message)
+    }
+    this.socket.terminate()
+    await once(this.socket, 'close')
+    return events
+  }
+
   async waitClosed (timeoutMs = 5000): Promise<{ code: number, reason: string }> {
     const deadline = Date.now() + timeoutMs
     while (this.closed === undefined) {

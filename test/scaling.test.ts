@@ -1,7 +1,6 @@
 // Several gateway nodes sharing one Redis, no sticky sessions: any node serves any user, and
 // nothing is lost when a client moves, a node dies or Redis restarts.
 import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
@@ -45,13 +44,7 @@ t.test('a run started on node A is watched live from node B, then resumed on B a
   onB.send({ type: 'subscribe', runId })
   await onB.nextOf('subscribed')
 
-  const seenOnA: RunEvent[] = []
-  while (seenOnA.length < 8) {
-    const message = await onA.next()
-    if ('seq' in message) seenOnA.push(message)
-  }
-  onA.socket.terminate()
-  await once(onA.socket, 'close')
+  const seenOnA = await onA.readThenDrop(8)
   const resumed = await connect(t, b.ws, { token })
   resumed.send({ type: 'subscribe', runId, after: seenOnA.at(-1)?.seq ?? 0 })
   await resumed.nextOf('subscribed')

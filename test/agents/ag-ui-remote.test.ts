@@ -1,6 +1,5 @@
 // Remote AG-UI agents behind the gateway: real AG-UI servers on real ports replay what LangGraph's,
 // CrewAI's and Mastra's AG-UI integrations send, and a user's WebSocket sees the run.
-import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import { HttpAgent } from '@ag-ui/client'
 import { EventType, type BaseEvent, type RunAgentInput } from '@ag-ui/core'
@@ -420,13 +419,7 @@ t.test('end to end on two nodes (Redis): live on A, a drop, resumed without a ga
   const onA = await connect(t, a.ws, { token })
   onA.send({ type: 'run', agent: 'remote', input: { message: 'count to 40' } })
   const { runId } = await onA.waitFor('run_accepted')
-  const seenOnA: RunEvent[] = []
-  while (seenOnA.length < 10) {
-    const message = await onA.next()
-    if ('seq' in message) seenOnA.push(message)
-  }
-  onA.socket.terminate()
-  await once(onA.socket, 'close')
+  const seenOnA = await onA.readThenDrop(10)
   const onB = await connect(t, b.ws, { token })
   onB.send({ type: 'subscribe', runId, after: seenOnA.at(-1)?.seq ?? 0 })
   await onB.waitFor('subscribed')
