@@ -33,9 +33,8 @@ export function resolveSecret (config: Config, role: SecretRole): ResolvedSecret
 }
 
 // ---------------------------------------------------------------------------------------------
-// Validation: one validator for every secret (src/secret-strength.ts, pure functions).
+// Validation: one validator for every secret (checkSecret, src/secret-strength.ts).
 
-export { MIN_SECRET_BITS, MIN_SECRET_BYTES, checkSecret, estimateEntropyBits, type SecretCheck } from '../secret-strength.js'
 const STRICT_ENVS: readonly AppEnv[] = ['staging', 'production']
 
 export interface SecretResolution {

@@ -36,14 +36,14 @@ export interface Telemetry {
 
 const nothing = (): void => {}
 
+interface Sample { metricName: string, labels: Record<string, string | number>, value: number }
+
 /**
  * A Prometheus histogram without labels whose observe() is three field updates: no object, no
  * closure, no label hashing per observation (prom-client's Histogram allocates on every observe,
  * and this one is observed once per delivered event). It speaks the registry's metric protocol
  * (name, help, type, get, reset), so the registry serialises it like any histogram.
  */
-interface Sample { metricName: string, labels: Record<string, string | number>, value: number }
-
 export class TallyHistogram {
   readonly type = 'histogram'
   readonly aggregator = 'sum'

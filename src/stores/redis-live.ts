@@ -60,10 +60,10 @@ export class LiveChannels {
     live.subscribe(key.control(nodeId)).catch((err: unknown) => { log?.error({ err }, 'could not subscribe to stop requests') })
   }
 
-  /** Delivers events to this node's subscribers of a run (none: nothing happens). */
-  deliver (runId: string, event: StoredEvent): void {
+  /** Delivers a batch of events, in order, to this node's subscribers of a run (if any). */
+  deliver (runId: string, events: readonly StoredEvent[]): void {
     const channel = this.#byRun.get(runId)
-    if (channel !== undefined) this.#deliver(channel, event)
+    if (channel !== undefined) for (const event of events) this.#deliver(channel, event)
   }
 
   /** This node's subscribers of the run read the log from where they are. */

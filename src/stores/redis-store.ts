@@ -277,11 +277,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       .then((lastSeq) => {
         const head = runFrameHead(runId, run.threadId)
         const firstSeq = lastSeq - batch.length + 1
-        batch.forEach((entry, i) => {
-          const event = new AppendedEvent(head, firstSeq + i, entry)
-          channels.deliver(runId, event)
-          entry.resolve(event)
-        })
+        const events = batch.map((entry, i) => new AppendedEvent(head, firstSeq + i, entry))
+        channels.deliver(runId, events)
+        batch.forEach((entry, i) => { entry.resolve(events[i] as AppendedEvent) })
       }, (err: unknown) => {
         for (const entry of batch) entry.reject(err)
         // Whatever Redis made of the batch, this node's subscribers learn it from the log.

@@ -3,7 +3,8 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { configPlugin, loadConfig, type EnvSource } from '../../src/config.js'
 import telemetry from '../../src/plugins/telemetry.js'
-import authSecret, { checkSecret, extractToken, inspectSecrets, resolveSecret } from '../../src/plugins/auth-secret.js'
+import authSecret, { extractToken, inspectSecrets, resolveSecret } from '../../src/plugins/auth-secret.js'
+import { checkSecret } from '../../src/secret-strength.js'
 import { OTHER_SECRET, TEST_SECRET, mint, mintRaw } from '../helpers.js'
 
 const rules = (variable: string, value: string): string[] =>
