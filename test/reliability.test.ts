@@ -144,6 +144,26 @@ t.test('a client that stops answering pings is closed with 4408 and everything i
   await app.runEngine.cancel({ userId: 'mute', scopes: [], requestId: 'r', connectionId: 'c' }, runId)
 })
 
+t.test('an open connection keeps none of its upgrade request: idle connections cost only their own state', async (t) => {
+  const app = await buildApp(t)
+  const { ws } = await listen(t, app)
+  // The HTTP request of each upgrade, as ws hands it over (Fastify's request and reply hold it).
+  const upgrades: Array<WeakRef<object>> = []
+  app.websocketServer.on('connection', (_socket: WebSocket, request: object) => { upgrades.push(new WeakRef(request)) })
+  const clients = await Promise.all(['idle-1', 'idle-2', 'idle-3'].map((user) => connect(t, ws, { token: tokenFor(user) })))
+  t.equal(upgrades.length, 3)
+  await sleep(20)
+  gc()
+  gc()
+  t.equal(upgrades.filter((ref) => ref.deref() !== undefined).length, 0, 'every upgrade request was collected')
+  // And the connections are whole: they answer, and run.
+  clients[0]?.send({ type: 'ping', id: 'p' })
+  t.match(await clients[0]?.nextOf('pong'), { id: 'p' })
+  clients[1]?.send({ type: 'run', input: { message: 'hello' } })
+  const { runId } = await (clients[1] as NonNullable<typeof clients[1]>).nextOf('run_accepted')
+  await runEnded(app, runId)
+})
+
 t.test('every run ends with exactly one terminal event: a hung agent, a hung tool, a throwing agent', async (t) => {
   const { defineTool } = await import('../src/index.js')
   const { Type } = await import('typebox')

@@ -2,6 +2,7 @@
 // reply as a text frame (a logged event's bytes are shared by every socket, never copied), closes
 // at token expiry (4401), and keeps the peer honest with heartbeats: a server ping every
 // HEARTBEAT_MS, and a peer that has not answered for a whole interval is closed with 4408.
+import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import type { StoredEvent, UserContext } from '../contracts.js'
 import { CloseCode, type Reply, type ReplyOf } from '../protocol.js'
@@ -26,6 +27,19 @@ export interface WebSocketSinkOptions {
   readonly rawSocket?: Corkable
 }
 
+/**
+ * Logs an error of an established WebSocket. A frame that breaks the protocol (invalid UTF-8, an
+ * oversized frame) is the client's doing — ws has already closed the connection with the right
+ * code — so it is said plainly, without a stack; anything else is an error of ours.
+ */
+export function logSocketError (log: Pick<FastifyBaseLogger, 'info' | 'error'>, error: Error & { code?: string }): void {
+  if (typeof error.code === 'string' && error.code.startsWith('WS_ERR_')) {
+    log.info({ code: error.code, reason: error.message }, 'client broke the WebSocket protocol; connection closed')
+  } else {
+    log.error({ err: error }, 'WebSocket error')
+  }
+}
+
 export class WebSocketSink extends Sink {
   readonly kind = 'websocket'
   alive = true
@@ -45,6 +59,10 @@ export class WebSocketSink extends Sink {
     this.socket.on('pong', () => { this.alive = true })
     this.socket.on('message', () => { this.alive = true })
     this.socket.on('close', () => { this.release() })
+    // The sink takes the socket's errors over from @fastify/websocket, whose listener would keep
+    // the upgrade's Fastify request and reply (and their logger) for the connection's life.
+    this.socket.removeAllListeners('error')
+    this.socket.on('error', (error: Error & { code?: string }) => { logSocketError(this.log, error) })
     this.setExpiry(this.options.expiresAtMs)
     this.#heartbeats.add(this)
     this.reply({ type: 'welcome', connectionId: this.id, userId: this.user.userId, ...this.options.welcome })

@@ -15,7 +15,7 @@ import { Emitter, type RunEmitter } from '../delivery/emitter.js'
 import { Fanout, type WatchListener } from '../delivery/fanout.js'
 import { Ticker, type Corkable, type Sink, type SinkHost } from '../delivery/sink.js'
 import { SseSink, type SseFormat } from '../delivery/sse-sink.js'
-import { WebSocketSink } from '../delivery/websocket-sink.js'
+import { WebSocketSink, logSocketError } from '../delivery/websocket-sink.js'
 
 /** How long an admitted request holds a connection slot if no sink takes it (an upgrade that never completes). */
 const ADMISSION_TTL_MS = 10_000
@@ -217,14 +217,9 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
       // can be `bearer.<jwt>` — the token, in the response headers.
       handleProtocols: (protocols: Set<string>) => (protocols.has(PROTOCOL) ? PROTOCOL : false)
     },
-    // A frame that breaks the WebSocket protocol (invalid UTF-8, an oversized frame) is the
-    // client's doing: ws has already closed the connection with the right code; say so plainly.
+    // Errors of the route's handler; once a connection is established its sink logs its errors.
     errorHandler (error: Error & { code?: string }, _socket: WebSocket, request: FastifyRequest) {
-      if (typeof error.code === 'string' && error.code.startsWith('WS_ERR_')) {
-        request.log.info({ code: error.code, reason: error.message }, 'client broke the WebSocket protocol; connection closed')
-      } else {
-        request.log.error({ err: error }, 'WebSocket error')
-      }
+      logSocketError(request.log, error)
     },
     // Replaces the plugin's default (close every client at once) with an orderly shutdown.
     preClose: shutdown

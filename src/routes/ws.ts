@@ -194,9 +194,17 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
     delivery.admit(userOf(request).userId)
   }
 
+  // The upgrade's HTTP response is never sent (the request is hijacked): let go of it, or the
+  // TCP socket would keep it, and through it the request, for the connection's life.
+  async function releaseResponse (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const socket = reply.raw.socket
+    if (socket !== null && socket === request.raw.socket) reply.raw.detachSocket(socket)
+  }
+
   fastify.get('/ws', {
     websocket: true,
-    onRequest: [checkOrigin, fastify.requireUser, admitConnection]
+    onRequest: [checkOrigin, fastify.requireUser, admitConnection],
+    preHandler: releaseResponse
   }, (socket: WebSocket, request: FastifyRequest) => {
     const user = userOf(request)
     const conn = delivery.attach(socket, user, {
