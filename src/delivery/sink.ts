@@ -44,14 +44,15 @@ export interface SinkHost {
 export abstract class Sink implements SubscriberSink {
   abstract readonly kind: SinkKind
   readonly id: string
-  protected readonly subs = new Map<string, Subscription>()
+  /** The runs it follows; made on the first (most idle connections follow none). */
+  #subs: Map<string, Subscription> | undefined
   #closed = false
   /** Written to in this tick (listed in `written`). */
   #inTick = false
   #corked = false
   #log: FastifyBaseLogger | undefined
   #onFlushed: (() => void) | undefined
-  #drainWaiters: Array<() => void> = []
+  #drainWaiters: Array<() => void> | undefined
   #drainTimer: NodeJS.Timeout | undefined
 
   constructor (protected readonly host: SinkHost, readonly user: UserContext) {
@@ -128,7 +129,7 @@ export abstract class Sink implements SubscriberSink {
 
   /** Nothing left to deliver: no subscription, an empty send buffer. */
   get idle (): boolean {
-    return this.subs.size === 0 && this.buffered === 0
+    return (this.#subs === undefined || this.#subs.size === 0) && this.buffered === 0
   }
 
   get closed (): boolean {
@@ -147,16 +148,16 @@ export abstract class Sink implements SubscriberSink {
   drained (): Promise<void> {
     if (this.#closed || this.buffered <= this.lowWater) return Promise.resolve()
     this.#drainTimer ??= setInterval(() => { this.checkDrained() }, DRAIN_POLL_MS).unref()
-    return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
+    return new Promise((resolve) => { (this.#drainWaiters ??= []).push(resolve) })
   }
 
   protected checkDrained (): void {
-    if (this.#drainWaiters.length === 0) return
+    if (this.#drainWaiters === undefined) return
     if (!this.#closed && this.buffered > this.lowWater) return
     clearInterval(this.#drainTimer)
     this.#drainTimer = undefined
     const waiters = this.#drainWaiters
-    this.#drainWaiters = []
+    this.#drainWaiters = undefined
     for (const resolve of waiters) resolve()
   }
 
@@ -166,28 +167,29 @@ export abstract class Sink implements SubscriberSink {
   }
 
   get subscriptionCount (): number {
-    return this.subs.size
+    return this.#subs?.size ?? 0
   }
 
   follows (runId: string): boolean {
-    return this.subs.has(runId)
+    return this.#subs?.has(runId) ?? false
   }
 
   /** Starts (or restarts) following a run from `after` (the caller has checked ownership). */
   follow (runId: string, after: number): void {
     if (this.#closed) return
     this.unsubscribe(runId)
-    this.subs.set(runId, this.host.fanout.subscribe(this, runId, after))
+    this.#subs ??= new Map()
+    this.#subs.set(runId, this.host.fanout.subscribe(this, runId, after))
   }
 
   unsubscribe (runId: string): void {
-    const sub = this.subs.get(runId)
+    const sub = this.#subs?.get(runId)
     if (sub !== undefined) this.endSubscription(sub, false)
   }
 
   /** `completed`: the run's terminal event was delivered. */
   endSubscription (sub: Subscription, _completed: boolean): void {
-    if (this.subs.get(sub.runId) === sub) this.subs.delete(sub.runId)
+    if (this.#subs?.get(sub.runId) === sub) this.#subs.delete(sub.runId)
     this.host.fanout.unsubscribe(sub)
   }
 
@@ -195,7 +197,7 @@ export abstract class Sink implements SubscriberSink {
   release (): void {
     if (this.#closed) return
     this.#closed = true
-    for (const sub of [...this.subs.values()]) this.endSubscription(sub, false)
+    if (this.#subs !== undefined) for (const sub of [...this.#subs.values()]) this.endSubscription(sub, false)
     this.checkDrained()
     this.host.released(this)
   }

@@ -5,6 +5,7 @@
 import type { ServerResponse } from 'node:http'
 import type { StoredEvent, UserContext } from '../contracts.js'
 import type { Subscription } from './fanout.js'
+import type { ExpirySchedule, Expiring } from './expiries.js'
 import { Sink, type Corkable, type SinkHost, type Ticker } from './sink.js'
 
 /** How one protocol writes a run as Server-Sent Events. */
@@ -26,16 +27,19 @@ export interface SseSinkOptions {
   readonly format: SseFormat
   /** The shared keep-alive timer of event streams. */
   readonly keepAlive: Ticker
+  /** The shared timer that ends streams when their tokens expire. */
+  readonly expiries: ExpirySchedule
   /** When the token expires (ms since the epoch): the stream ends then, with the format's error. */
   readonly expiresAtMs?: number
   /** Called once when the stream ends: after the run's terminal event (true) or early (false). */
   onEnd?(completed: boolean): void
 }
 
-export class SseSink extends Sink {
+export class SseSink extends Sink implements Expiring {
   readonly kind = 'sse'
   #ended = false
-  #expiryTimer: NodeJS.Timeout | undefined
+  /** Its place in the expiry schedule, while its token has an expiry. */
+  #expiryKey: number | undefined
 
   constructor (host: SinkHost, readonly response: ServerResponse, user: UserContext, private readonly options: SseSinkOptions) {
     super(host, user)
@@ -63,27 +67,19 @@ export class SseSink extends Sink {
     })
     this.response.flushHeaders()
     this.options.keepAlive.add(this)
-    this.#armExpiry()
+    const { expiresAtMs } = this.options
+    if (expiresAtMs !== undefined && !this.closed) this.#expiryKey = this.options.expiries.add(this, expiresAtMs)
     this.follow(this.options.runId, this.options.after)
     // A client that left before the stream opened (while its run was being started or looked up)
     // will send no 'close' event any more.
     if (this.response.destroyed) this.goAway()
   }
 
-  #armExpiry (): void {
-    const { expiresAtMs } = this.options
-    if (expiresAtMs === undefined || this.closed) return
-    // setTimeout cannot wait longer than ~24.8 days; re-check when a long timer fires.
-    const delay = Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1)
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() < expiresAtMs) {
-        this.#armExpiry()
-        return
-      }
-      this.#writeText(this.options.format.error?.('AGW_ERR_AUTH_TOKEN_EXPIRED', 'The token has expired') ?? '')
-      this.#end(false)
-    }, delay)
-    this.#expiryTimer.unref()
+  /** The token ran out: the stream ends with the format's error. */
+  expire (): void {
+    this.#expiryKey = undefined
+    this.#writeText(this.options.format.error?.('AGW_ERR_AUTH_TOKEN_EXPIRED', 'The token has expired') ?? '')
+    this.#end(false)
   }
 
   write (event: StoredEvent): void {
@@ -112,7 +108,8 @@ export class SseSink extends Sink {
   }
 
   override release (): void {
-    clearTimeout(this.#expiryTimer)
+    if (this.#expiryKey !== undefined) this.options.expiries.delete(this, this.#expiryKey)
+    this.#expiryKey = undefined
     this.options.keepAlive.delete(this)
     super.release()
   }

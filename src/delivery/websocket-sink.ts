@@ -3,9 +3,10 @@
 // at token expiry (4401), and keeps the peer honest with heartbeats: a server ping every
 // HEARTBEAT_MS, and a peer that has not answered for a whole interval is closed with 4408.
 import type { FastifyBaseLogger } from 'fastify'
-import type { WebSocket } from 'ws'
+import type { RawData, WebSocket } from 'ws'
 import type { StoredEvent, UserContext } from '../contracts.js'
 import { CloseCode, type Reply, type ReplyOf } from '../protocol.js'
+import type { ExpirySchedule, Expiring } from './expiries.js'
 import { Sink, type Corkable, type SinkHost, type Ticker } from './sink.js'
 
 /** Frames are UTF-8 JSON bytes, sent as text frames. */
@@ -13,18 +14,14 @@ const TEXT_FRAME = { binary: false } as const
 /** How long a peer may take to answer our close frame before it is cut off. */
 export const CLOSE_HANDSHAKE_MS = 2_000
 
-export interface WebSocketSinkOptions {
+/** What every WebSocket sink of a server shares (one object, held by reference). */
+export interface WebSocketSinkShared {
   /** The `welcome` message, but for the connection's own ids. */
   readonly welcome: Omit<ReplyOf<'welcome'>, 'type' | 'connectionId' | 'userId'>
   /** The shared heartbeat timer of WebSocket sinks. */
   readonly heartbeats: Ticker
-  /** When the token expires (ms since the epoch): the connection is closed with 4401 then. */
-  readonly expiresAtMs?: number
-  /**
-   * The TCP socket under the WebSocket (`request.raw.socket` of the upgrade). Given, the frames
-   * written to it within one tick go out in one system call instead of one each.
-   */
-  readonly rawSocket?: Corkable
+  /** The shared timer that closes connections when their tokens expire. */
+  readonly expiries: ExpirySchedule
 }
 
 /**
@@ -40,32 +37,78 @@ export function logSocketError (log: Pick<FastifyBaseLogger, 'info' | 'error'>, 
   }
 }
 
-export class WebSocketSink extends Sink {
+/** Handles the frames a peer sends (the route's session). */
+export interface MessageReceiver {
+  onMessage(data: RawData, isBinary: boolean): void
+}
+
+/** The sink a socket belongs to, set by `start`. */
+const SINK = Symbol('agw.websocketSink')
+type OwnedSocket = WebSocket & { [SINK]?: WebSocketSink }
+
+// ws calls its listeners with the socket as `this`.
+function onPong (this: OwnedSocket): void {
+  const sink = this[SINK]
+  if (sink !== undefined) sink.alive = true
+}
+function onMessage (this: OwnedSocket, data: RawData, isBinary: boolean): void {
+  this[SINK]?.received(data, isBinary)
+}
+function onClose (this: OwnedSocket): void {
+  this[SINK]?.release()
+}
+function onError (this: OwnedSocket, error: Error & { code?: string }): void {
+  const sink = this[SINK]
+  if (sink !== undefined) logSocketError(sink.log, error)
+}
+
+export class WebSocketSink extends Sink implements Expiring {
   readonly kind = 'websocket'
   alive = true
-  #expiryTimer: NodeJS.Timeout | undefined
-  readonly #heartbeats: Ticker
+  /** Its place in the expiry schedule, while its token has an expiry. */
+  #expiryKey: number | undefined
   readonly #rawSocket: Corkable | undefined
+  #receiver: MessageReceiver | undefined
 
-  constructor (host: SinkHost, readonly socket: WebSocket, user: UserContext, private readonly options: WebSocketSinkOptions) {
+  /**
+   * `rawSocket`: the TCP socket under the WebSocket (`request.raw.socket` of the upgrade). Given,
+   * the frames written to it within one tick go out in one system call instead of one each.
+   */
+  constructor (host: SinkHost, readonly socket: WebSocket, user: UserContext, private readonly shared: WebSocketSinkShared, rawSocket?: Corkable) {
     super(host, user)
-    this.#heartbeats = options.heartbeats
-    this.#rawSocket = options.rawSocket
+    this.#rawSocket = rawSocket
   }
 
-  /** Takes the socket over: liveness, release on close, expiry, heartbeats, then `welcome`. */
-  start (): void {
-    // A pong, or any frame, proves the peer is alive.
-    this.socket.on('pong', () => { this.alive = true })
-    this.socket.on('message', () => { this.alive = true })
-    this.socket.on('close', () => { this.release() })
+  /**
+   * Takes the socket over: liveness, release on close, errors, expiry, heartbeats, then
+   * `welcome`. The listeners are shared functions that find the sink on the socket, not
+   * closures: an idle server holds thousands of sockets. `expiresAtMs`: when the token expires
+   * (ms since the epoch); the connection is closed with 4401 then.
+   */
+  start (expiresAtMs?: number): void {
+    const socket = this.socket as OwnedSocket
+    socket[SINK] = this
+    socket.on('pong', onPong)
+    socket.on('message', onMessage)
+    socket.on('close', onClose)
     // The sink takes the socket's errors over from @fastify/websocket, whose listener would keep
     // the upgrade's Fastify request and reply (and their logger) for the connection's life.
-    this.socket.removeAllListeners('error')
-    this.socket.on('error', (error: Error & { code?: string }) => { logSocketError(this.log, error) })
-    this.setExpiry(this.options.expiresAtMs)
-    this.#heartbeats.add(this)
-    this.reply({ type: 'welcome', connectionId: this.id, userId: this.user.userId, ...this.options.welcome })
+    socket.removeAllListeners('error')
+    socket.on('error', onError)
+    this.setExpiry(expiresAtMs)
+    this.shared.heartbeats.add(this)
+    this.reply({ type: 'welcome', connectionId: this.id, userId: this.user.userId, ...this.shared.welcome })
+  }
+
+  /** Where the frames the peer sends go from now on (set in the tick the sink was attached). */
+  receive (receiver: MessageReceiver): void {
+    this.#receiver = receiver
+  }
+
+  /** A frame from the peer: it proves the peer alive, and goes to the receiver. */
+  received (data: RawData, isBinary: boolean): void {
+    this.alive = true
+    this.#receiver?.onMessage(data, isBinary)
   }
 
   protected get buffered (): number {
@@ -95,16 +138,15 @@ export class WebSocketSink extends Sink {
 
   /** Arms (or re-arms after an `auth` refresh) the close at token expiry. */
   setExpiry (expiresAtMs: number | undefined): void {
-    clearTimeout(this.#expiryTimer)
-    this.#expiryTimer = undefined
-    if (expiresAtMs === undefined || this.closed) return
-    // setTimeout cannot wait longer than ~24.8 days; re-check when a long timer fires.
-    const delay = Math.min(Math.max(0, expiresAtMs - Date.now()), 2 ** 31 - 1)
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() >= expiresAtMs) this.close(CloseCode.UNAUTHORIZED, 'token expired')
-      else this.setExpiry(expiresAtMs)
-    }, delay)
-    this.#expiryTimer.unref()
+    const { expiries } = this.shared
+    if (this.#expiryKey !== undefined) expiries.delete(this, this.#expiryKey)
+    this.#expiryKey = expiresAtMs === undefined || this.closed ? undefined : expiries.add(this, expiresAtMs)
+  }
+
+  /** The token ran out. */
+  expire (): void {
+    this.#expiryKey = undefined
+    this.close(CloseCode.UNAUTHORIZED, 'token expired')
   }
 
   fail (reason: string): void {
@@ -131,15 +173,16 @@ export class WebSocketSink extends Sink {
   }
 
   override release (): void {
-    clearTimeout(this.#expiryTimer)
-    this.#heartbeats.delete(this)
+    if (this.#expiryKey !== undefined) this.shared.expiries.delete(this, this.#expiryKey)
+    this.#expiryKey = undefined
+    this.shared.heartbeats.delete(this)
     super.release()
   }
 
   heartbeat (): void {
     if (!this.alive) {
       // The peer has not answered for a whole interval: say why, but do not wait long for it.
-      this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', Math.min(this.options.welcome.heartbeatMs, CLOSE_HANDSHAKE_MS))
+      this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', Math.min(this.shared.welcome.heartbeatMs, CLOSE_HANDSHAKE_MS))
       return
     }
     this.alive = false

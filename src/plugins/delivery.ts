@@ -15,7 +15,8 @@ import { Emitter, type RunEmitter } from '../delivery/emitter.js'
 import { Fanout, type WatchListener } from '../delivery/fanout.js'
 import { Ticker, type Corkable, type Sink, type SinkHost } from '../delivery/sink.js'
 import { SseSink, type SseFormat } from '../delivery/sse-sink.js'
-import { WebSocketSink, logSocketError } from '../delivery/websocket-sink.js'
+import { ExpirySchedule } from '../delivery/expiries.js'
+import { WebSocketSink, logSocketError, type WebSocketSinkShared } from '../delivery/websocket-sink.js'
 
 /** How long an admitted request holds a connection slot if no sink takes it (an upgrade that never completes). */
 const ADMISSION_TTL_MS = 10_000
@@ -80,10 +81,12 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
   const fanout = new Fanout(store, telemetry)
   const emitters = new Set<Emitter>()
   const sinks = new Set<Sink>()
-  const byUser = new Map<string, Set<Sink>>()
+  /** Open sinks per user (a count: a Set per user would cost every idle connection its table). */
+  const byUser = new Map<string, number>()
   const admissions = new Map<string, number[]>()
   const heartbeats = new Ticker(config.HEARTBEAT_MS)
   const keepAlive = new Ticker(config.HEARTBEAT_MS)
+  const expiries = new ExpirySchedule()
   const shutdownSteps: Array<() => Promise<void>> = []
   let closing = false
 
@@ -99,15 +102,16 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
     log,
     sendBufferBytes: config.SEND_BUFFER_BYTES,
     released (sink) {
-      if (sinks.delete(sink)) telemetry.connectionClosed(sink.kind)
-      const userSinks = byUser.get(sink.user.userId)
-      userSinks?.delete(sink)
-      if (userSinks?.size === 0) byUser.delete(sink.user.userId)
+      if (!sinks.delete(sink)) return
+      telemetry.connectionClosed(sink.kind)
+      const left = (byUser.get(sink.user.userId) ?? 1) - 1
+      if (left === 0) byUser.delete(sink.user.userId)
+      else byUser.set(sink.user.userId, left)
     }
   }
 
   function connectionCount (userId: string): number {
-    return byUser.get(userId)?.size ?? 0
+    return byUser.get(userId) ?? 0
   }
 
   /** Counts a new sink against its user's admission. */
@@ -116,25 +120,24 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
     pending?.shift()
     if (pending?.length === 0) admissions.delete(sink.user.userId)
     sinks.add(sink)
-    let userSinks = byUser.get(sink.user.userId)
-    if (userSinks === undefined) {
-      userSinks = new Set()
-      byUser.set(sink.user.userId, userSinks)
-    }
-    userSinks.add(sink)
+    byUser.set(sink.user.userId, (byUser.get(sink.user.userId) ?? 0) + 1)
     telemetry.connectionOpened(sink.kind)
   }
 
-  const welcome = {
-    protocol: PROTOCOL,
-    heartbeatMs: config.HEARTBEAT_MS,
-    limits: {
-      maxMessageBytes: config.MAX_MESSAGE_BYTES,
-      maxConcurrentRuns: config.MAX_CONCURRENT_RUNS,
-      messagesPerSecond: config.MESSAGE_RATE_PER_SEC,
-      messageBurst: config.MESSAGE_RATE_BURST
+  const websocketShared: WebSocketSinkShared = {
+    heartbeats,
+    expiries,
+    welcome: {
+      protocol: PROTOCOL,
+      heartbeatMs: config.HEARTBEAT_MS,
+      limits: {
+        maxMessageBytes: config.MAX_MESSAGE_BYTES,
+        maxConcurrentRuns: config.MAX_CONCURRENT_RUNS,
+        messagesPerSecond: config.MESSAGE_RATE_PER_SEC,
+        messageBurst: config.MESSAGE_RATE_BURST
+      }
     }
-  } as const
+  }
 
   const api: Delivery = {
     get closing () {
@@ -165,14 +168,14 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
     },
 
     attach (socket, user, options = {}) {
-      const sink = new WebSocketSink(sinkHost, socket, user, { welcome, heartbeats, ...options })
+      const sink = new WebSocketSink(sinkHost, socket, user, websocketShared, options.rawSocket)
       register(sink)
-      sink.start()
+      sink.start(options.expiresAtMs)
       return sink
     },
 
     openStream (response, user, options) {
-      const sink = new SseSink(sinkHost, response, user, { ...options, keepAlive })
+      const sink = new SseSink(sinkHost, response, user, { ...options, keepAlive, expiries })
       register(sink)
       sink.start()
       return sink
@@ -199,6 +202,7 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
     const sockets = [...sinks].filter((sink): sink is WebSocketSink => sink instanceof WebSocketSink)
     for (const sink of [...sinks]) sink.goAway()
     heartbeats.stop()
+    expiries.stop()
     keepAlive.stop()
     // The server's close waits for every socket: give peers a moment to answer the close frame,
     // then drop the ones that do not.

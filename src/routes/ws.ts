@@ -8,7 +8,7 @@ import type { RawData, WebSocket } from 'ws'
 import { hasEventsAfter, type UserContext } from '../contracts.js'
 import { CloseCode, parseClientMessage, type ClientMessage, type WireErrorCode } from '../protocol.js'
 import { OriginForbiddenError, OtherUserTokenError, UpgradeRequiredError, toWireError } from '../errors.js'
-import type { WebSocketSink } from '../delivery/websocket-sink.js'
+import type { MessageReceiver, WebSocketSink } from '../delivery/websocket-sink.js'
 import { tokenExpiryMs } from '../plugins/auth-secret.js'
 import { userIdFromClaims, userOf } from '../plugins/user-context.js'
 
@@ -55,16 +55,16 @@ interface SessionDeps {
  * One connection's message handling. A class rather than closures over the connection: a server
  * holds thousands of idle connections, and each would otherwise carry a handful of closures.
  */
-class Session {
-  readonly #limiter: RateLimiter
+class Session implements MessageReceiver {
+  /** Made at the first message: a bucket starts full, so it is the same one, but idle costs nothing. */
+  #limiter: RateLimiter | undefined
 
-  constructor (private readonly deps: SessionDeps, private readonly conn: WebSocketSink, private readonly user: UserContext) {
-    this.#limiter = new RateLimiter(deps.config.MESSAGE_RATE_PER_SEC, deps.config.MESSAGE_RATE_BURST)
-  }
+  constructor (private readonly deps: SessionDeps, private readonly conn: WebSocketSink, private readonly user: UserContext) {}
 
   onMessage (data: RawData, isBinary: boolean): void {
     const { conn, deps: { config } } = this
     if (conn.closed) return
+    this.#limiter ??= new RateLimiter(config.MESSAGE_RATE_PER_SEC, config.MESSAGE_RATE_BURST)
     const verdict = this.#limiter.take()
     if (verdict === 'abusive') {
       conn.close(CloseCode.RATE_LIMITED, 'message rate limit exceeded')
@@ -212,8 +212,7 @@ async function wsRoute (fastify: FastifyInstance): Promise<void> {
       // Undefined under injectWS, which has no TCP socket: then every frame is written at once.
       rawSocket: request.raw.socket ?? undefined
     })
-    const session = new Session(deps, conn, user)
-    socket.on('message', (data: RawData, isBinary: boolean) => { session.onMessage(data, isBinary) })
+    conn.receive(new Session(deps, conn, user))
   })
 }
 
