@@ -3,7 +3,7 @@
 // process drives it. Targets alternate within every round (their order rotates) so machine drift
 // hits all of them; the table reports medians of the rounds with min–max and ratios to raw ws.
 // Every round checks correctness too: a lost, repeated, out-of-order or misdelivered event fails it.
-//   npm run bench -- [--quick] [--rounds N] [--only burst,latency] [--profile] [--out file.json]
+//   npm run bench -- [--quick] [--rounds N] [--only burst,latency] [--profile [--profile-target raw-ws]] [--out file.json]
 // Method and results: docs/performance.md.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -274,6 +274,8 @@ interface Options {
   readonly rounds: number
   readonly only: readonly string[] | undefined
   readonly profileDir: string | undefined
+  /** The server profiled with --profile (the gateway by default). */
+  readonly profileTarget: TargetName
   readonly out: string | undefined
   readonly redisUrl: string
   /** The throwaway Redis Cluster of the `redis-cluster` target, once started. */
@@ -622,6 +624,12 @@ function machine (): Record<string, unknown> {
 
 // ---- Main -----------------------------------------------------------------------------------
 
+/** `--profile-target`: which server to profile (a peer's profile is the baseline to read the gateway's against). */
+function profileTargetOf (name: string): TargetName {
+  if (!Object.hasOwn(TARGETS, name)) throw new Error(`--profile-target: unknown target ${name} (one of ${Object.keys(TARGETS).join(', ')})`)
+  return name as TargetName
+}
+
 function parseOptions (argv: readonly string[]): Options {
   const { values } = parseArgs({
     args: [...argv],
@@ -630,6 +638,7 @@ function parseOptions (argv: readonly string[]): Options {
       rounds: { type: 'string' },
       only: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      'profile-target': { type: 'string', default: 'gateway' },
       out: { type: 'string' },
       redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' },
       scale: { type: 'boolean', default: false },
@@ -646,6 +655,7 @@ function parseOptions (argv: readonly string[]): Options {
     // Profiling defaults to workload (a); --only picks others.
     only: values.only?.split(',').map((name) => name.trim()) ?? (values.profile ? ['burst'] : undefined),
     profileDir,
+    profileTarget: profileTargetOf(values['profile-target']),
     // Quick and profiling runs leave the committed results alone unless told where to write.
     // Only a complete run is written by default: a partial one must not replace the day's results.
     out: values.out ?? (values.quick || values.profile || values.only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${scale === undefined ? '' : 'scale-'}${date}.json`)),
@@ -661,7 +671,7 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
   const measuredSource = source()
   let workloads = (options.scale === undefined ? WORKLOADS : scaleWorkloads(options.scale)).filter((w) => options.only === undefined || options.only.includes(w.name))
   if (options.profileDir !== undefined) {
-    workloads = workloads.map((w) => ({ ...w, targets: ['gateway'] }))
+    workloads = workloads.map((w) => ({ ...w, targets: [options.profileTarget] }))
     mkdirSync(options.profileDir, { recursive: true })
   }
   const skipped: string[] = []
