@@ -8,6 +8,30 @@ import type { RunEventType } from '../protocol.js'
 /** The first chunk of a run's log; each next one doubles, up to MAX_CHUNK. */
 const FIRST_CHUNK = 2048
 const MAX_CHUNK = 256 * 1024
+/**
+ * A sealed log of at most this many bytes is copied into a shared slab instead of a buffer of
+ * its own. Short runs are the common case, and a buffer of its own is an allocation outside the
+ * JS heap per run, which costs far more than the copy and makes V8 collect more often. Slabs
+ * fill in the order runs end, which is the order the store evicts them, so a slab is freed soon
+ * after its last run; the store's byte bounds count frames, not slab space.
+ */
+const SLAB_MAX_LOG = 8 * 1024
+const SLAB_SIZE = 64 * 1024
+
+let slab: Buffer | undefined
+let slabUsed = 0
+
+/** `length` bytes of `source`, copied into the current slab. */
+function slabCopy (source: Buffer, length: number): Buffer {
+  if (slab === undefined || slab.length - slabUsed < length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE)
+    slabUsed = 0
+  }
+  const copy = slab.subarray(slabUsed, slabUsed + length)
+  source.copy(copy, 0, 0, length)
+  slabUsed += length
+  return copy
+}
 
 export class FrameLog {
   readonly #chunks: Buffer[] = []
@@ -32,7 +56,9 @@ export class FrameLog {
       const needed = Buffer.byteLength(text, 'utf8')
       if (chunk === undefined || chunk.length - this.#used < needed) {
         const size = Math.max(needed, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
-        chunk = Buffer.allocUnsafeSlow(size)
+        // The first chunk, while the run is live, comes from Node's shared pool (a slice, no
+        // allocation of its own); `seal` copies it out, so no finished run keeps a pool.
+        chunk = size === FIRST_CHUNK ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size)
         this.#chunks.push(chunk)
         this.#used = 0
       }
@@ -68,19 +94,29 @@ export class FrameLog {
     return events
   }
 
-  /** Nothing more will be appended: gives back the unused end of the last chunk and of the index. */
+  /**
+   * Nothing more will be appended: gives back the unused end of the last chunk and of the index,
+   * and moves a pooled first chunk out of the pool.
+   */
   seal (): void {
     const last = this.#chunks.length - 1
     const chunk = this.#chunks[last]
-    if (chunk !== undefined && this.#used < chunk.length) {
-      const exact = Buffer.allocUnsafeSlow(this.#used)
-      chunk.copy(exact, 0, 0, this.#used)
-      this.#chunks[last] = exact
+    if (chunk !== undefined && (this.#used < chunk.length || chunk.length === FIRST_CHUNK)) {
+      this.#chunks[last] = this.#used <= SLAB_MAX_LOG ? slabCopy(chunk, this.#used) : exactCopy(chunk, this.#used)
     }
+    // A pooled first chunk that is not the last one (the log grew past it) is copied out too.
+    const first = this.#chunks[0]
+    if (last > 0 && first !== undefined && first.length === FIRST_CHUNK) this.#chunks[0] = slabCopy(first, first.length)
     const count = this.#types.length
     this.#at = this.#at.slice(0, count)
     this.#ends = this.#ends.slice(0, count)
   }
+}
+
+function exactCopy (source: Buffer, length: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(length)
+  source.copy(copy, 0, 0, length)
+  return copy
 }
 
 function grow (array: Float64Array): Float64Array<ArrayBuffer> {

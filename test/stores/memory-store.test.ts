@@ -55,6 +55,30 @@ t.test('the frame log keeps every frame byte for byte across its chunks, before 
   check('sealed')
 })
 
+t.test('sealed short logs are packed into shared slabs, holding nothing of Node\'s buffer pool', async (t) => {
+  const logs: Array<{ log: FrameLog, frames: string[] }> = []
+  let bytes = 0
+  for (let r = 0; r < 300; r++) {
+    const log = new FrameLog()
+    const frames: string[] = []
+    // From one small frame to past the first chunk (a log of two chunks, the first pooled).
+    for (let i = 0; i < 1 + (r % 12); i++) {
+      const text = `{"run":${r},"n":${i},"pad":"${'y'.repeat((r * 131 + i * 57) % 700)}"}`
+      frames.push(text)
+      bytes += Buffer.byteLength(text)
+      log.append('agent_thinking', text, i)
+    }
+    log.seal()
+    logs.push({ log, frames })
+  }
+  const read = logs.map(({ log }) => log.read(0, 100))
+  t.ok(read.every((events, r) => events.length === logs[r]?.frames.length && events.every((event, i) => event.frame.toString('utf8') === logs[r]?.frames[i])), 'every frame of every sealed log is intact')
+  const backing = new Set(read.flat().map((event) => event.frame.buffer))
+  t.notOk([...backing].some((buffer) => buffer.byteLength === Buffer.poolSize), "no sealed log keeps a pool of Node's (a finished run would hold memory other code allocated)")
+  // Packed: a few slabs for all 300 logs, not a buffer per log.
+  t.ok(backing.size <= Math.ceil(bytes / 32_768) + 2, `${backing.size} buffers hold ${bytes} bytes of 300 logs`)
+})
+
 t.test('bounded size: the over-budget owner loses their own oldest finished runs first, never running ones', async (t) => {
   const kib = 'x'.repeat(1000)
   const frame = JSON.stringify({ thought: kib })
