@@ -5,6 +5,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { StoredEvent, UserContext } from '../contracts.js'
 import type { SinkKind } from '../plugins/telemetry.js'
+import type { ExpirySchedule, Expiring } from './expiries.js'
 import type { Fanout, SubscriberSink, Subscription } from './fanout.js'
 
 /** How often a congested sink's buffer is re-checked when no write callback is pending. */
@@ -35,13 +36,15 @@ export interface SinkHost {
   readonly log: FastifyBaseLogger
   /** Bytes queued for one peer before live delivery to it pauses (SEND_BUFFER_BYTES). */
   readonly sendBufferBytes: number
+  /** The one timer that ends sinks when their tokens expire. */
+  readonly expiries: ExpirySchedule
   /** Called once, when the sink is released. */
   released(sink: Sink): void
 }
 
 // A sink lives as long as its connection, and an idle server holds thousands: what every sink
 // holds is kept to its state, with the closures and the child logger made only when first needed.
-export abstract class Sink implements SubscriberSink {
+export abstract class Sink implements SubscriberSink, Expiring {
   abstract readonly kind: SinkKind
   readonly id: string
   /** The runs it follows; made on the first (most idle connections follow none). */
@@ -54,6 +57,8 @@ export abstract class Sink implements SubscriberSink {
   #onFlushed: (() => void) | undefined
   #drainWaiters: Array<() => void> | undefined
   #drainTimer: NodeJS.Timeout | undefined
+  /** Its place in the expiry schedule, while its token has an expiry. */
+  #expiryKey: number | undefined
 
   constructor (protected readonly host: SinkHost, readonly user: UserContext) {
     this.id = user.connectionId
@@ -126,6 +131,21 @@ export abstract class Sink implements SubscriberSink {
   abstract heartbeat (): void
   /** Ends the sink at shutdown, after everything logged was delivered. */
   abstract goAway (): void
+  /** Ends the sink because its token expired, telling the peer so in the transport's way. */
+  protected abstract expired (): void
+
+  /** Arms (or re-arms, after an `auth` refresh) the end of the sink at its token's expiry (ms since the epoch). */
+  setExpiry (expiresAtMs: number | undefined): void {
+    const { expiries } = this.host
+    if (this.#expiryKey !== undefined) expiries.delete(this, this.#expiryKey)
+    this.#expiryKey = expiresAtMs === undefined || this.#closed ? undefined : expiries.add(this, expiresAtMs)
+  }
+
+  /** Called by the expiry schedule when the token has run out. */
+  expire (): void {
+    this.#expiryKey = undefined
+    this.expired()
+  }
 
   /** Nothing left to deliver: no subscription, an empty send buffer. */
   get idle (): boolean {
@@ -197,6 +217,8 @@ export abstract class Sink implements SubscriberSink {
   release (): void {
     if (this.#closed) return
     this.#closed = true
+    if (this.#expiryKey !== undefined) this.host.expiries.delete(this, this.#expiryKey)
+    this.#expiryKey = undefined
     if (this.#subs !== undefined) for (const sub of [...this.#subs.values()]) this.endSubscription(sub, false)
     this.checkDrained()
     this.host.released(this)

@@ -5,7 +5,6 @@
 import type { ServerResponse } from 'node:http'
 import type { StoredEvent, UserContext } from '../contracts.js'
 import type { Subscription } from './fanout.js'
-import type { ExpirySchedule, Expiring } from './expiries.js'
 import { Sink, type Corkable, type SinkHost, type Ticker } from './sink.js'
 
 /** How one protocol writes a run as Server-Sent Events. */
@@ -27,19 +26,15 @@ export interface SseSinkOptions {
   readonly format: SseFormat
   /** The shared keep-alive timer of event streams. */
   readonly keepAlive: Ticker
-  /** The shared timer that ends streams when their tokens expire. */
-  readonly expiries: ExpirySchedule
   /** When the token expires (ms since the epoch): the stream ends then, with the format's error. */
   readonly expiresAtMs?: number
   /** Called once when the stream ends: after the run's terminal event (true) or early (false). */
   onEnd?(completed: boolean): void
 }
 
-export class SseSink extends Sink implements Expiring {
+export class SseSink extends Sink {
   readonly kind = 'sse'
   #ended = false
-  /** Its place in the expiry schedule, while its token has an expiry. */
-  #expiryKey: number | undefined
 
   constructor (host: SinkHost, readonly response: ServerResponse, user: UserContext, private readonly options: SseSinkOptions) {
     super(host, user)
@@ -67,8 +62,7 @@ export class SseSink extends Sink implements Expiring {
     })
     this.response.flushHeaders()
     this.options.keepAlive.add(this)
-    const { expiresAtMs } = this.options
-    if (expiresAtMs !== undefined && !this.closed) this.#expiryKey = this.options.expiries.add(this, expiresAtMs)
+    this.setExpiry(this.options.expiresAtMs)
     this.follow(this.options.runId, this.options.after)
     // A client that left before the stream opened (while its run was being started or looked up)
     // will send no 'close' event any more.
@@ -76,8 +70,7 @@ export class SseSink extends Sink implements Expiring {
   }
 
   /** The token ran out: the stream ends with the format's error. */
-  expire (): void {
-    this.#expiryKey = undefined
+  protected expired (): void {
     this.#writeText(this.options.format.error?.('AGW_ERR_AUTH_TOKEN_EXPIRED', 'The token has expired') ?? '')
     this.#end(false)
   }
@@ -108,8 +101,6 @@ export class SseSink extends Sink implements Expiring {
   }
 
   override release (): void {
-    if (this.#expiryKey !== undefined) this.options.expiries.delete(this, this.#expiryKey)
-    this.#expiryKey = undefined
     this.options.keepAlive.delete(this)
     super.release()
   }

@@ -6,7 +6,6 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import type { StoredEvent, UserContext } from '../contracts.js'
 import { CloseCode, type Reply, type ReplyOf } from '../protocol.js'
-import type { ExpirySchedule, Expiring } from './expiries.js'
 import { Sink, type Corkable, type SinkHost, type Ticker } from './sink.js'
 
 /** Frames are UTF-8 JSON bytes, sent as text frames. */
@@ -20,8 +19,6 @@ export interface WebSocketSinkShared {
   readonly welcome: Omit<ReplyOf<'welcome'>, 'type' | 'connectionId' | 'userId'>
   /** The shared heartbeat timer of WebSocket sinks. */
   readonly heartbeats: Ticker
-  /** The shared timer that closes connections when their tokens expire. */
-  readonly expiries: ExpirySchedule
 }
 
 /**
@@ -62,11 +59,9 @@ function onError (this: OwnedSocket, error: Error & { code?: string }): void {
   if (sink !== undefined) logSocketError(sink.log, error)
 }
 
-export class WebSocketSink extends Sink implements Expiring {
+export class WebSocketSink extends Sink {
   readonly kind = 'websocket'
   alive = true
-  /** Its place in the expiry schedule, while its token has an expiry. */
-  #expiryKey: number | undefined
   readonly #rawSocket: Corkable | undefined
   #receiver: MessageReceiver | undefined
 
@@ -136,16 +131,8 @@ export class WebSocketSink extends Sink implements Expiring {
     this.sendFrame(Buffer.from(JSON.stringify(message), 'utf8'))
   }
 
-  /** Arms (or re-arms after an `auth` refresh) the close at token expiry. */
-  setExpiry (expiresAtMs: number | undefined): void {
-    const { expiries } = this.shared
-    if (this.#expiryKey !== undefined) expiries.delete(this, this.#expiryKey)
-    this.#expiryKey = expiresAtMs === undefined || this.closed ? undefined : expiries.add(this, expiresAtMs)
-  }
-
-  /** The token ran out. */
-  expire (): void {
-    this.#expiryKey = undefined
+  /** The token ran out: closed with 4401. */
+  protected expired (): void {
     this.close(CloseCode.UNAUTHORIZED, 'token expired')
   }
 
@@ -173,8 +160,6 @@ export class WebSocketSink extends Sink implements Expiring {
   }
 
   override release (): void {
-    if (this.#expiryKey !== undefined) this.shared.expiries.delete(this, this.#expiryKey)
-    this.#expiryKey = undefined
     this.shared.heartbeats.delete(this)
     super.release()
   }

@@ -101,6 +101,7 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
     fanout,
     log,
     sendBufferBytes: config.SEND_BUFFER_BYTES,
+    expiries,
     released (sink) {
       if (!sinks.delete(sink)) return
       telemetry.connectionClosed(sink.kind)
@@ -126,7 +127,6 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
 
   const websocketShared: WebSocketSinkShared = {
     heartbeats,
-    expiries,
     welcome: {
       protocol: PROTOCOL,
       heartbeatMs: config.HEARTBEAT_MS,
@@ -175,7 +175,7 @@ async function delivery (fastify: FastifyInstance): Promise<void> {
     },
 
     openStream (response, user, options) {
-      const sink = new SseSink(sinkHost, response, user, { ...options, keepAlive, expiries })
+      const sink = new SseSink(sinkHost, response, user, { ...options, keepAlive })
       register(sink)
       sink.start()
       return sink

@@ -9,11 +9,12 @@ import type { RunEventType } from '../protocol.js'
 const FIRST_CHUNK = 2048
 const MAX_CHUNK = 256 * 1024
 /**
- * A sealed log of at most this many bytes is copied into a shared slab instead of a buffer of
- * its own. Short runs are the common case, and a buffer of its own is an allocation outside the
- * JS heap per run, which costs far more than the copy and makes V8 collect more often. Slabs
- * fill in the order runs end, which is the order the store evicts them, so a slab is freed soon
- * after its last run; the store's byte bounds count frames, not slab space.
+ * At `seal`, a last chunk with at most this many bytes in use (all of a short log, the tail of a
+ * long one) and a pooled first chunk are copied into a shared slab instead of a buffer of their
+ * own. Short runs are the common case, and a buffer of its own is an allocation outside the JS
+ * heap per run, which costs far more than the copy and makes V8 collect more often. Slabs fill
+ * in the order runs end, which is the order the store evicts them, so a slab is freed soon after
+ * its last run; the store's byte bounds count frames, not slab space.
  */
 const SLAB_MAX_LOG = 8 * 1024
 const SLAB_SIZE = 64 * 1024
