@@ -4,7 +4,7 @@
 //   npm run cluster -- [--port 7101]     (starts 7101–7106, prints the EVENT_STORE, Ctrl-C stops it)
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,6 +12,10 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
 
 const run = promisify(execFile)
+/** A cluster node's bus port is its port + 10000. */
+const BUS_OFFSET = 10_000
+/** How often the six ports are picked again when one was taken between the check and the bind. */
+const START_ATTEMPTS = 5
 
 async function pingable (port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -32,23 +36,46 @@ async function portIsFree (port: number): Promise<boolean> {
   })
 }
 
-/** `count` consecutive free ports whose cluster-bus ports (+10000) are free too. */
-async function freePorts (count: number, from?: number): Promise<number[]> {
+/** The kernel's range of ephemeral ports (where the sockets of outgoing connections get theirs). */
+export function ephemeralRange (): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low as number, high as number]
+  } catch {
+    // Not Linux: the IANA range, which is what other systems use.
+  }
+  return [49_152, 65_535]
+}
+
+/**
+ * `count` consecutive free ports whose cluster-bus ports (+10000) are free too, all below the
+ * ephemeral range: a port in it can be taken, between our check and redis-server's bind, by any
+ * outgoing connection of the machine (a busy test run opens thousands).
+ */
+export async function freePorts (count: number, from?: number): Promise<number[]> {
+  const [ephemeralLow] = ephemeralRange()
+  const lowest = 10_000
+  const highest = Math.max(lowest + 1, ephemeralLow - BUS_OFFSET - count)
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = from ?? 20_000 + Math.floor(Math.random() * 30_000)
+    const base = from ?? lowest + Math.floor(Math.random() * (highest - lowest))
     const ports = Array.from({ length: count }, (_, i) => base + i)
-    const free = await Promise.all(ports.flatMap((port) => [portIsFree(port), portIsFree(port + 10_000)]))
+    const free = await Promise.all(ports.flatMap((port) => [portIsFree(port), portIsFree(port + BUS_OFFSET)]))
     if (free.every(Boolean)) return ports
     if (from !== undefined) throw new Error(`ports ${base}–${base + count - 1} (or their bus ports) are taken`)
   }
   throw new Error('no free ports for a Redis Cluster')
 }
 
+/** A node that exited at once: its port was taken after all (another process won the race for it). */
+class PortTakenError extends Error {}
+
 export interface RedisClusterOptions {
   /** First port (the six nodes take it and the next five); free ports are picked when absent. */
   port?: number
   /** cluster-node-timeout: how long a primary may be silent before its replica takes over. */
   nodeTimeoutMs?: number
+  /** Picks the six ports (default: free ones, checked, below the ephemeral range); for tests of the retry. */
+  pickPorts?: (count: number) => Promise<number[]>
 }
 
 export class RedisCluster {
@@ -64,8 +91,15 @@ export class RedisCluster {
   }
 
   async start (): Promise<void> {
-    this.ports = await freePorts(6, this.options.port)
-    await Promise.all(this.ports.map(async (port) => { await this.startNode(port) }))
+    for (let attempt = 1; ; attempt++) {
+      this.ports = this.options.pickPorts === undefined ? await freePorts(6, this.options.port) : await this.options.pickPorts(6)
+      const started = await Promise.allSettled(this.ports.map(async (port) => { await this.startNode(port) }))
+      const failure = started.find((result) => result.status === 'rejected')
+      if (failure === undefined) break
+      await this.stopNodes()
+      // Fixed ports are the caller's choice: say so rather than move.
+      if (!(failure.reason instanceof PortTakenError) || this.options.port !== undefined || attempt === START_ATTEMPTS) throw failure.reason
+    }
     await run('redis-cli', [
       '--cluster', 'create', ...this.ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'
     ], { timeout: 30_000 })
@@ -100,7 +134,9 @@ export class RedisCluster {
     this.processes.set(port, child)
     const deadline = Date.now() + 10_000
     while (!(await pingable(port))) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`redis-server on ${port} did not start`)
+      // redis-server exits at once when it cannot bind its port or its bus port.
+      if (child.exitCode !== null) throw new PortTakenError(`redis-server on ${port} exited at start (${child.exitCode}): its port or bus port was taken`)
+      if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
   }
@@ -136,12 +172,19 @@ export class RedisCluster {
   }
 
   async stop (): Promise<void> {
+    await this.stopNodes()
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  /** kill -9 of every node, and their data gone. */
+  private async stopNodes (): Promise<void> {
     await Promise.all([...this.processes].map(async ([, child]) => {
       if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGKILL')
       await once(child, 'exit')
     }))
-    rmSync(this.dir, { recursive: true, force: true })
+    for (const port of this.processes.keys()) rmSync(join(this.dir, String(port)), { recursive: true, force: true })
+    this.processes.clear()
   }
 }
 
