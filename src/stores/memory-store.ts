@@ -23,9 +23,21 @@ export interface MemoryStoreOptions {
   maxBytesPerOwner?: number
 }
 
+/**
+ * What the store keeps of one owner, in one place: the runs running, the bytes of history held,
+ * the finished runs in the order they ended (for evicting an owner's oldest first). A run holds
+ * its owner's account, so an event's bookkeeping is a field update, not a lookup.
+ */
+interface OwnerAccount {
+  active: number
+  bytes: number
+  readonly ended: MemoryRun[]
+}
+
 interface MemoryRun {
   /** Everything but lastSeq, which is the length of the log. */
   meta: Omit<RunMeta, 'lastSeq'>
+  readonly owner: OwnerAccount
   readonly head: string
   readonly events: FrameLog
   readonly listeners: Set<EventListener>
@@ -42,7 +54,6 @@ const READY: Promise<void> = Promise.resolve()
 export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const nodeId = options.nodeId ?? randomUUID()
   const now = options.now ?? Date.now
-  const activeByOwner = new Map<string, number>()
   let onStop: (runId: string) => void = () => {}
   const ttl = options.historyTtlMs
   const tombstoneTtl = options.tombstoneTtlMs ?? Math.max(DAY_MS, ttl)
@@ -59,9 +70,21 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
   const maxBytesPerOwner = options.maxBytesPerOwner ?? Number.POSITIVE_INFINITY
   let totalBytes = 0
-  const bytesByOwner = new Map<string, number>()
-  // Each owner's finished runs in the order they ended, for evicting an owner's oldest first.
-  const endedByOwner = new Map<string, MemoryRun[]>()
+  const owners = new Map<string, OwnerAccount>()
+
+  function accountOf (ownerId: string): OwnerAccount {
+    let account = owners.get(ownerId)
+    if (account === undefined) {
+      account = { active: 0, bytes: 0, ended: [] }
+      owners.set(ownerId, account)
+    }
+    return account
+  }
+
+  /** Forgets an owner that has nothing left here. */
+  function settle (ownerId: string, account: OwnerAccount): void {
+    if (account.active === 0 && account.bytes <= 0 && account.ended.length === 0 && owners.get(ownerId) === account) owners.delete(ownerId)
+  }
 
   function forget (run: MemoryRun, t: number): void {
     runs.delete(run.meta.runId)
@@ -70,12 +93,11 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     run.listeners.clear()
     tombstones.set(run.meta.runId, { ownerId: run.meta.ownerId, at: t })
     totalBytes -= run.bytes
-    const owned = (bytesByOwner.get(run.meta.ownerId) ?? 0) - run.bytes
-    if (owned > 0) bytesByOwner.set(run.meta.ownerId, owned)
-    else bytesByOwner.delete(run.meta.ownerId)
-    const queue = endedByOwner.get(run.meta.ownerId)
-    if (queue?.[0] === run) queue.shift()
-    if (queue?.length === 0) endedByOwner.delete(run.meta.ownerId)
+    const { owner } = run
+    owner.bytes -= run.bytes
+    // Runs end, and are forgotten, in the same order (one TTL; eviction takes the oldest first).
+    if (owner.ended[0] === run) owner.ended.shift()
+    settle(run.meta.ownerId, owner)
   }
 
   function evict (run: MemoryRun): void {
@@ -84,21 +106,21 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   }
 
   /** The oldest finished run of an owner, or of anyone, still held. */
-  function oldestFinished (ownerId?: string): MemoryRun | undefined {
-    if (ownerId !== undefined) return endedByOwner.get(ownerId)?.[0]
+  function oldestFinished (owner?: OwnerAccount): MemoryRun | undefined {
+    if (owner !== undefined) return owner.ended[0]
     while (endedHead < ended.length && (ended[endedHead] as MemoryRun).evicted) endedHead++
     return ended[endedHead]
   }
 
   /** Brings the owner, then the store, back under their bounds, as far as finished runs allow. */
-  function enforceBounds (ownerId: string): void {
-    while ((bytesByOwner.get(ownerId) ?? 0) > maxBytesPerOwner) {
-      const run = oldestFinished(ownerId)
+  function enforceBounds (owner: OwnerAccount): void {
+    while (owner.bytes > maxBytesPerOwner) {
+      const run = oldestFinished(owner)
       if (run === undefined) break
       evict(run)
     }
     while (totalBytes > maxBytes) {
-      const run = oldestFinished(ownerId) ?? oldestFinished()
+      const run = oldestFinished(owner) ?? oldestFinished()
       if (run === undefined) break
       evict(run)
     }
@@ -141,9 +163,9 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     const bytes = event.frame.length
     run.bytes += bytes
     totalBytes += bytes
-    const owned = (bytesByOwner.get(run.meta.ownerId) ?? 0) + bytes
-    bytesByOwner.set(run.meta.ownerId, owned)
-    if (owned > maxBytesPerOwner || totalBytes > maxBytes) enforceBounds(run.meta.ownerId)
+    const { owner } = run
+    owner.bytes += bytes
+    if (owner.bytes > maxBytesPerOwner || totalBytes > maxBytes) enforceBounds(owner)
     for (const listener of run.listeners) {
       try {
         listener(event)
@@ -163,13 +185,16 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const thread = threadKey(newRun.ownerId, newRun.threadId)
       const latest = threadRuns.get(thread)
       if (limits.exclusiveThread === true && latest !== undefined && runs.get(latest)?.meta.status === 'running') return { created: false, busyRunId: latest }
-      const active = activeByOwner.get(newRun.ownerId) ?? 0
+      const owner = owners.get(newRun.ownerId)
+      const active = owner?.active ?? 0
       if (active >= limits.maxActivePerOwner) return { created: false, active }
-      activeByOwner.set(newRun.ownerId, active + 1)
+      const account = owner ?? accountOf(newRun.ownerId)
+      account.active++
       threadRuns.set(thread, newRun.runId)
       const meta = Object.freeze({ ...newRun, node: nodeId, status: 'running' as const, createdAt: new Date(now()).toISOString() })
       runs.set(newRun.runId, {
         meta,
+        owner: account,
         head: runFrameHead(newRun.runId, newRun.threadId),
         events: new FrameLog(),
         listeners: new Set(),
@@ -218,14 +243,11 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       run.endedAtMs = t
       run.events.seal()
       ended.push(run)
-      const queue = endedByOwner.get(run.meta.ownerId)
-      if (queue === undefined) endedByOwner.set(run.meta.ownerId, [run])
-      else queue.push(run)
-      const active = (activeByOwner.get(run.meta.ownerId) ?? 1) - 1
-      if (active > 0) activeByOwner.set(run.meta.ownerId, active)
-      else activeByOwner.delete(run.meta.ownerId)
+      const { owner } = run
+      owner.ended.push(run)
+      owner.active--
       // A run over the bounds while it ran can be evicted now that it is finished.
-      enforceBounds(run.meta.ownerId)
+      enforceBounds(owner)
     },
 
     sizeBytes: () => totalBytes,
