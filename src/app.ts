@@ -17,6 +17,7 @@ import type { McpServersConfig } from './mcp/config.js'
 import delivery from './plugins/delivery.js'
 import runEngine from './plugins/run-engine.js'
 import gatewayRoutes from './routes/index.js'
+import unusedConnections from './plugins/unused-connections.js'
 
 export interface AgentGatewayOptions {
   /** A loaded configuration; otherwise it is read from `env` (default: process.env). */
@@ -107,6 +108,8 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   const { logger = false, trustProxy = false, requestTimeout = 0, ...gatewayOptions } = options
   // Slow-body clients are cut off by Node's own checks, every connectionsCheckingInterval.
   const app = Fastify({ logger, trustProxy, requestTimeout, http: { connectionsCheckingInterval: Math.min(30_000, Math.max(1000, requestTimeout / 2)) } })
+  // The server's own concern, not the gateway's: a host app that registers agentGateway owns its server.
+  await app.register(unusedConnections)
   await app.register(agentGateway, gatewayOptions)
   return app
 }

@@ -2,6 +2,7 @@
 // and stops.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
+import { createConnection } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { RunEvent } from '../src/protocol.js'
@@ -139,6 +140,13 @@ t.test('SIGTERM: not ready at once, runs still going end with SHUTDOWN after the
   // Each demo step takes 2 s, so the run cannot finish within the 500 ms grace period.
   const server = start(t, { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, DEMO_STEP_DELAY_MS: '2000', SHUTDOWN_GRACE_MS: '500' })
   const http = await address(server)
+  // A connection that never sends a request, as browsers open speculatively: Node's server.close()
+  // would wait for it, and the process would be killed at its deadline (exit 1) instead of closing.
+  const silent = createConnection({ host: '127.0.0.1', port: Number(new URL(http).port) })
+  silent.on('error', () => {})
+  t.teardown(() => { silent.destroy() })
+  await once(silent, 'connect')
+  const silentClosed = once(silent, 'close')
   t.equal((await fetch(`${http}/readyz`)).status, 200)
   const client = await connect(t, `${http.replace('http', 'ws')}/ws`, { token: tokenFor('alice') })
   client.send({ type: 'run', input: { message: 'What is 6 * 7?' } })
@@ -157,4 +165,6 @@ t.test('SIGTERM: not ready at once, runs still going end with SHUTDOWN after the
   t.same(runProblems(whole), [], 'the run is whole: started, then exactly one terminal event')
   t.match(await client.waitClosed(), { code: 1001 })
   t.equal(await exitCode(server), 0)
+  await silentClosed
+  t.notMatch(server.stdout() + server.stderr(), /killed by timeout/i, 'closed by itself, not killed at the deadline')
 })
