@@ -4,12 +4,13 @@
 //   npm run cluster -- [--port 7101]     (starts 7101–7106, prints the EVENT_STORE, Ctrl-C stops it)
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
+import { freePorts } from './ports.js'
 
 const run = promisify(execFile)
 /** A cluster node's bus port is its port + 10000. */
@@ -28,44 +29,6 @@ async function pingable (port: number): Promise<boolean> {
   })
 }
 
-async function portIsFree (port: number): Promise<boolean> {
-  const server = createServer()
-  return new Promise((resolve) => {
-    server.once('error', () => { resolve(false) })
-    server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
-  })
-}
-
-/** The kernel's range of ephemeral ports (where the sockets of outgoing connections get theirs). */
-export function ephemeralRange (): [number, number] {
-  try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
-    if (Number.isInteger(low) && Number.isInteger(high)) return [low as number, high as number]
-  } catch {
-    // Not Linux: the IANA range, which is what other systems use.
-  }
-  return [49_152, 65_535]
-}
-
-/**
- * `count` consecutive free ports whose cluster-bus ports (+10000) are free too, all below the
- * ephemeral range: a port in it can be taken, between our check and redis-server's bind, by any
- * outgoing connection of the machine (a busy test run opens thousands).
- */
-export async function freePorts (count: number, from?: number): Promise<number[]> {
-  const [ephemeralLow] = ephemeralRange()
-  const lowest = 10_000
-  const highest = Math.max(lowest + 1, ephemeralLow - BUS_OFFSET - count)
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = from ?? lowest + Math.floor(Math.random() * (highest - lowest))
-    const ports = Array.from({ length: count }, (_, i) => base + i)
-    const free = await Promise.all(ports.flatMap((port) => [portIsFree(port), portIsFree(port + BUS_OFFSET)]))
-    if (free.every(Boolean)) return ports
-    if (from !== undefined) throw new Error(`ports ${base}–${base + count - 1} (or their bus ports) are taken`)
-  }
-  throw new Error('no free ports for a Redis Cluster')
-}
-
 /** A node that exited at once: its port was taken after all (another process won the race for it). */
 class PortTakenError extends Error {}
 
@@ -74,7 +37,7 @@ export interface RedisClusterOptions {
   port?: number
   /** cluster-node-timeout: how long a primary may be silent before its replica takes over. */
   nodeTimeoutMs?: number
-  /** Picks the six ports (default: free ones, checked, below the ephemeral range); for tests of the retry. */
+  /** Picks the six ports (default: free ones and their bus ports, below the ephemeral range: scripts/ports.ts); for tests of the retry. */
   pickPorts?: (count: number) => Promise<number[]>
 }
 
@@ -92,7 +55,7 @@ export class RedisCluster {
 
   async start (): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      this.ports = this.options.pickPorts === undefined ? await freePorts(6, this.options.port) : await this.options.pickPorts(6)
+      this.ports = this.options.pickPorts === undefined ? await freePorts(6, { from: this.options.port, offset: BUS_OFFSET }) : await this.options.pickPorts(6)
       const started = await Promise.allSettled(this.ports.map(async (port) => { await this.startNode(port) }))
       const failure = started.find((result) => result.status === 'rejected')
       if (failure === undefined) break
@@ -135,7 +98,7 @@ export class RedisCluster {
     const deadline = Date.now() + 10_000
     while (!(await pingable(port))) {
       // redis-server exits at once when it cannot bind its port or its bus port.
-      if (child.exitCode !== null) throw new PortTakenError(`redis-server on ${port} exited at start (${child.exitCode}): its port or bus port was taken`)
+      if (child.exitCode !== null) throw new PortTakenError(`redis-server on ${port} exited at start (${child.exitCode}); most likely its port or bus port was taken`)
       if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`)
       await new Promise((resolve) => setTimeout(resolve, 50))
     }

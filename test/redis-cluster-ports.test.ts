@@ -4,7 +4,8 @@
 // picked again rather than failing the test that wanted a cluster.
 import { createServer, type Server } from 'node:net'
 import t from 'tap'
-import { RedisCluster, ephemeralRange, freePorts } from '../scripts/redis-cluster.js'
+import { RedisCluster } from '../scripts/redis-cluster.js'
+import { ephemeralRange, freePort, freePorts } from '../scripts/ports.js'
 import { clusterSkip } from './redis-cluster.js'
 
 const skip = await clusterSkip(t)
@@ -22,9 +23,17 @@ t.test('free ports and their bus ports are below the ephemeral range, six in a r
   const [low, high] = ephemeralRange()
   t.ok(low > 10_000 + 10_000 + 6 && high >= low, `the range (${low}–${high}) leaves room below it`)
   for (let i = 0; i < 20; i++) {
-    const ports = await freePorts(6)
+    const ports = await freePorts(6, { offset: 10_000 })
     t.same(ports, Array.from({ length: 6 }, (_, k) => (ports[0] as number) + k))
     t.ok(ports.every((port) => port >= 10_000 && port + 10_000 < low), `${ports.join(',')} (+10000) is below ${low}`)
+  }
+})
+
+t.test('one free port (for a single redis-server, a gateway, an MCP server) is below the range too', async (t) => {
+  const [low] = ephemeralRange()
+  for (let i = 0; i < 20; i++) {
+    const port = await freePort()
+    t.ok(port >= 10_000 && port < low, `${port} is below ${low}`)
   }
 })
 
@@ -40,13 +49,13 @@ t.test('fixed ports that are taken: a clear error, no cluster', { skip }, async 
 
 t.test('a port taken between the check and the bind: the cluster picks six others and starts', { skip }, async (t) => {
   // What losing the race looks like to start(): the picked ports include one another process holds.
-  const [first] = await freePorts(6)
+  const [first] = await freePorts(6, { offset: 10_000 })
   const taken = await listenOn(first as number)
   t.teardown(() => { taken.close() })
   const picks: number[][] = []
   const cluster = new RedisCluster({
     pickPorts: async (count) => {
-      const ports = picks.length === 0 ? Array.from({ length: count }, (_, k) => (first as number) + k) : await freePorts(count)
+      const ports = picks.length === 0 ? Array.from({ length: count }, (_, k) => (first as number) + k) : await freePorts(count, { offset: 10_000 })
       picks.push(ports)
       return ports
     }

@@ -97,13 +97,5 @@ export class OwnRedis {
   }
 }
 
-/** A free TCP port. */
-export async function freePort (): Promise<number> {
-  const { createServer } = await import('node:net')
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as { port: number }).port
-  server.close()
-  return port
-}
+/** A free TCP port for a server the test starts (below the ephemeral range: scripts/ports.ts). */
+export { freePort } from '../scripts/ports.js'

@@ -2,23 +2,12 @@
 // real port. It is down when the gateway starts, comes up, goes away mid-life and comes back;
 // the gateway reports it, fails its tools clearly meanwhile, and reconnects each time.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
 import t, { type Test } from 'tap'
 import { createUserContext } from '../../src/plugins/user-context.js'
 import type { RunEventData } from '../../src/protocol.js'
 import { buildApp, runProblems, testEnv } from '../helpers.js'
+import { freePort } from '../../scripts/ports.js'
 import { EVERYTHING_SERVER, alive, caller, finished, mcpState, ofType, startCalls, until } from '../mcp.js'
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
-}
 
 /** The everything server's Streamable HTTP transport on `port`; resolves once it listens. */
 async function httpServer (t: Test, port: number): Promise<ChildProcess> {
