@@ -38,11 +38,15 @@ export class FrameLog {
   readonly #chunks: Buffer[] = []
   /** Bytes used in the last chunk. */
   #used = 0
+  // The per-event index is kept in plain arrays: V8 stores numbers in them unboxed (8 bytes each,
+  // as a Float64Array would) but on its own heap, whereas every typed array of more than a few
+  // elements has a backing store outside it — an allocation of its own, at creation, at each
+  // growth and at `seal`, several per run, which cost more than the whole log of a short run.
   #types: RunEventType[] = []
   /** Per event: when it was appended (epoch ms). */
-  #at = new Float64Array(16)
+  #at: number[] = []
   /** Per event: its chunk (high bits) and end offset in it, as chunk * 2^32 + end. */
-  #ends = new Float64Array(16)
+  #ends: number[] = []
 
   get length (): number {
     return this.#types.length
@@ -68,13 +72,9 @@ export class FrameLog {
     const bytes = chunk.write(text, start, 'utf8')
     this.#used += bytes
     const index = this.#types.length
-    if (index === this.#at.length) {
-      this.#at = grow(this.#at)
-      this.#ends = grow(this.#ends)
-    }
     this.#types.push(type)
-    this.#at[index] = at
-    this.#ends[index] = (this.#chunks.length - 1) * 2 ** 32 + this.#used
+    this.#at.push(at)
+    this.#ends.push((this.#chunks.length - 1) * 2 ** 32 + this.#used)
     return { seq: index + 1, type, frame: chunk.subarray(start, start + bytes), at }
   }
 
@@ -108,9 +108,10 @@ export class FrameLog {
     // A pooled first chunk that is not the last one (the log grew past it) is copied out too.
     const first = this.#chunks[0]
     if (last > 0 && first !== undefined && first.length === FIRST_CHUNK) this.#chunks[0] = slabCopy(first, first.length)
-    const count = this.#types.length
-    this.#at = this.#at.slice(0, count)
-    this.#ends = this.#ends.slice(0, count)
+    // Copied at their exact length: a growing array keeps spare room.
+    this.#types = this.#types.slice()
+    this.#at = this.#at.slice()
+    this.#ends = this.#ends.slice()
   }
 }
 
@@ -118,10 +119,4 @@ function exactCopy (source: Buffer, length: number): Buffer {
   const copy = Buffer.allocUnsafeSlow(length)
   source.copy(copy, 0, 0, length)
   return copy
-}
-
-function grow (array: Float64Array): Float64Array<ArrayBuffer> {
-  const bigger = new Float64Array(array.length * 2)
-  bigger.set(array)
-  return bigger
 }

@@ -368,7 +368,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       owned.set(run.runId, {
         threadId: run.threadId, slot, ownerId: run.ownerId, batchNo: 0, pending: undefined, writing: false, lastWrite: Promise.resolve(), sent: []
       })
-      return { created: true, meta: { ...run, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
+      return { created: true, meta: { runId: run.runId, threadId: run.threadId, agent: run.agent, ownerId: run.ownerId, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
 
     async threadRun (ownerId: string, threadId: string): Promise<RunMeta | undefined> {

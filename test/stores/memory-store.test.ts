@@ -1,5 +1,6 @@
 import { FrameLog } from '../../src/stores/frame-log.js'
 import t from 'tap'
+import type { EventStore } from '../../src/contracts.js'
 import { createMemoryStore } from '../../src/stores/memory-store.js'
 import { eventStoreContract } from './contract.js'
 
@@ -122,4 +123,71 @@ t.test('bounded size: the over-budget owner loses their own oldest finished runs
   t.same(await store.getRun('bob-1'), { state: 'expired', ownerId: 'bob' }, 'the oldest finished run went first')
   t.match(await store.getRun('erin-1'), { state: 'found' })
   t.match(await store.getRun('frank-1'), { state: 'found' })
+})
+
+t.test('thousands of runs expire and are evicted in order; their tombstones are bounded and expire oldest first', async (t) => {
+  let now = 1_000_000
+  const frame = JSON.stringify({ thought: 'x'.repeat(200) })
+  const total = 3000
+  const keep = 400
+  const maxTombstones = 2000
+  // Ids of one width: every run's frame is the same size.
+  const id = (i: number): string => `run-${String(i).padStart(5, '0')}`
+  async function finishedRun (store: EventStore, i: number): Promise<void> {
+    await store.createRun({ runId: id(i), threadId: 't', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 10 })
+    await store.append(id(i), 'agent_thinking', frame)
+    await store.endRun(id(i), 'completed')
+  }
+  // The bytes of one such run, to give the store room for `keep` of them.
+  const probe = createMemoryStore({ historyTtlMs: 60_000 })
+  await finishedRun(probe, 1000)
+  const perRun = probe.sizeBytes?.() ?? 0
+  await probe.close()
+  const store = createMemoryStore({ historyTtlMs: 60_000, now: () => now, tombstoneTtlMs: 120_000, maxTombstones, maxBytes: perRun * keep })
+  t.teardown(() => store.close())
+  for (let i = 0; i < total; i++) {
+    await finishedRun(store, i)
+    now += 10
+  }
+  const states = async (from: number, to: number): Promise<Record<string, number>> => {
+    const count: Record<string, number> = {}
+    for (let i = from; i < to; i++) {
+      const { state } = await store.getRun(id(i))
+      count[state] = (count[state] ?? 0) + 1
+    }
+    return count
+  }
+  const evicted = total - keep
+  t.same(await states(evicted, total), { found: keep }, 'the newest runs are kept, as many as the byte bound holds')
+  t.same(await states(0, evicted - maxTombstones), { missing: evicted - maxTombstones }, 'past maxTombstones, the oldest tombstones are forgotten')
+  t.same(await states(evicted - maxTombstones, evicted), { expired: maxTombstones }, 'the other evicted runs are remembered as expired')
+
+  now += 60_000
+  t.same(await states(total - maxTombstones, total), { expired: maxTombstones }, 'after the TTL the kept runs expire too')
+  t.same(await states(0, total - maxTombstones), { missing: total - maxTombstones }, 'and the oldest tombstones make way for theirs')
+  now += 120_000
+  t.same(await states(0, total), { missing: total }, 'then the tombstones expire in turn')
+  t.equal(store.sizeBytes?.(), 0, 'nothing of them is held')
+})
+
+t.test('run metadata: fields by status, and each lookup a new object', async (t) => {
+  let now = Date.UTC(2026, 0, 2, 3, 4, 5, 6)
+  const store = createMemoryStore({ historyTtlMs: 60_000, now: () => now, nodeId: 'node-1' })
+  t.teardown(() => store.close())
+  const created = await store.createRun({ runId: 'r', threadId: 'th', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 10 })
+  t.same(created, {
+    created: true,
+    meta: { runId: 'r', threadId: 'th', agent: 'demo', ownerId: 'alice', node: 'node-1', status: 'running', createdAt: '2026-01-02T03:04:05.006Z', lastSeq: 0 }
+  })
+  await store.append('r', 'agent_thinking', '{"thought":"x","step":1}')
+  now += 1500
+  await store.endRun('r', 'cancelled')
+  const first = await store.getRun('r')
+  t.same(first, {
+    state: 'found',
+    meta: { runId: 'r', threadId: 'th', agent: 'demo', ownerId: 'alice', node: 'node-1', status: 'cancelled', createdAt: '2026-01-02T03:04:05.006Z', endedAt: '2026-01-02T03:04:06.506Z', lastSeq: 1 }
+  })
+  if (first.state === 'found') (first.meta as { status: string }).status = 'completed'
+  t.match(await store.getRun('r'), { meta: { status: 'cancelled' } }, "a caller's change to its copy changes nothing in the store")
+  t.match(await store.threadRun('alice', 'th'), { runId: 'r', status: 'cancelled', lastSeq: 1 })
 })
