@@ -20,19 +20,41 @@ const stopOutcomes: Record<StopReason, Outcome> = {
   shutdown: { status: 'failed', error: { code: 'SHUTDOWN', message: 'The server shut down before the run finished' } }
 }
 
-/** The abort side of a run: stopped once, for the first reason given. */
+/**
+ * The abort side of a run: stopped once, for the first reason given. Its AbortSignal is made
+ * when first asked for (already aborted if the run was stopped before): an AbortController and
+ * a listener on it are a real share of starting a run, and many agents never look at the signal.
+ * The engine itself waits on `stopped`, a plain promise.
+ */
 export class RunStopper {
-  readonly controller = new AbortController()
+  #controller: AbortController | undefined
+  #stopped: Promise<void> | undefined
+  #resolveStopped: (() => void) | undefined
   reason: StopReason | undefined
 
   get signal (): AbortSignal {
-    return this.controller.signal
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController()
+      if (this.reason !== undefined) this.#controller.abort(this.#error(this.reason))
+    }
+    return this.#controller.signal
+  }
+
+  /** Settles once the run is stopped (at once if it already was). */
+  get stopped (): Promise<void> {
+    this.#stopped ??= this.reason !== undefined ? Promise.resolve() : new Promise((resolve) => { this.#resolveStopped = resolve })
+    return this.#stopped
   }
 
   stop (reason: StopReason): void {
     if (this.reason !== undefined) return
     this.reason = reason
-    this.controller.abort(new RunError(reason.toUpperCase(), stopOutcomes[reason].error?.message ?? 'The run was cancelled'))
+    this.#controller?.abort(this.#error(reason))
+    this.#resolveStopped?.()
+  }
+
+  #error (reason: StopReason): RunError {
+    return new RunError(reason.toUpperCase(), stopOutcomes[reason].error?.message ?? 'The run was cancelled')
   }
 }
 
@@ -52,7 +74,6 @@ export interface Execution {
 /** Runs the agent to its outcome; the run's open tool calls are closed (cancelled) before it resolves. */
 export async function execute (run: Execution): Promise<Outcome> {
   const { emitter, stopper, log } = run
-  const { signal } = stopper
   let step = 0
   let messageId: string | undefined
   // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
@@ -66,7 +87,7 @@ export async function execute (run: Execution): Promise<Outcome> {
   const api: AgentRun = Object.freeze({
     input: run.input,
     context: run.context,
-    signal,
+    get signal () { return stopper.signal },
     tools,
     get log () { return log() },
     think (thought: string, explicitStep?: number): void {
@@ -83,15 +104,12 @@ export async function execute (run: Execution): Promise<Outcome> {
     }
   })
   // Settles when the run is stopped, even if it was stopped before the agent began.
-  const aborted = new Promise<'aborted'>((resolve) => {
-    if (signal.aborted) resolve('aborted')
-    else signal.addEventListener('abort', () => { resolve('aborted') }, { once: true })
-  })
+  const aborted = stopper.stopped
   const deadline = setTimeout(() => { stopper.stop('timeout') }, run.timeoutMs)
   let outcome: Outcome
   try {
     // An agent cancelled before it began is not started at all.
-    const result = signal.aborted ? await aborted : await Promise.race([Promise.resolve().then(() => run.agent(api)), aborted])
+    const result = stopper.reason !== undefined ? await aborted : await Promise.race([Promise.resolve().then(() => run.agent(api)), aborted])
     outcome = stopper.reason !== undefined ? stopOutcomes[stopper.reason] : { status: 'completed', output: result }
   } catch (err) {
     if (stopper.reason !== undefined) {

@@ -143,8 +143,10 @@ export function createAgUiTranslator (ids: AgUiRunIds): AgUiTranslator {
         events.push(completed(event))
         break
     }
+    // The events were made here: stamped in place (a spread followed by a property is slow in V8).
     const timestamp = Date.parse(event.ts)
-    return events.map((translated) => ({ ...translated, timestamp }))
+    for (const translated of events) translated.timestamp = timestamp
+    return events
   }
 }
 

@@ -192,13 +192,15 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       input,
       emitter,
       stopper: runState.stopper,
-      tools: (events) => fastify.createToolDispatcher({ context, events, signal: runState.stopper.signal }),
+      // The signal is read when a tool is called: most runs never make it.
+      tools: (events) => fastify.createToolDispatcher({ context, events, get signal () { return runState.stopper.signal } }),
       log,
       timeoutMs: config.RUN_TIMEOUT_MS
     })
     let status = outcome.status
     try {
-      status = await emitter.complete({ ...outcome, durationMs: Math.round(performance.now() - started) })
+      // Field by field: a spread followed by more properties costs microseconds in V8.
+      status = await emitter.complete({ status: outcome.status, output: outcome.output, error: outcome.error, durationMs: Math.round(performance.now() - started) })
       await store.endRun(context.runId, status)
     } catch (err) {
       log().error({ err }, 'could not write the terminal event')
