@@ -3,7 +3,7 @@
 // process drives it. Targets alternate within every round (their order rotates) so machine drift
 // hits all of them; the table reports medians of the rounds with min–max and ratios to raw ws.
 // Every round checks correctness too: a lost, repeated, out-of-order or misdelivered event fails it.
-//   npm run bench -- [--quick] [--rounds N] [--only burst,latency] [--profile [--profile-target raw-ws]] [--out file.json]
+//   npm run bench -- [--quick] [--rounds N] [--only burst,latency] [--profile [--profile-target raw-ws]] [--out file.json] (--help: all)
 // Method and results: docs/performance.md.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -624,41 +624,67 @@ function machine (): Record<string, unknown> {
 
 // ---- Main -----------------------------------------------------------------------------------
 
-/** `--profile-target`: which server to profile (a peer's profile is the baseline to read the gateway's against). */
-function profileTargetOf (name: string): TargetName {
-  if (!Object.hasOwn(TARGETS, name)) throw new Error(`--profile-target: unknown target ${name} (one of ${Object.keys(TARGETS).join(', ')})`)
-  return name as TargetName
+export const USAGE = `usage: npm run bench -- [options]
+  --quick                   every workload at a tiny size, one round (what the tests run)
+  --rounds N                rounds per workload (default 5; 1 with --quick, --profile or --scale)
+  --only a,b                these workloads only: ${WORKLOADS.map((w) => w.name).join(', ')}
+  --profile                 a CPU profile of one target (default workload: burst), summarised
+  --profile-target NAME     the target profiled: ${Object.keys(TARGETS).join(', ')} (default gateway)
+  --out FILE                where the results go (default bench/results/<date>.json for a full run)
+  --redis URL               the Redis of the Redis workloads (default redis://127.0.0.1:6379/0)
+  --scale [--sizes a,b]     the connection-scaling runs instead (npm run bench:scale)
+  --help                    this text`
+
+/** A command line the bench cannot run: said in one line, with the usage, and exit code 2. */
+export class UsageError extends Error {}
+
+function positiveInteger (name: string, text: string): number {
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`${name}: expected a positive whole number, got "${text}"`)
+  return value
 }
 
-function parseOptions (argv: readonly string[]): Options {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      quick: { type: 'boolean', default: false },
-      rounds: { type: 'string' },
-      only: { type: 'string' },
-      profile: { type: 'boolean', default: false },
-      'profile-target': { type: 'string', default: 'gateway' },
-      out: { type: 'string' },
-      redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' },
-      scale: { type: 'boolean', default: false },
-      sizes: { type: 'string' }
-    }
-  })
-  const scale = values.scale ? (values.sizes?.split(',').map((size) => Number(size.trim())) ?? (values.quick ? [200, 1000] : [...SCALE_SIZES])) : undefined
+export function parseOptions (argv: readonly string[]): Options | 'help' {
+  let values
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: {
+        help: { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false },
+        rounds: { type: 'string' },
+        only: { type: 'string' },
+        profile: { type: 'boolean', default: false },
+        'profile-target': { type: 'string', default: 'gateway' },
+        out: { type: 'string' },
+        redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' },
+        scale: { type: 'boolean', default: false },
+        sizes: { type: 'string' }
+      }
+    }).values
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  if (values.help) return 'help'
+  const scale = values.scale ? (values.sizes?.split(',').map((size) => positiveInteger('--sizes', size.trim())) ?? (values.quick ? [200, 1000] : [...SCALE_SIZES])) : undefined
+  const only = values.only?.split(',').map((name) => name.trim())
+  const known = (scale === undefined ? WORKLOADS : scaleWorkloads(scale)).map((w) => w.name)
+  const unknown = only?.filter((name) => !known.includes(name)) ?? []
+  if (unknown.length > 0) throw new UsageError(`--only: no workload named ${unknown.join(', ')} (one of ${known.join(', ')})`)
+  if (!Object.hasOwn(TARGETS, values['profile-target'])) throw new UsageError(`--profile-target: unknown target ${values['profile-target']} (one of ${Object.keys(TARGETS).join(', ')})`)
   const date = new Date().toISOString().slice(0, 10)
   // Profiles stay out of the repository, next to the compiled bench.
   const profileDir = values.profile ? join(process.cwd(), 'dist-dev', 'profiles') : undefined
   return {
     quick: values.quick,
-    rounds: Number(values.rounds ?? (values.quick || values.profile || values.scale ? 1 : 5)),
+    rounds: values.rounds === undefined ? (values.quick || values.profile || values.scale ? 1 : 5) : positiveInteger('--rounds', values.rounds),
     // Profiling defaults to workload (a); --only picks others.
-    only: values.only?.split(',').map((name) => name.trim()) ?? (values.profile ? ['burst'] : undefined),
+    only: only ?? (values.profile ? ['burst'] : undefined),
     profileDir,
-    profileTarget: profileTargetOf(values['profile-target']),
+    profileTarget: values['profile-target'] as TargetName,
     // Quick and profiling runs leave the committed results alone unless told where to write.
     // Only a complete run is written by default: a partial one must not replace the day's results.
-    out: values.out ?? (values.quick || values.profile || values.only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${scale === undefined ? '' : 'scale-'}${date}.json`)),
+    out: values.out ?? (values.quick || values.profile || only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${scale === undefined ? '' : 'scale-'}${date}.json`)),
     redisUrl: values.redis,
     scale
   }
@@ -666,6 +692,10 @@ function parseOptions (argv: readonly string[]): Options {
 
 export async function runBench (argv: readonly string[]): Promise<boolean> {
   const options = parseOptions(argv)
+  if (options === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return true
+  }
   const began = performance.now()
   // What is measured is what was compiled when the run began, not what HEAD is when it ends.
   const measuredSource = source()
@@ -775,6 +805,12 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.exitCode = (await runBench(process.argv.slice(2))) ? 0 : 1
+  try {
+    process.exitCode = (await runBench(process.argv.slice(2))) ? 0 : 1
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    process.stderr.write(`bench: ${err.message}\n${USAGE}\n`)
+    process.exitCode = 2
+  }
 }
 

@@ -12,7 +12,7 @@ import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
-import type { RoundResult } from '../bench/run.js'
+import { UsageError, parseOptions, type RoundResult } from '../bench/run.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { clusterSkip } from './redis-cluster.js'
 
@@ -25,6 +25,28 @@ interface Report {
   workloads: Record<string, { targets: string[] }>
   skipped: string[]
   results: RoundResult[]
+}
+
+let compiled: Promise<string> | undefined
+/** The bench, compiled once for this file's tests into a directory removed when they end. */
+async function compiledBench (): Promise<string> {
+  compiled ??= (async () => {
+    mkdirSync(join(root, 'dist-dev'), { recursive: true })
+    const out = mkdtempSync(join(root, 'dist-dev', 'bench-test-'))
+    t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
+    await build({
+      absWorkingDir: root,
+      entryPoints: ['bench/**/*.ts', 'src/**/*.ts', 'scripts/**/*.ts'],
+      outbase: '.',
+      outdir: out,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      logLevel: 'silent'
+    })
+    return out
+  })()
+  return await compiled
 }
 
 /** Emits `runs` runs through the shared loop and returns, per turn of the event loop, the run of each event. */
@@ -79,19 +101,7 @@ t.test('a token delta is 4–16 bytes and carries its send time', async (t) => {
 t.test('npm run bench -- --quick: every round of every target delivers every event once, in order, to its owner', async (t) => {
   const redisMissing = await redisSkip(t)
   const clusterMissing = redisMissing === false ? await clusterSkip(t) : redisMissing
-  mkdirSync(join(root, 'dist-dev'), { recursive: true })
-  const out = mkdtempSync(join(root, 'dist-dev', 'bench-test-'))
-  t.teardown(() => { rmSync(out, { recursive: true, force: true }) })
-  await build({
-    absWorkingDir: root,
-    entryPoints: ['bench/**/*.ts', 'src/**/*.ts', 'scripts/**/*.ts'],
-    outbase: '.',
-    outdir: out,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    logLevel: 'silent'
-  })
+  const out = await compiledBench()
 
   // A clean environment: no coverage or loader hooks of tap's in the benchmark's processes.
   const child = spawn(process.execPath, [join(out, 'bench', 'run.js'), '--quick', '--redis', REDIS_URL, '--out', join(out, 'quick.json')], {
@@ -136,4 +146,32 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
     t.match(output, /cluster\/redis/, 'the table has the ratio of the cluster to the single Redis')
   }
   if (t.passing() === false) t.comment(output)
+})
+
+t.test('a command line the bench cannot run is refused in one line, before anything starts', async (t) => {
+  t.equal(parseOptions(['--help']), 'help')
+  const refusals: Array<[string[], RegExp]> = [
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--only', 'many-users,nope'], /--only: no workload named nope \(one of burst, many-users/],
+    [['--rounds', '0'], /--rounds: expected a positive whole number, got "0"/],
+    [['--rounds', 'three'], /--rounds: expected a positive whole number/],
+    [['--scale', '--sizes', '1000,lots'], /--sizes: expected a positive whole number, got "lots"/],
+    [['--profile', '--profile-target', 'nginx'], /--profile-target: unknown target nginx \(one of gateway/]
+  ]
+  for (const [argv, message] of refusals) t.throws(() => parseOptions(argv), { constructor: UsageError, message }, argv.join(' '))
+  const scale = parseOptions(['--scale', '--sizes', '200,1000', '--only', 'scale-1000'])
+  t.match(scale, { scale: [200, 1000], only: ['scale-1000'], rounds: 1 }, 'the scaling runs are named by size')
+  t.match(parseOptions(['--rounds', '3', '--only', 'burst']), { rounds: 3, only: ['burst'], out: undefined }, 'a partial run writes no results file unless told')
+})
+
+t.test('the compiled bench says what was wrong, with its usage, and exits 2', async (t) => {
+  const out = await compiledBench()
+  const child = spawn(process.execPath, [join(out, 'bench', 'run.js'), '--only', 'nope'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const [code] = await once(child, 'exit') as [number]
+  t.equal(code, 2)
+  t.match(stderr, /^bench: --only: no workload named nope/, 'the reason first')
+  t.match(stderr, /usage: npm run bench/, 'then the usage')
+  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
 })
