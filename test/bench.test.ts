@@ -13,6 +13,7 @@ import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
 import { UsageError, parseOptions, type RoundResult } from '../bench/run.js'
+import { engineBench } from '../bench/engine.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { clusterSkip } from './redis-cluster.js'
 
@@ -174,4 +175,13 @@ t.test('the compiled bench says what was wrong, with its usage, and exits 2', as
   t.match(stderr, /^bench: --only: no workload named nope/, 'the reason first')
   t.match(stderr, /usage: npm run bench/, 'then the usage')
   t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+})
+
+t.test('npm run bench:engine: runs through the engine alone, every one checked', async (t) => {
+  const result = await engineBench({ events: 4, runs: 600, rounds: 2, fresh: false })
+  t.equal(result.cpuUsPerRun.length, 2, 'one figure per reported round')
+  t.ok(result.cpuUsPerRun.every((us) => Number.isFinite(us) && us > 0), 'each a CPU time')
+  t.ok(result.min <= result.median && result.median <= result.max, 'median within min–max')
+  // Two warm-up rounds and two reported, every run ended `completed` with its 6 events logged.
+  t.equal(result.checked, 4 * 600, 'every run of every round checked')
 })

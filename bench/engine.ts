@@ -1,0 +1,144 @@
+// npm run bench:engine: what a run costs the gateway itself, without sockets. The app is built as
+// src/server.ts builds it (production config, the real logger at silent, the memory store), and
+// runs are started through `fastify.runEngine` in waves of 500, each run emitting `--events`
+// thoughts; the process's CPU time per run is reported, round by round. With no load generator
+// and no kernel in the way, this is the quietest instrument the project has for a run's start and
+// end and an event's path through engine, emitter and log — the socket benchmark (npm run bench)
+// says what users get, this says where the gateway's own share went.
+//   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]
+// Every run is checked: it must end `completed` with exactly its events in the log.
+import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { build, loadConfig, type Agent, type StartedRun } from '../src/index.js'
+import { loggerOptions } from '../src/logger.js'
+import { createUserContext } from '../src/plugins/user-context.js'
+
+const WAVE = 500
+/** Rounds run first and not reported: the code is compiled and the store filled meanwhile. */
+const WARMUP_ROUNDS = 2
+
+export interface EngineBenchOptions {
+  /** Thoughts each run emits between agent_started and agent_completed. */
+  readonly events: number
+  /** Runs per round. */
+  readonly runs: number
+  readonly rounds: number
+  /**
+   * false: the store is held at a byte bound (two waves' worth of frames, at least 4 MiB), so
+   * that runs are evicted and tombstones pile up to their bound as on a server that has been up
+   * for a while; true: a store that only grows.
+   */
+  readonly fresh: boolean
+}
+
+export interface EngineBenchResult {
+  readonly options: EngineBenchOptions
+  /** CPU time (user + system) per run, one value per reported round. */
+  readonly cpuUsPerRun: readonly number[]
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  /** Runs checked (status and event count): every run of every round. */
+  readonly checked: number
+}
+
+/** The store's bound when not fresh: room for the last wave, to check it, and the one before. */
+function boundBytes (events: number): number {
+  // A frame of this bench is under 256 bytes.
+  return Math.max(4 * 1024 * 1024, 2 * WAVE * (events + 2) * 256)
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
+
+export async function engineBench (options: EngineBenchOptions): Promise<EngineBenchResult> {
+  const thought = 'a thought of about forty bytes, give or take'
+  const agent: Agent = async ({ think }) => {
+    for (let i = 0; i < options.events; i++) think(thought)
+    return { events: options.events }
+  }
+  const config = loadConfig({
+    APP_ENV: 'production',
+    LOG_LEVEL: 'silent',
+    JWT_SECRET: randomBytes(32).toString('base64url'),
+    EVENT_STORE: 'memory',
+    MAX_CONCURRENT_RUNS: '10000',
+    SHUTDOWN_GRACE_MS: '0',
+    ...(options.fresh ? {} : { MEMORY_STORE_MAX_BYTES: String(boundBytes(options.events)) })
+  })
+  const app = await build({ config, logger: loggerOptions(config), agents: { bench: agent }, page: false })
+  await app.ready()
+  const users = Array.from({ length: 1000 }, (_, i) => createUserContext({ sub: `user-${i}`, scopes: [] }, `request-${i}`))
+  const cpuUsPerRun: number[] = []
+  let checked = 0
+  try {
+    for (let round = 0; round < WARMUP_ROUNDS + options.rounds; round++) {
+      const before = process.cpuUsage()
+      let checking = 0
+      for (let started = 0; started < options.runs; started += WAVE) {
+        const wave: StartedRun[] = []
+        for (let i = 0; i < Math.min(WAVE, options.runs - started); i++) {
+          wave.push(await app.runEngine.start(users[(started + i) % users.length] as (typeof users)[number], { input: { message: 'go' } }))
+        }
+        while (app.runEngine.activeRuns() > 0) await new Promise((resolve) => setImmediate(resolve))
+        // The check's own CPU is taken out of the round's.
+        const checkStart = process.cpuUsage()
+        for (const run of wave) {
+          const lookup = await app.eventStore.getRun(run.runId)
+          if (lookup.state !== 'found' || lookup.meta.status !== 'completed' || lookup.meta.lastSeq !== options.events + 2) {
+            throw new Error(`run ${run.runId} ended wrong: ${JSON.stringify(lookup)}`)
+          }
+        }
+        const used = process.cpuUsage(checkStart)
+        checking += used.user + used.system
+        checked += wave.length
+      }
+      const used = process.cpuUsage(before)
+      if (round >= WARMUP_ROUNDS) cpuUsPerRun.push((used.user + used.system - checking) / options.runs)
+    }
+  } finally {
+    await app.close()
+  }
+  return { options, cpuUsPerRun, median: median(cpuUsPerRun), min: Math.min(...cpuUsPerRun), max: Math.max(...cpuUsPerRun), checked }
+}
+
+function whole (name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name}: expected a positive whole number, got "${text}"`)
+  return value
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  try {
+    const { values } = parseArgs({
+      options: {
+        events: { type: 'string' },
+        runs: { type: 'string' },
+        rounds: { type: 'string' },
+        fresh: { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false }
+      }
+    })
+    const options: EngineBenchOptions = {
+      events: whole('--events', values.events, 3),
+      runs: whole('--runs', values.runs, values.quick ? 1000 : 20_000),
+      rounds: whole('--rounds', values.rounds, values.quick ? 1 : 10),
+      fresh: values.fresh
+    }
+    const began = performance.now()
+    const result = await engineBench(options)
+    const store = options.fresh ? 'a store that only grows' : `the store at a ${(boundBytes(options.events) / 1024 / 1024).toFixed(0)} MiB bound`
+    process.stdout.write(`engine: ${options.rounds} rounds of ${options.runs} runs of ${options.events} thoughts (${options.events + 2} events), ${store}\n`)
+    process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
+    process.stdout.write(`  ${result.checked} runs checked: each completed, with its ${options.events + 2} events in the log; ${((performance.now() - began) / 1000).toFixed(0)} s\n`)
+  } catch (err) {
+    process.stderr.write(`bench:engine: ${(err as Error).message}\n`)
+    process.exitCode = 1
+  }
+}
