@@ -299,6 +299,7 @@ async function closeWindow (checker: Checker, window: Window): Promise<Record<st
   return {
     eventsPerSec: checker.delivered / seconds,
     cpuUsPerEvent: server.cpuUs / delivered,
+    systemCpuUsPerEvent: server.systemCpuUs / delivered,
     loadCpuUsPerEvent: (load.user + load.system) / delivered,
     bytesPerEvent: checker.bytes / delivered,
     ...startTimes(checker)

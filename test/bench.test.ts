@@ -12,8 +12,7 @@ import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
-import { UsageError, parseOptions, type RoundResult } from '../bench/run.js'
-import { engineBench } from '../bench/engine.js'
+import type { RoundResult } from '../bench/run.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { clusterSkip } from './redis-cluster.js'
 
@@ -48,6 +47,23 @@ async function compiledBench (): Promise<string> {
     return out
   })()
   return await compiled
+}
+
+/** Runs a compiled bench script to its end: its exit code and what it wrote. */
+async function runScript (script: string, argv: readonly string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const out = await compiledBench()
+  // A clean environment: no coverage or loader hooks of tap's in the benchmark's processes.
+  const child = spawn(process.execPath, [join(out, 'bench', script), ...argv], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
 }
 
 /** Emits `runs` runs through the shared loop and returns, per turn of the event loop, the run of each event. */
@@ -103,17 +119,8 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   const redisMissing = await redisSkip(t)
   const clusterMissing = redisMissing === false ? await clusterSkip(t) : redisMissing
   const out = await compiledBench()
-
-  // A clean environment: no coverage or loader hooks of tap's in the benchmark's processes.
-  const child = spawn(process.execPath, [join(out, 'bench', 'run.js'), '--quick', '--redis', REDIS_URL, '--out', join(out, 'quick.json')], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
+  const { code, stdout, stderr } = await runScript('run.js', ['--quick', '--redis', REDIS_URL, '--out', join(out, 'quick.json')])
+  const output = stdout + stderr
   t.equal(code, 0, 'the quick bench exits with 0')
 
   const report = JSON.parse(readFileSync(join(out, 'quick.json'), 'utf8')) as Report
@@ -149,39 +156,42 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   if (t.passing() === false) t.comment(output)
 })
 
-t.test('a command line the bench cannot run is refused in one line, before anything starts', async (t) => {
-  t.equal(parseOptions(['--help']), 'help')
+t.test('a command line the bench cannot run is refused in one line, with its usage, before anything starts', async (t) => {
+  const help = await runScript('run.js', ['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /^usage: npm run bench -- \[options\]/, '--help prints the usage')
+  t.match(help.stdout, /--only a,b +these workloads only: burst, many-users,/, 'with the workloads\' names')
   const refusals: Array<[string[], RegExp]> = [
-    [['--bogus'], /Unknown option '--bogus'/],
-    [['--only', 'many-users,nope'], /--only: no workload named nope \(one of burst, many-users/],
-    [['--rounds', '0'], /--rounds: expected a positive whole number, got "0"/],
-    [['--rounds', 'three'], /--rounds: expected a positive whole number/],
-    [['--scale', '--sizes', '1000,lots'], /--sizes: expected a positive whole number, got "lots"/],
-    [['--profile', '--profile-target', 'nginx'], /--profile-target: unknown target nginx \(one of gateway/]
+    [['--bogus'], /^bench: Unknown option '--bogus'/],
+    [['--only', 'many-users,nope'], /^bench: --only: no workload named nope \(one of burst, many-users/],
+    [['--rounds', '0'], /^bench: --rounds: expected a positive whole number, got "0"/],
+    [['--rounds', 'three'], /^bench: --rounds: expected a positive whole number/],
+    [['--scale', '--sizes', '1000,lots'], /^bench: --sizes: expected a positive whole number, got "lots"/],
+    [['--profile', '--profile-target', 'nginx'], /^bench: --profile-target: unknown target nginx \(one of gateway/]
   ]
-  for (const [argv, message] of refusals) t.throws(() => parseOptions(argv), { constructor: UsageError, message }, argv.join(' '))
-  const scale = parseOptions(['--scale', '--sizes', '200,1000', '--only', 'scale-1000'])
-  t.match(scale, { scale: [200, 1000], only: ['scale-1000'], rounds: 1 }, 'the scaling runs are named by size')
-  t.match(parseOptions(['--rounds', '3', '--only', 'burst']), { rounds: 3, only: ['burst'], out: undefined }, 'a partial run writes no results file unless told')
-})
-
-t.test('the compiled bench says what was wrong, with its usage, and exits 2', async (t) => {
-  const out = await compiledBench()
-  const child = spawn(process.execPath, [join(out, 'bench', 'run.js'), '--only', 'nope'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const [code] = await once(child, 'exit') as [number]
-  t.equal(code, 2)
-  t.match(stderr, /^bench: --only: no workload named nope/, 'the reason first')
-  t.match(stderr, /usage: npm run bench/, 'then the usage')
-  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+  await Promise.all(refusals.map(async ([argv, reason]) => {
+    const { code, stdout, stderr } = await runScript('run.js', argv)
+    t.equal(code, 2, `${argv.join(' ')}: exit code 2`)
+    t.match(stderr, reason, `${argv.join(' ')}: the reason first`)
+    t.match(stderr, /\nusage: npm run bench/, 'then the usage')
+    t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+    t.equal(stdout, '', 'and nothing was run')
+  }))
 })
 
 t.test('npm run bench:engine: runs through the engine alone, every one checked', async (t) => {
-  const result = await engineBench({ events: 4, runs: 600, rounds: 2, fresh: false })
-  t.equal(result.cpuUsPerRun.length, 2, 'one figure per reported round')
-  t.ok(result.cpuUsPerRun.every((us) => Number.isFinite(us) && us > 0), 'each a CPU time')
-  t.ok(result.min <= result.median && result.median <= result.max, 'median within min–max')
-  // Two warm-up rounds and two reported, every run ended `completed` with its 6 events logged.
-  t.equal(result.checked, 4 * 600, 'every run of every round checked')
+  const { code, stdout, stderr } = await runScript('engine.js', ['--events', '4', '--runs', '600', '--rounds', '2'])
+  t.equal(code, 0, stderr)
+  const figures = /CPU per run: ([\d.]+) µs median \(([\d.]+)–([\d.]+)\); rounds: ([\d. ]+)\n/.exec(stdout)
+  t.ok(figures !== null, `a CPU figure per run: ${stdout}`)
+  const [median, min, max] = [figures?.[1], figures?.[2], figures?.[3]].map(Number) as [number, number, number]
+  const rounds = figures?.[4]?.trim().split(' ').map(Number) ?? []
+  t.equal(rounds.length, 2, 'one figure per reported round')
+  t.ok(rounds.every((us) => Number.isFinite(us) && us > 0), 'each a CPU time')
+  t.ok(min <= median && median <= max, 'median within min–max')
+  // Two warm-up rounds and two reported: every run ended `completed` with its 6 events logged.
+  t.match(stdout, /\n {2}2400 runs checked: each completed, with its 6 events in the log/)
+  const refused = await runScript('engine.js', ['--runs', 'many'])
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, /^bench:engine: --runs: expected a positive whole number, got "many"/)
 })

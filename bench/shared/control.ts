@@ -36,7 +36,7 @@ export function serveControl (port: number, close: () => Promise<unknown>): void
         const used = process.cpuUsage(cpu)
         // Under --cpu-prof, the profile's summary keeps only the samples of this window.
         if (windowFile !== undefined) writeFileSync(windowFile, JSON.stringify({ fromUs, toUs: clockUs() }))
-        return { kind: 'measure', cpuUs: used.user + used.system, wallMs: performance.now() - wall }
+        return { kind: 'measure', cpuUs: used.user + used.system, systemCpuUs: used.system, wallMs: performance.now() - wall }
       }
       case 'memory': {
         forceGc()

@@ -8,6 +8,8 @@ export type ServerRequest = 'measure-start' | 'measure-stop' | 'memory'
 export interface CpuMeasure {
   /** User + system CPU time of the server process over the window, in µs. */
   readonly cpuUs: number
+  /** The system (kernel) part of it, in µs: mostly the socket writes. */
+  readonly systemCpuUs: number
   readonly wallMs: number
 }
 
