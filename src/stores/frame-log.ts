@@ -41,7 +41,7 @@ export class FrameLog {
   // The per-event index is kept in plain arrays: V8 stores numbers in them unboxed (8 bytes each,
   // as a Float64Array would) but on its own heap, whereas every typed array of more than a few
   // elements has a backing store outside it — an allocation of its own, at creation, at each
-  // growth and at `seal`, several per run, which cost more than the whole log of a short run.
+  // growth and at `seal`: several per run.
   #types: RunEventType[] = []
   /** Per event: when it was appended (epoch ms). */
   #at: number[] = []

