@@ -14,6 +14,8 @@ import { parseArgs } from 'node:util'
 import { build, loadConfig, type Agent, type StartedRun } from '../src/index.js'
 import { loggerOptions } from '../src/logger.js'
 import { createUserContext } from '../src/plugins/user-context.js'
+import { UsageError, positiveInteger } from './shared/cli.js'
+import { median } from './shared/stats.js'
 
 const WAVE = 500
 /** Rounds run first and not reported: the code is compiled and the store filled meanwhile. */
@@ -48,12 +50,6 @@ export interface EngineBenchResult {
 function boundBytes (events: number): number {
   // A frame of this bench is under 256 bytes.
   return Math.max(4 * 1024 * 1024, 2 * WAVE * (events + 2) * 256)
-}
-
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
 }
 
 export async function engineBench (options: EngineBenchOptions): Promise<EngineBenchResult> {
@@ -107,16 +103,13 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
   return { options, cpuUsPerRun, median: median(cpuUsPerRun), min: Math.min(...cpuUsPerRun), max: Math.max(...cpuUsPerRun), checked }
 }
 
-function whole (name: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback
-  const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name}: expected a positive whole number, got "${text}"`)
-  return value
-}
+const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]'
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+function engineOptions (argv: readonly string[]): EngineBenchOptions {
+  let values
   try {
-    const { values } = parseArgs({
+    values = parseArgs({
+      args: [...argv],
       options: {
         events: { type: 'string' },
         runs: { type: 'string' },
@@ -124,21 +117,37 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
         fresh: { type: 'boolean', default: false },
         quick: { type: 'boolean', default: false }
       }
-    })
-    const options: EngineBenchOptions = {
-      events: whole('--events', values.events, 3),
-      runs: whole('--runs', values.runs, values.quick ? 1000 : 20_000),
-      rounds: whole('--rounds', values.rounds, values.quick ? 1 : 10),
-      fresh: values.fresh
-    }
+    }).values
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  return {
+    events: values.events === undefined ? 3 : positiveInteger('--events', values.events),
+    runs: values.runs === undefined ? (values.quick ? 1000 : 20_000) : positiveInteger('--runs', values.runs),
+    rounds: values.rounds === undefined ? (values.quick ? 1 : 10) : positiveInteger('--rounds', values.rounds),
+    fresh: values.fresh
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  let options: EngineBenchOptions | undefined
+  try {
+    options = engineOptions(process.argv.slice(2))
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    process.stderr.write(`bench:engine: ${err.message}\n${USAGE}\n`)
+    process.exitCode = 2
+  }
+  if (options !== undefined) {
     const began = performance.now()
-    const result = await engineBench(options)
+    const result = await engineBench(options).catch((err: unknown) => {
+      // A run that ended wrong (the check) or an app that would not start: one line, exit 1.
+      process.stderr.write(`bench:engine: ${(err as Error).message}\n`)
+      process.exit(1)
+    })
     const store = options.fresh ? 'a store that only grows' : `the store at a ${(boundBytes(options.events) / 1024 / 1024).toFixed(0)} MiB bound`
     process.stdout.write(`engine: ${options.rounds} rounds of ${options.runs} runs of ${options.events} thoughts (${options.events + 2} events), ${store}\n`)
     process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
     process.stdout.write(`  ${result.checked} runs checked: each completed, with its ${options.events + 2} events in the log; ${((performance.now() - began) / 1000).toFixed(0)} s\n`)
-  } catch (err) {
-    process.stderr.write(`bench:engine: ${(err as Error).message}\n`)
-    process.exitCode = 1
   }
 }

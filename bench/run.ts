@@ -18,6 +18,7 @@ import { RedisCluster } from '../scripts/redis-cluster.js'
 import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
 import { median } from './shared/stats.js'
+import { UsageError, positiveInteger } from './shared/cli.js'
 import { BURST_PER_TURN, TURN_BUDGET, type Schedule } from './shared/plan.js'
 import { scalingSvg } from './chart.js'
 import { formatSummary, summariseProfile, type ProfileWindow } from './profile.js'
@@ -630,7 +631,7 @@ function machine (): Record<string, unknown> {
 
 // ---- Main -----------------------------------------------------------------------------------
 
-export const USAGE = `usage: npm run bench -- [options]
+const USAGE = `usage: npm run bench -- [options]
   --quick                   every workload at a tiny size, one round (what the tests run)
   --rounds N                rounds per workload (default 5; 1 with --quick, --profile or --scale)
   --only a,b                these workloads only: ${WORKLOADS.map((w) => w.name).join(', ')}
@@ -641,16 +642,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --scale [--sizes a,b]     the connection-scaling runs instead (npm run bench:scale)
   --help                    this text`
 
-/** A command line the bench cannot run: said in one line, with the usage, and exit code 2. */
-export class UsageError extends Error {}
-
-function positiveInteger (name: string, text: string): number {
-  const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`${name}: expected a positive whole number, got "${text}"`)
-  return value
-}
-
-export function parseOptions (argv: readonly string[]): Options | 'help' {
+function parseOptions (argv: readonly string[]): Options | 'help' {
   let values
   try {
     values = parseArgs({

@@ -191,7 +191,10 @@ t.test('npm run bench:engine: runs through the engine alone, every one checked',
   t.ok(min <= median && median <= max, 'median within min–max')
   // Two warm-up rounds and two reported: every run ended `completed` with its 6 events logged.
   t.match(stdout, /\n {2}2400 runs checked: each completed, with its 6 events in the log/)
-  const refused = await runScript('engine.js', ['--runs', 'many'])
-  t.equal(refused.code, 1)
-  t.match(refused.stderr, /^bench:engine: --runs: expected a positive whole number, got "many"/)
+  for (const argv of [['--runs', 'many'], ['--rounds', '0'], ['--bogus']]) {
+    const refused = await runScript('engine.js', argv)
+    t.equal(refused.code, 2, `${argv.join(' ')}: exit code 2, as the bench's own refusals`)
+    t.match(refused.stderr, /^bench:engine: (--runs: expected a positive whole number, got "many"|--rounds: expected a positive whole number, got "0"|Unknown option '--bogus')\nusage: npm run bench:engine/)
+    t.equal(refused.stdout, '', 'nothing was run')
+  }
 })
