@@ -260,11 +260,13 @@ export interface EventStore {
    */
   append(runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent>
   /**
-   * Optional, for a store that writes in this process's memory: the same append, done before it
-   * returns (subscribers notified too). Throws where `append` rejects. The emitter prefers it, so
-   * that an event costs no promise and no microtask on the way to the sockets.
+   * Optional, for a store that writes in this process's memory: a function that appends to one
+   * running run as `append` does, but done before it returns (subscribers notified too), throwing
+   * where `append` rejects. Asked for once per run, right after `createRun`; throws if the run is
+   * unknown or has ended. The emitter prefers it, so that an event costs no promise, no microtask
+   * and no lookup of its run on the way to the sockets.
    */
-  appendNow?(runId: string, type: RunEventType, dataJson: string): StoredEvent
+  appender?(runId: string): (type: RunEventType, dataJson: string) => StoredEvent
   /** Events with seq > afterSeq, in order, at most `limit`. Empty for an unknown run. */
   read(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]>
   /**

@@ -345,12 +345,24 @@ export function runFrameHead (runId: string, threadId: string): string {
   return `,"runId":${JSON.stringify(runId)},"threadId":${JSON.stringify(threadId)},"seq":`
 }
 
+/** What every frame of a type starts with; then come the run's head and the seq. */
+export function framePrefix (type: RunEventType): string {
+  return `{"type":"${type}"`
+}
+
+/** What follows the seq in a frame: its `ts`, and the key of the data that ends the frame. */
+export function frameStamp (ts: string): string {
+  return `,"ts":"${ts}","data":`
+}
+
 /**
  * Builds the wire frame of a run event from its already-serialised `data`, so an event is
- * serialised exactly once however many sockets it reaches. Field order matches the envelope.
+ * serialised exactly once however many sockets it reaches. Field order matches the envelope:
+ * framePrefix, runFrameHead, seq, frameStamp, data, `}` (src/stores/frame-bytes.ts writes the
+ * same parts as bytes).
  */
 export function encodeRunEvent (head: string, type: RunEventType, seq: number, ts: string, dataJson: string): string {
-  return `{"type":"${type}"${head}${seq},"ts":"${ts}","data":${dataJson}}`
+  return `${framePrefix(type)}${head}${seq}${frameStamp(ts)}${dataJson}}`
 }
 
 /** The JSON Schema document of the whole protocol, as published in docs/protocol.schema.json. */

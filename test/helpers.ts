@@ -261,10 +261,10 @@ export function gatedStore (): { store: EventStore, open: () => void, fail: (err
   let release: () => void = () => {}
   let reject: (err: Error) => void = () => {}
   let opened = new Promise<void>((resolve, fail) => { release = resolve; reject = fail })
-  // A store that writes later: the memory store's synchronous appendNow would bypass the gate.
+  // A store that writes later: the memory store's synchronous appender would bypass the gate.
   const store: EventStore = {
     ...inner,
-    appendNow: undefined,
+    appender: undefined,
     append: async (runId, type, dataJson) => {
       await opened
       return await inner.append(runId, type, dataJson)

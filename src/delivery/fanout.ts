@@ -30,7 +30,11 @@ export type WatchListener = (runId: string, watched: boolean) => void
 /** Live fan-out of one run on this node: one store subscription shared by local subscribers. */
 class Hub {
   lastSeq = 0
-  readonly subs = new Set<Subscription>()
+  /**
+   * Replaced, never changed in place (an event goes to the subscribers it started with); an
+   * array, not a Set: it is read on every event, mostly with one subscriber in it.
+   */
+  subs: readonly Subscription[] = []
   readonly ready: Promise<void>
   readonly #unsubscribe: () => void
 
@@ -47,7 +51,16 @@ class Hub {
 
   onEvent (event: StoredEvent): void {
     if (event.seq > this.lastSeq) this.lastSeq = event.seq
-    for (const sub of this.subs) sub.offer(event)
+    const { subs } = this
+    for (let i = 0; i < subs.length; i++) (subs[i] as Subscription).offer(event)
+  }
+
+  add (sub: Subscription): void {
+    this.subs = [...this.subs, sub]
+  }
+
+  remove (sub: Subscription): void {
+    if (this.subs.includes(sub)) this.subs = this.subs.filter((each) => each !== sub)
   }
 
   close (): void {
@@ -165,7 +178,7 @@ export class Fanout {
       this.#notify(runId, true)
     }
     const sub = new Subscription(this, sink, hub, after)
-    hub.subs.add(sub)
+    hub.add(sub)
     sub.catchUp()
     return sub
   }
@@ -174,8 +187,8 @@ export class Fanout {
   unsubscribe (sub: Subscription): void {
     sub.mode = 'closed'
     const { hub } = sub
-    hub.subs.delete(sub)
-    if (hub.subs.size === 0 && this.#hubs.get(hub.runId) === hub) {
+    hub.remove(sub)
+    if (hub.subs.length === 0 && this.#hubs.get(hub.runId) === hub) {
       hub.close()
       this.#hubs.delete(hub.runId)
       this.#notify(hub.runId, false)

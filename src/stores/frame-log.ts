@@ -1,9 +1,10 @@
 // The log of one run in the memory store, compact: the frames' bytes are copied back to back into
-// a few growing chunks, and per event only its type, time and end offset are kept — no object
-// and no Buffer per retained event. A StoredEvent (with a view of its frame's bytes) is made when
-// an event is appended, for the live subscribers, and again when the log is read.
+// a few growing chunks, and per event only its type, time and end offset are kept, as two numbers
+// — no object and no Buffer per retained event. A StoredEvent (with a view of its frame's bytes)
+// is made when an event is appended, for the live subscribers, and again when the log is read.
 import type { StoredEvent } from '../contracts.js'
-import type { RunEventType } from '../protocol.js'
+import { RUN_EVENT_TYPES, type RunEventType } from '../protocol.js'
+import { frameBytes, frameBytesBound, writeFrame } from './frame-bytes.js'
 
 /** The first chunk of a run's log; each next one doubles, up to MAX_CHUNK. */
 const FIRST_CHUNK = 2048
@@ -34,63 +35,91 @@ function slabCopy (source: Buffer, length: number): Buffer {
   return copy
 }
 
+/** A type's code in the index is its place in RUN_EVENT_TYPES. */
+const TYPE_CODES = RUN_EVENT_TYPES.length
+const typeCodes = new Map<RunEventType, number>(RUN_EVENT_TYPES.map((type, code) => [type, code]))
+const CHUNK_SHIFT = 2 ** 32
+
+const NO_HEAD = Buffer.alloc(0)
+
 export class FrameLog {
+  /** The run's frame head as bytes (frameHeadBytes), until the log is sealed. */
+  #head: Buffer
   readonly #chunks: Buffer[] = []
+  /** The last chunk (the one appended to), kept apart so that an append does not look it up. */
+  #chunk: Buffer | undefined
   /** Bytes used in the last chunk. */
   #used = 0
-  // The per-event index is kept in plain arrays: V8 stores numbers in them unboxed (8 bytes each,
-  // as a Float64Array would) but on its own heap, whereas every typed array of more than a few
-  // elements has a backing store outside it — an allocation of its own, at creation, at each
-  // growth and at `seal`: several per run.
-  #types: RunEventType[] = []
-  /** Per event: when it was appended (epoch ms). */
-  #at: number[] = []
-  /** Per event: its chunk (high bits) and end offset in it, as chunk * 2^32 + end. */
-  #ends: number[] = []
+  /** Events in the log. */
+  #length = 0
+  // The per-event index is one plain array, two numbers per event: when it was appended (epoch
+  // ms) times TYPE_CODES plus its type's code, and its chunk times 2^32 plus its end offset in it.
+  // V8 stores numbers in a plain array unboxed, on its own heap; a typed array of more than a few
+  // elements has a backing store outside it — an allocation of its own at creation, at each
+  // growth and at `seal`. And one array instead of one per field: with thousands of runs
+  // streaming at once, each append touches a run's log long after the last one did, and every
+  // object it reaches is another likely cache miss.
+  #index: number[] = []
 
-  get length (): number {
-    return this.#types.length
+  constructor (head: Buffer) {
+    this.#head = head
   }
 
-  /** Appends the event whose frame is `text` (UTF-8 JSON) and returns it as a StoredEvent. */
-  append (type: RunEventType, text: string, at: number): StoredEvent {
-    let chunk = this.#chunks[this.#chunks.length - 1]
-    // A UTF-16 code unit is at most 3 UTF-8 bytes: when that much room is left, the text is
-    // written without measuring it first (one pass over it instead of two).
-    if (chunk === undefined || chunk.length - this.#used < text.length * 3) {
-      const needed = Buffer.byteLength(text, 'utf8')
+  get length (): number {
+    return this.#length
+  }
+
+  /**
+   * Appends the next event, appended at `at` (epoch ms) with `dataJson` as its data: its frame
+   * (protocol's encodeRunEvent, written as bytes) goes into the log, and it is returned as a
+   * StoredEvent.
+   */
+  append (type: RunEventType, dataJson: string, at: number): StoredEvent {
+    const head = this.#head
+    const seq = this.#length + 1
+    let chunk = this.#chunk
+    // When the room left is enough for any encoding of the data, it is written without
+    // measuring it first (one pass over it instead of two).
+    if (chunk === undefined || chunk.length - this.#used < frameBytesBound(head, dataJson)) {
+      const needed = frameBytes(head, type, seq, at, dataJson)
       if (chunk === undefined || chunk.length - this.#used < needed) {
         const size = Math.max(needed, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
         // The first chunk, while the run is live, comes from Node's shared pool (a slice, no
         // allocation of its own); `seal` copies it out, so no finished run keeps a pool.
         chunk = size === FIRST_CHUNK ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size)
         this.#chunks.push(chunk)
+        this.#chunk = chunk
         this.#used = 0
       }
     }
     const start = this.#used
-    const bytes = chunk.write(text, start, 'utf8')
+    const bytes = writeFrame(chunk, start, head, type, seq, at, dataJson)
     this.#used += bytes
-    const index = this.#types.length
-    this.#types.push(type)
-    this.#at.push(at)
-    this.#ends.push((this.#chunks.length - 1) * 2 ** 32 + this.#used)
-    return { seq: index + 1, type, frame: chunk.subarray(start, start + bytes), at }
+    this.#index.push(at * TYPE_CODES + (typeCodes.get(type) as number), (this.#chunks.length - 1) * CHUNK_SHIFT + this.#used)
+    this.#length = seq
+    return { seq, type, frame: chunk.subarray(start, start + bytes), at }
   }
 
   /** Events with seq > afterSeq, in order, at most `limit`. */
   read (afterSeq: number, limit: number): StoredEvent[] {
+    const index = this.#index
     const from = Math.max(0, afterSeq)
-    const to = Math.min(this.#types.length, from + limit)
+    const to = Math.min(this.#length, from + limit)
     const events: StoredEvent[] = []
     for (let i = from; i < to; i++) {
-      const end = this.#ends[i] as number
-      const chunkIndex = Math.floor(end / 2 ** 32)
-      const previous = i === 0 ? 0 : this.#ends[i - 1] as number
+      const stamp = index[2 * i] as number
+      const end = index[2 * i + 1] as number
+      const chunkIndex = Math.floor(end / CHUNK_SHIFT)
+      const previous = i === 0 ? 0 : index[2 * i - 1] as number
       // An event starts where the one before it ended, unless it opened a new chunk.
-      const start = Math.floor(previous / 2 ** 32) === chunkIndex ? previous % 2 ** 32 : 0
+      const start = Math.floor(previous / CHUNK_SHIFT) === chunkIndex ? previous % CHUNK_SHIFT : 0
       const chunk = this.#chunks[chunkIndex] as Buffer
-      events.push({ seq: i + 1, type: this.#types[i] as RunEventType, frame: chunk.subarray(start, end % 2 ** 32), at: this.#at[i] as number })
+      events.push({
+        seq: i + 1,
+        type: RUN_EVENT_TYPES[stamp % TYPE_CODES] as RunEventType,
+        frame: chunk.subarray(start, end % CHUNK_SHIFT),
+        at: Math.floor(stamp / TYPE_CODES)
+      })
     }
     return events
   }
@@ -101,17 +130,17 @@ export class FrameLog {
    */
   seal (): void {
     const last = this.#chunks.length - 1
-    const chunk = this.#chunks[last]
+    const chunk = this.#chunk
     if (chunk !== undefined && (this.#used < chunk.length || chunk.length === FIRST_CHUNK)) {
       this.#chunks[last] = this.#used <= SLAB_MAX_LOG ? slabCopy(chunk, this.#used) : exactCopy(chunk, this.#used)
     }
+    this.#chunk = undefined
+    this.#head = NO_HEAD
     // A pooled first chunk that is not the last one (the log grew past it) is copied out too.
     const first = this.#chunks[0]
     if (last > 0 && first !== undefined && first.length === FIRST_CHUNK) this.#chunks[0] = slabCopy(first, first.length)
-    // Copied at their exact length: a growing array keeps spare room.
-    this.#types = this.#types.slice()
-    this.#at = this.#at.slice()
-    this.#ends = this.#ends.slice()
+    // Copied at its exact length: a growing array keeps spare room.
+    this.#index = this.#index.slice()
   }
 }
 

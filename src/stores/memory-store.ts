@@ -5,7 +5,8 @@
 // early (their owners are then told HISTORY_EXPIRED too) — the over-budget user's own first, so
 // one heavy user cannot push out anyone else's history before their own.
 import { randomUUID } from 'node:crypto'
-import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
+import { eventTimestamp, type RunEventType, type TerminalStatus } from '../protocol.js'
+import { frameHeadBytes } from './frame-bytes.js'
 import { FrameLog } from './frame-log.js'
 import { Fifo } from './fifo.js'
 import type { CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription } from '../contracts.js'
@@ -43,9 +44,9 @@ interface MemoryRun extends NewRun {
   readonly createdAt: string
   endedAt: string | undefined
   readonly owner: OwnerAccount
-  readonly head: string
   readonly events: FrameLog
-  readonly listeners: Set<EventListener>
+  /** Replaced, never changed in place: an append goes over the ones it started with. */
+  listeners: readonly EventListener[]
   endedAtMs: number
   bytes: number
   /** Evicted before its TTL: already gone from `runs`, skipped where the queues still hold it. */
@@ -62,6 +63,7 @@ interface Tombstone {
 const DAY_MS = 86_400_000
 
 const READY: Promise<void> = Promise.resolve()
+const NO_LISTENERS: readonly EventListener[] = []
 
 export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const nodeId = options.nodeId ?? randomUUID()
@@ -112,7 +114,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     runs.delete(run.runId)
     const thread = threadKey(run.ownerId, run.threadId)
     if (threadRuns.get(thread) === run.runId) threadRuns.delete(thread)
-    run.listeners.clear()
+    run.listeners = NO_LISTENERS
     const tombstone = { runId: run.runId, ownerId: run.ownerId, at: t }
     tombstones.set(run.runId, tombstone)
     tombstoneOrder.push(tombstone)
@@ -175,20 +177,19 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     return run
   }
 
-  function appendNow (runId: string, type: RunEventType, dataJson: string): StoredEvent {
-    const run = live(runId)
-    const seq = run.events.length + 1
-    const at = now()
-    const event = run.events.append(type, encodeRunEvent(run.head, type, seq, eventTimestamp(at), dataJson), at)
+  function appendTo (run: MemoryRun, type: RunEventType, dataJson: string): StoredEvent {
+    if (run.status !== 'running') throw new Error(`cannot append to run ${run.runId}: run has ended`)
+    const event = run.events.append(type, dataJson, now())
     const bytes = event.frame.length
     run.bytes += bytes
     totalBytes += bytes
     const { owner } = run
     owner.bytes += bytes
     if (owner.bytes > maxBytesPerOwner || totalBytes > maxBytes) enforceBounds(owner)
-    for (const listener of run.listeners) {
+    const { listeners } = run
+    for (let i = 0; i < listeners.length; i++) {
       try {
-        listener(event)
+        (listeners[i] as EventListener)(event)
       } catch {
         // A subscriber's failure must not stop the log or the other subscribers.
       }
@@ -220,9 +221,8 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
         createdAt: eventTimestamp(now()),
         endedAt: undefined,
         owner: account,
-        head: runFrameHead(newRun.runId, newRun.threadId),
-        events: new FrameLog(),
-        listeners: new Set(),
+        events: new FrameLog(frameHeadBytes(newRun.runId, newRun.threadId)),
+        listeners: NO_LISTENERS,
         endedAtMs: 0,
         bytes: 0,
         evicted: false
@@ -246,10 +246,13 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     },
 
     async append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
-      return appendNow(runId, type, dataJson)
+      return appendTo(live(runId), type, dataJson)
     },
 
-    appendNow,
+    appender (runId: string): (type: RunEventType, dataJson: string) => StoredEvent {
+      const run = live(runId)
+      return (type, dataJson) => appendTo(run, type, dataJson)
+    },
 
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
       return runs.get(runId)?.events.read(afterSeq, limit) ?? []
@@ -257,9 +260,20 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
 
     subscribe (runId: string, listener: EventListener): StoreSubscription {
       // Listeners are called inside append, so a subscription is live at once and never resyncs.
-      const listeners = runs.get(runId)?.listeners
-      listeners?.add(listener)
-      return { ready: READY, unsubscribe: () => { listeners?.delete(listener) } }
+      const run = runs.get(runId)
+      if (run === undefined) return { ready: READY, unsubscribe: () => {} }
+      run.listeners = [...run.listeners, listener]
+      let subscribed = true
+      return {
+        ready: READY,
+        unsubscribe: () => {
+          if (!subscribed) return
+          subscribed = false
+          // One entry per subscription: a function subscribed twice is delivered to twice.
+          const at = run.listeners.indexOf(listener)
+          if (at >= 0) run.listeners = [...run.listeners.slice(0, at), ...run.listeners.slice(at + 1)]
+        }
+      }
     },
 
     async endRun (runId: string, status: TerminalStatus): Promise<void> {

@@ -1,6 +1,8 @@
 import { FrameLog } from '../../src/stores/frame-log.js'
 import t from 'tap'
 import type { EventStore } from '../../src/contracts.js'
+import { encodeRunEvent, eventTimestamp, runFrameHead } from '../../src/protocol.js'
+import { frameHeadBytes } from '../../src/stores/frame-bytes.js'
 import { createMemoryStore } from '../../src/stores/memory-store.js'
 import { eventStoreContract } from './contract.js'
 
@@ -34,21 +36,34 @@ t.test('a closed store is not ready', async (t) => {
   await t.rejects(store.ping(), /closed/)
 })
 
+/** A frame log of a run, and the frames the protocol says it must hold. */
+function frameLog (runId: string): { log: FrameLog, frame: (seq: number, at: number, dataJson: string, type?: 'agent_thinking' | 'agent_message') => string } {
+  const head = runFrameHead(runId, `thread-${runId}`)
+  return {
+    log: new FrameLog(frameHeadBytes(runId, `thread-${runId}`)),
+    frame: (seq, at, dataJson, type = 'agent_thinking') => encodeRunEvent(head, type, seq, eventTimestamp(at), dataJson)
+  }
+}
+
 t.test('the frame log keeps every frame byte for byte across its chunks, before and after it is sealed', async (t) => {
-  const log = new FrameLog()
+  const { log, frame } = frameLog('run-1')
   const frames: string[] = []
-  // Sizes from 1 byte to well past the first chunk, with multi-byte characters among them.
+  const types: string[] = []
+  // Sizes from a few bytes to well past the first chunk, with multi-byte characters among them
+  // (two-byte, three-byte and four-byte ones: the room check must hold for each).
   for (let i = 0; i < 600; i++) {
-    const text = `{"n":${i},"pad":"${'é'.repeat(i % 7)}${'x'.repeat((i * 37) % 3000)}"}`
-    frames.push(text)
-    const event = log.append('agent_thinking', text, 1000 + i)
+    const dataJson = JSON.stringify({ n: i, pad: `${'é'.repeat(i % 7)}${'€😀'.repeat(i % 5)}${'x'.repeat((i * 37) % 3000)}` })
+    const type = i % 3 === 0 ? 'agent_message' : 'agent_thinking'
+    frames.push(frame(i + 1, 1000 + i, dataJson, type))
+    types.push(type)
+    const event = log.append(type, dataJson, 1000 + i)
     t.equal(event.seq, i + 1)
-    if (event.frame.toString('utf8') !== text) t.fail(`frame ${i + 1} as appended`)
+    if (event.frame.toString('utf8') !== frames[i]) t.fail(`frame ${i + 1} as appended`)
   }
   const check = (label: string): void => {
     const all = [...log.read(0, 250), ...log.read(250, 250), ...log.read(500, 250)]
     t.equal(all.length, 600, `${label}: every event read`)
-    t.ok(all.every((event, i) => event.seq === i + 1 && event.at === 1000 + i && event.frame.toString('utf8') === frames[i]), `${label}: every frame identical, in seq order`)
+    t.ok(all.every((event, i) => event.seq === i + 1 && event.at === 1000 + i && event.type === types[i] && event.frame.toString('utf8') === frames[i]), `${label}: every frame, type and time identical, in seq order`)
     t.same(log.read(598, 10).map((event) => event.seq), [599, 600], `${label}: a read past the end stops at the end`)
   }
   check('open')
@@ -63,15 +78,16 @@ t.test('sealed short logs are packed into shared slabs, holding nothing of Node\
   const pools = new Set<ArrayBufferLike>()
   let bytes = 0
   for (let r = 0; r < 300; r++) {
-    const log = new FrameLog()
+    pools.add(Buffer.allocUnsafe(1).buffer)
+    const { log, frame } = frameLog(`run-${r}`)
     const frames: string[] = []
     // From one small frame to past the first chunk (a log of two chunks, the first pooled).
     for (let i = 0; i < 1 + (r % 12); i++) {
-      const text = `{"run":${r},"n":${i},"pad":"${'y'.repeat((r * 131 + i * 57) % 700)}"}`
-      frames.push(text)
-      bytes += Buffer.byteLength(text)
+      const dataJson = `{"run":${r},"n":${i},"pad":"${'y'.repeat((r * 131 + i * 57) % 600)}"}`
+      frames.push(frame(i + 1, i, dataJson))
+      bytes += Buffer.byteLength(frames[i] as string)
       if (i === 0) pools.add(Buffer.allocUnsafe(1).buffer)
-      log.append('agent_thinking', text, i)
+      log.append('agent_thinking', dataJson, i)
       if (i === 0) pools.add(Buffer.allocUnsafe(1).buffer)
     }
     log.seal()
