@@ -7,14 +7,12 @@
 // says what users get, this says where the gateway's own share went.
 //   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]
 // Every run is checked: it must end `completed` with exactly its events in the log.
-import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
-import { build, loadConfig, type Agent, type StartedRun } from '../src/index.js'
-import { loggerOptions } from '../src/logger.js'
+import type { Agent, StartedRun } from '../src/index.js'
 import { createUserContext } from '../src/plugins/user-context.js'
-import { UsageError, positiveInteger } from './shared/cli.js'
+import { benchApp } from './shared/app.js'
+import { parseOptions, positiveInteger, runCommand } from './shared/cli.js'
 import { median } from './shared/stats.js'
 
 const WAVE = 500
@@ -58,17 +56,7 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
     for (let i = 0; i < options.events; i++) think(thought)
     return { events: options.events }
   }
-  const config = loadConfig({
-    APP_ENV: 'production',
-    LOG_LEVEL: 'silent',
-    JWT_SECRET: randomBytes(32).toString('base64url'),
-    EVENT_STORE: 'memory',
-    MAX_CONCURRENT_RUNS: '10000',
-    SHUTDOWN_GRACE_MS: '0',
-    ...(options.fresh ? {} : { MEMORY_STORE_MAX_BYTES: String(boundBytes(options.events)) })
-  })
-  const app = await build({ config, logger: loggerOptions(config), agents: { bench: agent }, page: false })
-  await app.ready()
+  const app = await benchApp(agent, options.fresh ? {} : { MEMORY_STORE_MAX_BYTES: String(boundBytes(options.events)) })
   const users = Array.from({ length: 1000 }, (_, i) => createUserContext({ sub: `user-${i}`, scopes: [] }, `request-${i}`))
   const cpuUsPerRun: number[] = []
   let checked = 0
@@ -106,21 +94,13 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
 const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]'
 
 function engineOptions (argv: readonly string[]): EngineBenchOptions {
-  let values
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        events: { type: 'string' },
-        runs: { type: 'string' },
-        rounds: { type: 'string' },
-        fresh: { type: 'boolean', default: false },
-        quick: { type: 'boolean', default: false }
-      }
-    }).values
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values = parseOptions(argv, {
+    events: { type: 'string' },
+    runs: { type: 'string' },
+    rounds: { type: 'string' },
+    fresh: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false }
+  })
   return {
     events: values.events === undefined ? 3 : positiveInteger('--events', values.events),
     runs: values.runs === undefined ? (values.quick ? 1000 : 20_000) : positiveInteger('--runs', values.runs),
@@ -130,24 +110,12 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  let options: EngineBenchOptions | undefined
-  try {
-    options = engineOptions(process.argv.slice(2))
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    process.stderr.write(`bench:engine: ${err.message}\n${USAGE}\n`)
-    process.exitCode = 2
-  }
-  if (options !== undefined) {
+  await runCommand('bench:engine', USAGE, engineOptions, async (options) => {
     const began = performance.now()
-    const result = await engineBench(options).catch((err: unknown) => {
-      // A run that ended wrong (the check) or an app that would not start: one line, exit 1.
-      process.stderr.write(`bench:engine: ${(err as Error).message}\n`)
-      process.exit(1)
-    })
+    const result = await engineBench(options)
     const store = options.fresh ? 'a store that only grows' : `the store at a ${(boundBytes(options.events) / 1024 / 1024).toFixed(0)} MiB bound`
     process.stdout.write(`engine: ${options.rounds} rounds of ${options.runs} runs of ${options.events} thoughts (${options.events + 2} events), ${store}\n`)
     process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
     process.stdout.write(`  ${result.checked} runs checked: each completed, with its ${options.events + 2} events in the log; ${((performance.now() - began) / 1000).toFixed(0)} s\n`)
-  }
+  })
 }

@@ -179,6 +179,28 @@ t.test('a command line the bench cannot run is refused in one line, with its usa
   }))
 })
 
+t.test('npm run bench:stream: CPU per event by runs at once, every socket checked', async (t) => {
+  const { code, stdout, stderr } = await runScript('stream.js', ['--runs', '30,60', '--events', '10', '--rounds', '2'])
+  t.equal(code, 0, stderr)
+  const sizes = [...stdout.matchAll(/ {2}\s*(\d+) runs at once: (\d+) ns of CPU per event, median \((\d+)–(\d+)\); rounds: ([\d ]+)\n/g)]
+  t.same(sizes.map((size) => Number(size[1])), [30, 60], `one line per size, in order: ${stdout}`)
+  for (const size of sizes) {
+    const [median, min, max] = [size[2], size[3], size[4]].map(Number) as [number, number, number]
+    const rounds = size[5]?.trim().split(' ').map(Number) ?? []
+    t.equal(rounds.length, 2, `${size[1]}: one figure per reported round`)
+    t.ok(rounds.every((ns) => Number.isFinite(ns) && ns > 0), `${size[1]}: each a CPU time`)
+    t.ok(min <= median && median <= max, `${size[1]}: median within min–max`)
+  }
+  // One warm-up round and two reported, per size: every socket got its welcome and 10 events.
+  t.match(stdout, /\n {2}270 sockets checked: each was sent its welcome and its run's 10 events/)
+  for (const argv of [['--runs', '100,none'], ['--events', '2'], ['--bogus']]) {
+    const refused = await runScript('stream.js', argv)
+    t.equal(refused.code, 2, `${argv.join(' ')}: exit code 2, as the bench's own refusals`)
+    t.match(refused.stderr, /^bench:stream: (--runs: expected a positive whole number, got "none"|--events: a run has at least 3 events, got 2|Unknown option '--bogus')\nusage: npm run bench:stream/)
+    t.equal(refused.stdout, '', 'nothing was run')
+  }
+})
+
 t.test('npm run bench:engine: runs through the engine alone, every one checked', async (t) => {
   const { code, stdout, stderr } = await runScript('engine.js', ['--events', '4', '--runs', '600', '--rounds', '2'])
   t.equal(code, 0, stderr)
