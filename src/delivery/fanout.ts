@@ -35,11 +35,14 @@ class Hub {
    * array, not a Set: it is read on every event, mostly with one subscriber in it.
    */
   subs: readonly Subscription[] = []
+  /** The one subscriber, when there is exactly one (the common case): an event reads one field. */
+  #only: Subscription | undefined
   readonly ready: Promise<void>
   readonly #unsubscribe: () => void
 
   constructor (readonly runId: string, store: EventStore) {
-    const subscription = store.subscribe(runId, (event) => { this.onEvent(event) }, () => { this.resync() })
+    // Bound, not a closure: one object fewer for every event to reach.
+    const subscription = store.subscribe(runId, this.onEvent.bind(this), () => { this.resync() })
     this.ready = subscription.ready
     this.#unsubscribe = () => { subscription.unsubscribe() }
   }
@@ -51,16 +54,24 @@ class Hub {
 
   onEvent (event: StoredEvent): void {
     if (event.seq > this.lastSeq) this.lastSeq = event.seq
+    const only = this.#only
+    if (only !== undefined) {
+      only.offer(event)
+      return
+    }
     const { subs } = this
     for (let i = 0; i < subs.length; i++) (subs[i] as Subscription).offer(event)
   }
 
   add (sub: Subscription): void {
     this.subs = [...this.subs, sub]
+    this.#only = this.subs.length === 1 ? sub : undefined
   }
 
   remove (sub: Subscription): void {
-    if (this.subs.includes(sub)) this.subs = this.subs.filter((each) => each !== sub)
+    if (!this.subs.includes(sub)) return
+    this.subs = this.subs.filter((each) => each !== sub)
+    this.#only = this.subs.length === 1 ? this.subs[0] : undefined
   }
 
   close (): void {

@@ -45,8 +45,10 @@ interface MemoryRun extends NewRun {
   endedAt: string | undefined
   readonly owner: OwnerAccount
   readonly events: FrameLog
-  /** Replaced, never changed in place: an append goes over the ones it started with. */
+  /** Its subscribers' listeners, replaced (never changed in place) on each change. */
   listeners: readonly EventListener[]
+  /** Calls every listener: remade from `listeners` on each change, so that an append reads one field. */
+  notify: EventListener
   endedAtMs: number
   bytes: number
   /** Evicted before its TTL: already gone from `runs`, skipped where the queues still hold it. */
@@ -64,6 +66,21 @@ const DAY_MS = 86_400_000
 
 const READY: Promise<void> = Promise.resolve()
 const NO_LISTENERS: readonly EventListener[] = []
+const ignore: EventListener = () => {}
+
+/** One function that calls each of `listeners`: none, the one itself, or a loop over several. */
+function notifierOf (listeners: readonly EventListener[]): EventListener {
+  if (listeners.length <= 1) return listeners[0] ?? ignore
+  return (event) => {
+    for (const listener of listeners) {
+      try {
+        listener(event)
+      } catch {
+        // A subscriber's failure must not stop the other subscribers.
+      }
+    }
+  }
+}
 
 export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const nodeId = options.nodeId ?? randomUUID()
@@ -115,6 +132,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     const thread = threadKey(run.ownerId, run.threadId)
     if (threadRuns.get(thread) === run.runId) threadRuns.delete(thread)
     run.listeners = NO_LISTENERS
+    run.notify = ignore
     const tombstone = { runId: run.runId, ownerId: run.ownerId, at: t }
     tombstones.set(run.runId, tombstone)
     tombstoneOrder.push(tombstone)
@@ -186,13 +204,10 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     const { owner } = run
     owner.bytes += bytes
     if (owner.bytes > maxBytesPerOwner || totalBytes > maxBytes) enforceBounds(owner)
-    const { listeners } = run
-    for (let i = 0; i < listeners.length; i++) {
-      try {
-        (listeners[i] as EventListener)(event)
-      } catch {
-        // A subscriber's failure must not stop the log or the other subscribers.
-      }
+    try {
+      run.notify(event)
+    } catch {
+      // A subscriber's failure must not stop the log.
     }
     return event
   }
@@ -223,6 +238,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
         owner: account,
         events: new FrameLog(frameHeadBytes(newRun.runId, newRun.threadId)),
         listeners: NO_LISTENERS,
+        notify: ignore,
         endedAtMs: 0,
         bytes: 0,
         evicted: false
@@ -263,6 +279,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const run = runs.get(runId)
       if (run === undefined) return { ready: READY, unsubscribe: () => {} }
       run.listeners = [...run.listeners, listener]
+      run.notify = notifierOf(run.listeners)
       let subscribed = true
       return {
         ready: READY,
@@ -271,7 +288,9 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
           subscribed = false
           // One entry per subscription: a function subscribed twice is delivered to twice.
           const at = run.listeners.indexOf(listener)
-          if (at >= 0) run.listeners = [...run.listeners.slice(0, at), ...run.listeners.slice(at + 1)]
+          if (at < 0) return
+          run.listeners = [...run.listeners.slice(0, at), ...run.listeners.slice(at + 1)]
+          run.notify = notifierOf(run.listeners)
         }
       }
     },

@@ -100,6 +100,11 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     const deadline = Date.now() + 5000
     while (seen.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
     t.same(seen, [1])
+    // Left alone, the throwing subscriber still cannot fail an append.
+    working.unsubscribe()
+    await t.resolves(store.append(run.runId, 'agent_thinking', data(2)), 'an append with only a throwing subscriber')
+    t.same((await store.read(run.runId, 0, 10)).map((event) => event.seq), [1, 2], 'and the log has it')
+    failing.unsubscribe()
   })
 
   t.test('endRun records the status; appends after it are refused', async (t) => {
