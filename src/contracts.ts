@@ -234,6 +234,15 @@ export interface CreateLimits {
   readonly exclusiveThread?: boolean
 }
 
+/** Appends to one run of a store in this process's memory (EventStore.appender). */
+export interface RunAppender {
+  /**
+   * The same append as EventStore.append, done before it returns (subscribers notified too);
+   * throws where `append` rejects.
+   */
+  appendNow(type: RunEventType, dataJson: string): StoredEvent
+}
+
 export interface EventStore {
   /** This node's id, recorded as the executing node of the runs it creates. */
   readonly nodeId: string
@@ -260,13 +269,12 @@ export interface EventStore {
    */
   append(runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent>
   /**
-   * Optional, for a store that writes in this process's memory: a function that appends to one
-   * running run as `append` does, but done before it returns (subscribers notified too), throwing
-   * where `append` rejects. Asked for once per run, right after `createRun`; throws if the run is
-   * unknown or has ended. The emitter prefers it, so that an event costs no promise, no microtask
-   * and no lookup of its run on the way to the sockets.
+   * Optional, for a store that writes in this process's memory: what appends to one running run
+   * before returning (RunAppender). Asked for once per run, right after `createRun`; throws if
+   * the run is unknown or has ended. The emitter prefers it, so that an event costs no promise,
+   * no microtask and no lookup of its run on the way to the sockets.
    */
-  appender?(runId: string): (type: RunEventType, dataJson: string) => StoredEvent
+  appender?(runId: string): RunAppender
   /** Events with seq > afterSeq, in order, at most `limit`. Empty for an unknown run. */
   read(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]>
   /**

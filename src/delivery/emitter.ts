@@ -2,7 +2,7 @@
 // data once and appends it to the event store, which assigns seq and ts and builds the frame —
 // and keeps count of what is not written yet, so that a fast producer can wait for a slow store.
 import type { FastifyBaseLogger } from 'fastify'
-import type { EventStore, StoredEvent } from '../contracts.js'
+import type { EventStore, RunAppender } from '../contracts.js'
 import { TERMINAL_EVENT_TYPE, type RunEventData, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type { Telemetry } from '../plugins/telemetry.js'
 
@@ -52,8 +52,8 @@ export class Emitter implements RunEmitter {
   #backlog = 0
   #drainWaiters: Array<() => void> = []
 
-  /** The store's own append for this run, when it writes in this process's memory. */
-  readonly #appendNow: ((type: RunEventType, dataJson: string) => StoredEvent) | undefined
+  /** The store's own appender for this run, when it writes in this process's memory. */
+  readonly #appender: RunAppender | undefined
 
   /** Made right after the run was created in the store. */
   constructor (
@@ -61,7 +61,7 @@ export class Emitter implements RunEmitter {
     readonly runId: string,
     readonly threadId: string
   ) {
-    this.#appendNow = host.store.appender?.(runId)
+    this.#appender = host.store.appender?.(runId)
   }
 
   get ended (): boolean {
@@ -101,11 +101,11 @@ export class Emitter implements RunEmitter {
 
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
     this.host.telemetry.eventAppended(type)
-    if (this.#appendNow !== undefined) {
+    if (this.#appender !== undefined) {
       // A store in this process's memory writes (and notifies the sinks) before returning: no
       // promise per event, and nothing ever waits to be written, so the backlog stays 0.
       try {
-        this.#appendNow(type, dataJson)
+        this.#appender.appendNow(type, dataJson)
       } catch (err) {
         this.host.log.error({ err, runId: this.runId }, 'could not write a run event to the log')
         // complete() awaits the terminal event's write and reports its failure; emit() does not.

@@ -9,7 +9,7 @@ import { eventTimestamp, type RunEventType, type TerminalStatus } from '../proto
 import { frameHeadBytes } from './frame-bytes.js'
 import { FrameLog } from './frame-log.js'
 import { Fifo } from './fifo.js'
-import type { CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription } from '../contracts.js'
+import type { CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunAppender, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription } from '../contracts.js'
 
 export interface MemoryStoreOptions {
   historyTtlMs: number
@@ -36,23 +36,41 @@ interface OwnerAccount {
   readonly ended: MemoryRun[]
 }
 
-// A run's metadata is kept as fields of its record and given out as a fresh RunMeta (metaOf),
-// built field by field: in V8 an object spread followed by more properties (`{ ...meta, lastSeq }`)
-// costs 1.5–6 µs, measured at about a third of what creating a run cost.
-interface MemoryRun extends NewRun {
-  status: RunStatus
-  readonly createdAt: string
-  endedAt: string | undefined
-  readonly owner: OwnerAccount
-  readonly events: FrameLog
-  /** Its subscribers' listeners, replaced (never changed in place) on each change. */
-  listeners: readonly EventListener[]
-  /** Calls every listener: remade from `listeners` on each change, so that an append reads one field. */
-  notify: EventListener
-  endedAtMs: number
-  bytes: number
+/** How a run's appends reach its store: one function per store, shared by its runs. */
+type StoreAppend = (run: MemoryRun, type: RunEventType, dataJson: string) => StoredEvent
+
+// A run is one object: its log (it is a FrameLog), its metadata as fields — given out as a fresh
+// RunMeta by metaOf, built field by field: in V8 an object spread followed by more properties
+// (`{ ...meta, lastSeq }`) costs 1.5–6 µs, measured at about a third of what creating a run cost
+// — and the appender the emitter writes through. With thousands of runs streaming at once, each
+// object an append reaches is a likely cache miss, so the run is not spread over several.
+class MemoryRun extends FrameLog implements RunAppender, NewRun {
+  status: RunStatus = 'running'
+  endedAt: string | undefined = undefined
+  endedAtMs = 0
+  bytes = 0
   /** Evicted before its TTL: already gone from `runs`, skipped where the queues still hold it. */
-  evicted: boolean
+  evicted = false
+  /** Its subscribers' listeners, replaced (never changed in place) on each change. */
+  listeners: readonly EventListener[] = NO_LISTENERS
+  /** Calls every listener: remade from `listeners` on each change, so that an append reads one field. */
+  notify: EventListener = ignore
+
+  constructor (
+    readonly runId: string,
+    readonly threadId: string,
+    readonly agent: string,
+    readonly ownerId: string,
+    readonly createdAt: string,
+    readonly owner: OwnerAccount,
+    private readonly storeAppend: StoreAppend
+  ) {
+    super(frameHeadBytes(runId, threadId))
+  }
+
+  appendNow (type: RunEventType, dataJson: string): StoredEvent {
+    return this.storeAppend(this, type, dataJson)
+  }
 }
 
 /** What is left of an expired or evicted run: whose it was, so its owner is told HISTORY_EXPIRED. */
@@ -121,7 +139,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   /** The run's metadata, as a new object the caller may keep. */
   function metaOf (run: MemoryRun): RunMeta {
     const { runId, threadId, agent, ownerId, status, createdAt, endedAt } = run
-    const lastSeq = run.events.length
+    const lastSeq = run.length
     return endedAt === undefined
       ? { runId, threadId, agent, ownerId, node: nodeId, status, createdAt, lastSeq }
       : { runId, threadId, agent, ownerId, node: nodeId, status, createdAt, endedAt, lastSeq }
@@ -197,7 +215,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
 
   function appendTo (run: MemoryRun, type: RunEventType, dataJson: string): StoredEvent {
     if (run.status !== 'running') throw new Error(`cannot append to run ${run.runId}: run has ended`)
-    const event = run.events.append(type, dataJson, now())
+    const event = run.append(type, dataJson, now())
     const bytes = event.frame.length
     run.bytes += bytes
     totalBytes += bytes
@@ -227,22 +245,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const account = owner ?? accountOf(newRun.ownerId)
       account.active++
       threadRuns.set(thread, newRun.runId)
-      const run: MemoryRun = {
-        runId: newRun.runId,
-        threadId: newRun.threadId,
-        agent: newRun.agent,
-        ownerId: newRun.ownerId,
-        status: 'running',
-        createdAt: eventTimestamp(now()),
-        endedAt: undefined,
-        owner: account,
-        events: new FrameLog(frameHeadBytes(newRun.runId, newRun.threadId)),
-        listeners: NO_LISTENERS,
-        notify: ignore,
-        endedAtMs: 0,
-        bytes: 0,
-        evicted: false
-      }
+      const run = new MemoryRun(newRun.runId, newRun.threadId, newRun.agent, newRun.ownerId, eventTimestamp(now()), account, appendTo)
       runs.set(newRun.runId, run)
       return { created: true, meta: metaOf(run) }
     },
@@ -265,13 +268,12 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       return appendTo(live(runId), type, dataJson)
     },
 
-    appender (runId: string): (type: RunEventType, dataJson: string) => StoredEvent {
-      const run = live(runId)
-      return (type, dataJson) => appendTo(run, type, dataJson)
+    appender (runId: string): RunAppender {
+      return live(runId)
     },
 
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-      return runs.get(runId)?.events.read(afterSeq, limit) ?? []
+      return runs.get(runId)?.read(afterSeq, limit) ?? []
     },
 
     subscribe (runId: string, listener: EventListener): StoreSubscription {
@@ -301,7 +303,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       run.status = status
       run.endedAt = eventTimestamp(t)
       run.endedAtMs = t
-      run.events.seal()
+      run.seal()
       ended.push(run)
       const { owner } = run
       owner.ended.push(run)
