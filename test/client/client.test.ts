@@ -259,10 +259,13 @@ t.test('typed errors reject with a code', async (t) => {
 })
 
 t.test('cancel: the run ends cancelled, also when asked while the connection is down', async (t) => {
-  const app = await buildApp(t, { env: testEnv({ DEMO_STEP_DELAY_MS: '100' }) })
+  // Steps of a second, so that a run outlasts the client's time away.
+  const app = await buildApp(t, { env: testEnv({ DEMO_STEP_DELAY_MS: '1000' }) })
   const sockets = serverSockets(app)
   const { ws } = await listen(t, app)
-  const { client, changes } = watch(t, { url: ws, token: tokenFor('alice') })
+  // The first retry waits half a second: with the tests' usual 5 ms, the client could be back
+  // before a poll saw it down, and the cancel would not be asked for while disconnected.
+  const { client, changes } = watch(t, { url: ws, token: tokenFor('alice'), reconnect: { initialDelayMs: 500, maxDelayMs: 500, jitter: 0 } })
 
   const run = await client.run(QUESTION)
   const events: RunEvent[] = []
