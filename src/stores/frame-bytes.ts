@@ -5,8 +5,10 @@
 // frame; here the constant parts are copied as bytes and only the data is encoded.
 import { RUN_EVENT_TYPES, eventTimestamp, framePrefix, frameStamp, runFrameHead, type RunEventType } from '../protocol.js'
 
-const prefixes = new Map<RunEventType, Buffer>(RUN_EVENT_TYPES.map((type) => [type, Buffer.from(framePrefix(type), 'utf8')]))
-const longestPrefix = Math.max(...[...prefixes.values()].map((prefix) => prefix.length))
+const typeCodes = new Map<RunEventType, number>(RUN_EVENT_TYPES.map((type, code) => [type, code]))
+/** framePrefix of each type, as bytes, by the type's code. */
+const prefixes = RUN_EVENT_TYPES.map((type) => Buffer.from(framePrefix(type), 'utf8'))
+const longestPrefix = Math.max(...prefixes.map((prefix) => prefix.length))
 /** Digits of the largest seq (Number.MAX_SAFE_INTEGER). */
 const SEQ_DIGITS = 16
 /** The longest frameStamp: the last time a Date can hold has the longest ISO string. */
@@ -26,6 +28,14 @@ function stampBytes (ms: number): Buffer {
   return stamp
 }
 
+/**
+ * A type's code: its place in RUN_EVENT_TYPES. The frame functions take the code, so that a log
+ * that keeps it too looks the type up once per event.
+ */
+export function typeCode (type: RunEventType): number {
+  return typeCodes.get(type) as number
+}
+
 /** runFrameHead as bytes. */
 export function frameHeadBytes (runId: string, threadId: string): Buffer {
   return Buffer.from(runFrameHead(runId, threadId), 'utf8')
@@ -40,8 +50,8 @@ export function frameBytesBound (head: Buffer, dataJson: string): number {
 }
 
 /** Exactly the bytes writeFrame takes. */
-export function frameBytes (head: Buffer, type: RunEventType, seq: number, ms: number, dataJson: string): number {
-  return (prefixes.get(type) as Buffer).length + head.length + digitCount(seq) + stampBytes(ms).length + Buffer.byteLength(dataJson, 'utf8') + 1
+export function frameBytes (head: Buffer, code: number, seq: number, ms: number, dataJson: string): number {
+  return (prefixes[code] as Buffer).length + head.length + digitCount(seq) + stampBytes(ms).length + Buffer.byteLength(dataJson, 'utf8') + 1
 }
 
 function digitCount (n: number): number {
@@ -52,10 +62,11 @@ function digitCount (n: number): number {
 
 /**
  * Writes the frame encodeRunEvent(head, type, seq, eventTimestamp(ms), dataJson) makes, as UTF-8,
- * into `target` from `offset`, which must have room for it; returns its length in bytes.
+ * into `target` from `offset`, which must have room for it; returns its length in bytes. `code`:
+ * the type's typeCode.
  */
-export function writeFrame (target: Buffer, offset: number, head: Buffer, type: RunEventType, seq: number, ms: number, dataJson: string): number {
-  const prefix = prefixes.get(type) as Buffer
+export function writeFrame (target: Buffer, offset: number, head: Buffer, code: number, seq: number, ms: number, dataJson: string): number {
+  const prefix = prefixes[code] as Buffer
   let at = offset
   target.set(prefix, at)
   at += prefix.length

@@ -4,7 +4,7 @@
 // is made when an event is appended, for the live subscribers, and again when the log is read.
 import type { StoredEvent } from '../contracts.js'
 import { RUN_EVENT_TYPES, type RunEventType } from '../protocol.js'
-import { frameBytes, frameBytesBound, writeFrame } from './frame-bytes.js'
+import { frameBytes, frameBytesBound, typeCode, writeFrame } from './frame-bytes.js'
 
 /** The first chunk of a run's log; each next one doubles, up to MAX_CHUNK. */
 const FIRST_CHUNK = 2048
@@ -35,9 +35,8 @@ function slabCopy (source: Buffer, length: number): Buffer {
   return copy
 }
 
-/** A type's code in the index is its place in RUN_EVENT_TYPES. */
+/** A type is kept in the index as its typeCode, a place in RUN_EVENT_TYPES. */
 const TYPE_CODES = RUN_EVENT_TYPES.length
-const typeCodes = new Map<RunEventType, number>(RUN_EVENT_TYPES.map((type, code) => [type, code]))
 const CHUNK_SHIFT = 2 ** 32
 
 const NO_HEAD = Buffer.alloc(0)
@@ -76,12 +75,13 @@ export class FrameLog {
    */
   append (type: RunEventType, dataJson: string, at: number): StoredEvent {
     const head = this.#head
+    const code = typeCode(type)
     const seq = this.#length + 1
     let chunk = this.#chunk
     // When the room left is enough for any encoding of the data, it is written without
     // measuring it first (one pass over it instead of two).
     if (chunk === undefined || chunk.length - this.#used < frameBytesBound(head, dataJson)) {
-      const needed = frameBytes(head, type, seq, at, dataJson)
+      const needed = frameBytes(head, code, seq, at, dataJson)
       if (chunk === undefined || chunk.length - this.#used < needed) {
         const size = Math.max(needed, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
         // The first chunk, while the run is live, comes from Node's shared pool (a slice, no
@@ -93,11 +93,11 @@ export class FrameLog {
       }
     }
     const start = this.#used
-    const bytes = writeFrame(chunk, start, head, type, seq, at, dataJson)
+    const bytes = writeFrame(chunk, start, head, code, seq, at, dataJson)
     this.#used += bytes
     const index = this.#index
     // One value per push: V8 inlines a push of one, and calls a builtin for more.
-    index.push(at * TYPE_CODES + (typeCodes.get(type) as number))
+    index.push(at * TYPE_CODES + code)
     index.push((this.#chunks.length - 1) * CHUNK_SHIFT + this.#used)
     this.#length = seq
     return { seq, type, frame: chunk.subarray(start, start + bytes), at }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { RUN_EVENT_TYPES, encodeRunEvent, eventTimestamp, runFrameHead } from '../../src/protocol.js'
-import { frameBytes, frameBytesBound, frameHeadBytes, writeFrame } from '../../src/stores/frame-bytes.js'
+import { frameBytes, frameBytesBound, frameHeadBytes, typeCode, writeFrame } from '../../src/stores/frame-bytes.js'
 
 t.test('a frame written as bytes is the frame the protocol encodes, byte for byte', async (t) => {
   const runId = '6f1c2d3e-0000-4000-8000-000000000001'
@@ -19,13 +19,14 @@ t.test('a frame written as bytes is the frame the protocol encodes, byte for byt
   let checked = 0
   const target = Buffer.alloc(300_000, 0xff)
   for (const type of RUN_EVENT_TYPES) {
+    t.equal(RUN_EVENT_TYPES[typeCode(type)], type, `${type}: its code is its place in RUN_EVENT_TYPES`)
     for (const seq of seqs) {
       for (const ms of times) {
         for (const dataJson of data) {
           const expected = Buffer.from(encodeRunEvent(headText, type, seq, eventTimestamp(ms), dataJson), 'utf8')
           const offset = 1 + (checked * 7) % 1000
-          const written = writeFrame(target, offset, head, type, seq, ms, dataJson)
-          const exact = frameBytes(head, type, seq, ms, dataJson)
+          const written = writeFrame(target, offset, head, typeCode(type), seq, ms, dataJson)
+          const exact = frameBytes(head, typeCode(type), seq, ms, dataJson)
           if (written !== expected.length || !target.subarray(offset, offset + written).equals(expected)) {
             t.fail(`${type} seq ${seq} at ${ms}: ${target.subarray(offset, offset + Math.min(written, 200)).toString()}`)
           }
