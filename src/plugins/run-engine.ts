@@ -35,7 +35,7 @@ export interface StartOptions {
 
 export interface RunEngine {
   /**
-   * Accepts a run and starts it on the next turn. Throws UNKNOWN_AGENT / TOO_MANY_RUNS / invalid-request errors;
+   * Accepts a run and starts it once the caller's continuation has run. Throws UNKNOWN_AGENT / TOO_MANY_RUNS / invalid-request errors;
    * with `exclusiveThread`, AGW_ERR_RUN_THREAD_BUSY while the user's latest run on the thread is still running.
    */
   start(user: UserContext, request: StartRequest, options?: StartOptions): Promise<StartedRun>
@@ -281,9 +281,12 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       const context = fastify.createRunContext(user, { runId, threadId, agent: name })
       const input = Object.freeze({ ...request.input })
       emitter.emit('agent_started', { agent: name, input })
-      // The agent starts on the next turn of the event loop, after the caller has sent
-      // run_accepted and subscribed its connection, so every event can flow live.
-      setImmediate(() => { void run(agent, context, input, runState, emitter) })
+      // The agent starts once this turn's promise continuations have run — the caller's, which
+      // sends run_accepted and subscribes its connection, among them — so every event can flow
+      // live. Not on the next turn of the event loop: every run accepted in one turn would then
+      // start at the same instant, and agents that stream at a steady pace would stay in step,
+      // their events reaching the sockets in bursts.
+      process.nextTick(() => { void run(agent, context, input, runState, emitter) })
       return { runId, threadId, agent: name }
     },
 

@@ -1,6 +1,6 @@
 // GET /metrics, scraped after the things it counts have happened.
 import t from 'tap'
-import { buildApp, connect, firehose, gatedStore, listen, mint, refusedUpgrade, runEnded, tcpOf, testEnv, tokenFor } from '../helpers.js'
+import { buildApp, connect, firehose, gatedStore, listen, mint, refusedUpgrade, runEnded, runProblems, tcpOf, testEnv, tokenFor } from '../helpers.js'
 
 /** The value of one sample of a Prometheus text exposition, or undefined. */
 function sample (text: string, name: string, labels = ''): number | undefined {
@@ -52,6 +52,24 @@ t.test('the metrics count connections, auth failures, runs, events, latency, rep
   t.equal(sample(text, 'agw_messages_rejected_total', 'code="BAD_MESSAGE"'), 1)
   t.ok((sample(text, 'agw_process_cpu_user_seconds_total') ?? -1) >= 0, 'default process metrics are there')
   t.match(text, /agw_nodejs_eventloop_lag_seconds/)
+})
+
+t.test("an agent starts once run_accepted is sent and the connection follows: its events flow live from its first", async (t) => {
+  // An agent that emits everything before its first await: if it began before the route had
+  // subscribed the connection, its thoughts would reach the socket from the log, not live.
+  const app = await buildApp(t, { agents: { eager: async ({ think }) => { for (let i = 1; i <= 200; i++) think(`thought ${i}`) } } })
+  const { ws } = await listen(t, app)
+  const client = await connect(t, ws, { token: tokenFor('alice') })
+  for (let i = 0; i < 5; i++) {
+    client.send({ type: 'run', agent: 'eager', input: { message: 'go' } })
+    const { runId } = await client.nextOf('run_accepted')
+    const events = await client.runEvents(runId)
+    t.same(runProblems(events), [], 'gapless, in order, one terminal event')
+    t.equal(events.length, 202)
+  }
+  const text = await app.metricsRegistry!.metrics()
+  t.equal(sample(text, 'agw_events_replayed_total'), 5, 'only each run\'s agent_started, logged before run_accepted, came from the log')
+  t.equal(sample(text, 'agw_delivery_latency_seconds_count'), 5 * 201, 'every thought and agent_completed was delivered live')
 })
 
 t.test('agw_events_unwritten counts the events waiting for a store that lags behind', async (t) => {
