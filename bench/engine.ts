@@ -13,7 +13,7 @@ import type { Agent, StartedRun } from '../src/index.js'
 import { createUserContext } from '../src/plugins/user-context.js'
 import { benchApp } from './shared/app.js'
 import { parseOptions, positiveInteger, runCommand } from './shared/cli.js'
-import { median } from './shared/stats.js'
+import { spread } from './shared/stats.js'
 
 const WAVE = 500
 /** Rounds run first and not reported: the code is compiled and the store filled meanwhile. */
@@ -88,7 +88,7 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
   } finally {
     await app.close()
   }
-  return { options, cpuUsPerRun, median: median(cpuUsPerRun), min: Math.min(...cpuUsPerRun), max: Math.max(...cpuUsPerRun), checked }
+  return { options, cpuUsPerRun, ...spread(cpuUsPerRun), checked }
 }
 
 const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]'

@@ -17,7 +17,7 @@ import { Redis } from 'ioredis'
 import { RedisCluster } from '../scripts/redis-cluster.js'
 import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
-import { median } from './shared/stats.js'
+import { spread } from './shared/stats.js'
 import { UsageError, positiveInteger } from './shared/cli.js'
 import { BURST_PER_TURN, TURN_BUDGET, type Schedule } from './shared/plan.js'
 import { scalingSvg } from './chart.js'
@@ -510,7 +510,7 @@ function summarise (workloads: readonly Workload[], results: readonly RoundResul
       const stats: Record<string, Stat> = {}
       for (const metric of METRICS[workload.full.kind]) {
         const values = rounds.map((r) => r.metrics?.[metric.key]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v))
-        if (values.length > 0) stats[metric.key] = { median: median(values), min: Math.min(...values), max: Math.max(...values), n: values.length }
+        if (values.length > 0) stats[metric.key] = { ...spread(values), n: values.length }
       }
       byTarget[target] = stats
     }

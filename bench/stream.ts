@@ -18,7 +18,7 @@ import { createUserContext } from '../src/plugins/user-context.js'
 import { benchApp } from './shared/app.js'
 import { UsageError, parseOptions, positiveInteger, runCommand } from './shared/cli.js'
 import { emitRun, toPlan } from './shared/plan.js'
-import { median } from './shared/stats.js'
+import { spread } from './shared/stats.js'
 
 export interface StreamBenchOptions {
   /** Runs streaming at once, one size per entry. */
@@ -86,7 +86,7 @@ async function round (runs: number, events: number): Promise<number> {
       sockets.push(socket)
       started.push(run)
     }
-    // Every agent is waiting at the gate (an agent starts on the turn after its run).
+    // Every agent is waiting at the gate (an agent starts right after its run is accepted).
     await new Promise((resolve) => setImmediate(resolve))
     const before = process.cpuUsage()
     open()
@@ -114,9 +114,7 @@ export async function streamBench (options: StreamBenchOptions): Promise<StreamS
     results.push({
       runs,
       cpuNsPerEvent,
-      median: median(cpuNsPerEvent),
-      min: Math.min(...cpuNsPerEvent),
-      max: Math.max(...cpuNsPerEvent),
+      ...spread(cpuNsPerEvent),
       checked: runs * (options.rounds + 1)
     })
   }

@@ -13,3 +13,8 @@ export function median (values: readonly number[]): number {
   const middle = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
 }
+
+/** The median of `values` with their range: how every figure of the benches is reported. */
+export function spread (values: readonly number[]): { median: number, min: number, max: number } {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) }
+}
