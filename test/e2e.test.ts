@@ -250,6 +250,32 @@ t.test("a tick's first frame to a socket is written at once: it does not wait fo
   t.same(runProblems(events), [])
   t.same(events.filter((e) => e.type === 'agent_thinking').map((e) => e.type === 'agent_thinking' && e.data.thought), ['first', 'second', 'third'])
   t.same(handed, [1, 1], 'the first thought reached the socket before think() returned; the next two waited to share a write')
+
+t.test('run_accepted and agent_started leave in one write to the socket', async (t) => {
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  // Emits nothing until the test has looked at the writes of the run's start.
+  const agent: Agent = async ({ think }) => {
+    await held
+    think('after the start')
+    return 'done'
+  }
+  const app = await buildApp(t, { agents: { agent } })
+  const writes = countSocketWrites(app)
+  const { ws } = await listen(t, app)
+  const client = await connect(t, ws, { token: tokenFor('alice') })
+  const before = writes.length
+  client.send({ type: 'run', id: 'r1', input: { message: 'go' } })
+  const accepted = await client.nextOf('run_accepted')
+  const started = await client.nextOf('agent_started')
+  t.equal(started.runId, accepted.runId)
+  // Two frames, a header and a payload each, in one writev; before, the reply went out alone.
+  t.same(writes.slice(before), [4], 'one write carried both frames')
+  release()
+  const events = [started, ...await client.runEvents(accepted.runId)]
+  t.same(runProblems(events), [])
+  t.same(events.map((event) => event.type), ['agent_started', 'agent_thinking', 'agent_completed'])
+})
 })
 
 t.test('health: /healthz is alive, /readyz is ready', async (t) => {

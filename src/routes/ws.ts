@@ -109,6 +109,8 @@ class Session implements MessageReceiver {
         }
         const { type: _type, id: _id, ...request } = message
         const run = await engine.start(user, request)
+        // run_accepted and the agent_started the subscription reads from the log: one write.
+        conn.holdWrites()
         conn.reply({ type: 'run_accepted', id: message.id, ...run })
         conn.follow(run.runId, 0)
         return
