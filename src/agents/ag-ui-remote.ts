@@ -5,10 +5,10 @@
 // a status and content-type check before parsing, a stall timer, cancellation that closes the
 // request, and a body that cannot leak the unhandled rejection HttpAgent 1.0 leaks when a stream
 // is cut (ag-ui-protocol/ag-ui#2510).
-import { randomUUID } from 'node:crypto'
 import { EventType, PROTOCOL_VERSION, contentToText, type Message, type RunAgentInput } from '@ag-ui/core'
 import { EventSchemas } from '@ag-ui/core/schemas'
 import { runHttpRequest, transformHttpEventStream } from '@ag-ui/client'
+import { newId } from '../ids.js'
 import { RunError, type Agent, type AgentRun, type ExternalToolCall } from '../contracts.js'
 import { AgentInvalidError, AgUiRunError } from '../errors.js'
 
@@ -73,8 +73,8 @@ function historyMessages (history: unknown): Message[] {
   const messages: Message[] = []
   for (const entry of history) {
     if (!isRecord(entry) || typeof entry.content !== 'string') continue
-    if (entry.role === 'user') messages.push({ id: randomUUID(), role: 'user', content: entry.content })
-    else if (entry.role === 'assistant') messages.push({ id: randomUUID(), role: 'assistant', content: entry.content })
+    if (entry.role === 'user') messages.push({ id: newId(), role: 'user', content: entry.content })
+    else if (entry.role === 'assistant') messages.push({ id: newId(), role: 'assistant', content: entry.content })
   }
   return messages
 }
@@ -96,7 +96,7 @@ export function runAgentInput (run: Pick<AgentRun, 'input' | 'context'>): RunAge
   const fromAgUi = isRecord(agUi) ? agUi : undefined
   const messages = Array.isArray(fromAgUi?.messages)
     ? fromAgUi.messages as Message[]
-    : [...historyMessages(history), { id: randomUUID(), role: 'user' as const, content: String(message) }]
+    : [...historyMessages(history), { id: newId(), role: 'user' as const, content: String(message) }]
   return {
     threadId: run.context.threadId,
     runId: run.context.runId,
@@ -266,7 +266,7 @@ class Translator {
         this.#text(event.messageId, event.delta)
         return undefined
       case EventType.TEXT_MESSAGE_CHUNK:
-        this.#text(event.messageId ?? this.#textMessage ?? randomUUID(), event.delta ?? '')
+        this.#text(event.messageId ?? this.#textMessage ?? newId(), event.delta ?? '')
         return undefined
       case EventType.REASONING_MESSAGE_START:
         this.#reasoning = ''

@@ -2,8 +2,8 @@
 // drain, its own tool dispatcher, the abort signal, a logger — and raced against the run's abort
 // signal, so cancel, deadline and shutdown end the run without waiting for an agent that ignores
 // them. Resolves with the run's outcome; never throws.
-import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
+import { newId } from '../ids.js'
 import { RunError, type Agent, type AgentRun, type RunContext } from '../contracts.js'
 import type { RunEmitter } from '../delivery/emitter.js'
 import type { ErrorInfo, RunEventData, RunInput } from '../protocol.js'

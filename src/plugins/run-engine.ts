@@ -5,11 +5,11 @@
 // emits `agent_started` and the single `agent_completed`, so no agent can forget them. A cancel
 // travels one way: route → engine → the run's AbortSignal. Runs outlive their connection: a
 // client that comes back subscribes by seq.
-import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { Compile } from 'typebox/compile'
+import { newId } from '../ids.js'
 import type { Agent, RunContext, RunMeta, UserContext } from '../contracts.js'
 import type { RunEmitter } from '../delivery/emitter.js'
 import {
@@ -254,8 +254,8 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       const name = request.agent ?? defaultAgent()
       const agent = agents.get(name)
       if (agent === undefined) throw new UnknownAgentError(name)
-      const runId = randomUUID()
-      const threadId = request.threadId ?? randomUUID()
+      const runId = newId()
+      const threadId = request.threadId ?? newId()
       // Known before the store hears of it, so a stop request can never miss it.
       const runState: LiveRun = { ownerId: user.userId, stopper: new RunStopper(), cancelOnDisconnect: request.cancelOnDisconnect === true }
       live.set(runId, runState)

@@ -4,11 +4,11 @@
 // passes the run's abort signal, turns the tool's progress reports into `tool_progress` events,
 // and never throws into the agent. Next to the tools registered at start-up, tool sources offer
 // tools whose list changes while the server runs (the tools of MCP servers).
-import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { Compile, type Validator } from 'typebox/compile'
+import { newId } from '../ids.js'
 import { RunError, TOOL_NAME, type ExternalToolCall, type RunContext, type Tool, type ToolContext, type ToolDispatcher, type ToolInfo, type ToolOutcome, type ToolSource } from '../contracts.js'
 import type { ErrorInfo, RunEventData, ToolStatus } from '../protocol.js'
 import { DispatcherPrivateError, ToolDuplicateError, ToolInvalidError, ToolRegistryClosedError } from '../errors.js'
@@ -95,7 +95,7 @@ class Dispatcher implements RunToolDispatcher {
   }
 
   async call (name: string, args: unknown = {}): Promise<ToolOutcome> {
-    const call: OpenCall = { toolCallId: randomUUID(), tool: String(name), started: performance.now(), progressAt: Number.NEGATIVE_INFINITY }
+    const call: OpenCall = { toolCallId: newId(), tool: String(name), started: performance.now(), progressAt: Number.NEGATIVE_INFINITY }
     if (this.#closed) return this.#outcome(call, 'cancelled', { error: { code: 'RUN_ENDED', message: 'The run has ended' } })
     try {
       this.#options.events.emit('tool_executing', { toolCallId: call.toolCallId, tool: call.tool, args })
@@ -121,7 +121,7 @@ class Dispatcher implements RunToolDispatcher {
   }
 
   external (name: string, args: unknown = {}): ExternalToolCall {
-    const call: OpenCall = { toolCallId: randomUUID(), tool: String(name), started: performance.now(), progressAt: Number.NEGATIVE_INFINITY }
+    const call: OpenCall = { toolCallId: newId(), tool: String(name), started: performance.now(), progressAt: Number.NEGATIVE_INFINITY }
     const handle: ExternalToolCall = {
       toolCallId: call.toolCallId,
       complete: (result) => call.ended ?? this.#finish(call, 'success', undefined, result),

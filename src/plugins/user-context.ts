@@ -1,8 +1,8 @@
 // user-context: turns verified claims into an immutable per-user execution context, and makes
 // the frozen run contexts that agents and tools receive. The user id comes from `sub` only.
-import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { newId } from '../ids.js'
 import type { RunContext, UserContext } from '../contracts.js'
 import { SubjectInvalidError, UserContextMissingError } from '../errors.js'
 import type { TokenClaims } from './auth-secret.js'
@@ -44,7 +44,7 @@ export function createUserContext (claims: TokenClaims, requestId: string): User
     userId: userIdFromClaims(claims),
     scopes: Object.freeze(scopesFromClaims(claims)),
     requestId,
-    connectionId: randomUUID()
+    connectionId: newId()
   })
 }
 

@@ -4,7 +4,7 @@
 // Its size is bounded, in total and per user: past a bound, the oldest finished runs are evicted
 // early (their owners are then told HISTORY_EXPIRED too) — the over-budget user's own first, so
 // one heavy user cannot push out anyone else's history before their own.
-import { randomUUID } from 'node:crypto'
+import { newId } from '../ids.js'
 import { eventTimestamp, type RunEventType, type TerminalStatus } from '../protocol.js'
 import { frameHeadBytes } from './frame-bytes.js'
 import { FrameLog } from './frame-log.js'
@@ -101,7 +101,7 @@ function notifierOf (listeners: readonly EventListener[]): EventListener {
 }
 
 export function createMemoryStore (options: MemoryStoreOptions): EventStore {
-  const nodeId = options.nodeId ?? randomUUID()
+  const nodeId = options.nodeId ?? newId()
   const now = options.now ?? Date.now
   let onStop: (runId: string) => void = () => {}
   const ttl = options.historyTtlMs

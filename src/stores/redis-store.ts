@@ -10,8 +10,8 @@
 // differs, the connections and the key layout, is in src/stores/redis-topology.ts. This file
 // holds the runs' records and the append path; live delivery is redis-live.ts, leases and the
 // ending of lost runs redis-leases.ts, the Lua scripts redis-scripts.ts.
-import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
+import { newId } from '../ids.js'
 import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type TerminalStatus } from '../protocol.js'
 import type {
   CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
@@ -126,7 +126,7 @@ class OutageTooLong extends Error {
 const FINAL_APPEND_ERROR = /unknown run|run has ended|outcome of batch|batches .* are lost/
 
 export function createRedisStore (options: RedisStoreOptions): EventStore {
-  const nodeId = options.nodeId ?? randomUUID()
+  const nodeId = options.nodeId ?? newId()
   const prefix = options.keyPrefix ?? 'agw:'
   const tombstoneTtl = Math.max(DAY_MS, options.historyTtlMs) + options.historyTtlMs
   const minReplicasAck = options.minReplicasAck ?? 0
