@@ -76,19 +76,28 @@ export async function execute (run: Execution): Promise<Outcome> {
   const { emitter, stopper, log } = run
   let step = 0
   let messageId: string | undefined
-  // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
-  const toolEvents = {
-    emit (type: 'tool_executing' | 'tool_progress' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_progress' | 'tool_completed'>): boolean {
-      messageId = undefined
-      return emitter.emit(type, data)
-    }
-  } as ToolEventSink
-  const tools = run.tools(toolEvents)
+  // The run's dispatcher is made when the agent first asks for it: many agents call no tool.
+  let tools: RunToolDispatcher | undefined
+  let ended = false
+  const dispatcher = (): RunToolDispatcher => {
+    if (tools !== undefined) return tools
+    const toolEvents = {
+      emit (type: 'tool_executing' | 'tool_progress' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_progress' | 'tool_completed'>): boolean {
+        // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
+        messageId = undefined
+        return emitter.emit(type, data)
+      }
+    } as ToolEventSink
+    tools = run.tools(toolEvents)
+    // Asked for only after the run ended: it refuses every call, as the run's own would.
+    if (ended) tools.close()
+    return tools
+  }
   const api: AgentRun = Object.freeze({
     input: run.input,
     context: run.context,
     get signal () { return stopper.signal },
-    tools,
+    get tools () { return dispatcher() },
     get log () { return log() },
     think (thought: string, explicitStep?: number): void {
       step = explicitStep ?? step + 1
@@ -96,7 +105,7 @@ export async function execute (run: Execution): Promise<Outcome> {
       emitter.emit('agent_thinking', { thought: String(thought), step })
     },
     say (delta: string): void {
-      messageId ??= randomUUID()
+      messageId ??= newId()
       emitter.emit('agent_message', { messageId, delta: String(delta) })
     },
     drain (): Promise<void> {
@@ -125,6 +134,7 @@ export async function execute (run: Execution): Promise<Outcome> {
     clearTimeout(deadline)
   }
   // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
-  tools.close()
+  ended = true
+  tools?.close()
   return outcome
 }

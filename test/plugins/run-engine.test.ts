@@ -274,6 +274,25 @@ t.test('an agent that keeps going after the end emits nothing more', async (t) =
   t.same(events, ['agent_started', 'agent_completed'])
 })
 
+t.test('a run that completed refuses the tool calls its agent makes afterwards, even with its first look at the tools', async (t) => {
+  let late: Promise<unknown> | undefined
+  const app = await engineApp(t, {
+    agents: {
+      // Completes at once; its dispatcher is first asked for after the run has ended.
+      hasty: async (run) => {
+        setTimeout(() => { late = run.tools.call('echo', { text: 'late' }) }, 30)
+        return 'done'
+      }
+    }
+  })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  await finished(app, runId)
+  await sleep(60)
+  t.match(await late, { status: 'cancelled', error: { code: 'RUN_ENDED' } })
+  const events = (await app.eventStore.read(runId, 0, 100)).map((e) => e.type)
+  t.same(events, ['agent_started', 'agent_completed'])
+})
+
 t.test('agents are checked as they are registered, and the registry before the app is ready', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ agents: {} }, /at least one agent/],
