@@ -5,8 +5,11 @@
 // and no kernel in the way, this is the quietest instrument the project has for a run's start and
 // end and an event's path through engine, emitter and log — the socket benchmark (npm run bench)
 // says what users get, this says where the gateway's own share went.
-//   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]
-// Every run is checked: it must end `completed` with exactly its events in the log.
+//   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick]
+// Every run is checked: it must end `completed` with exactly its events in the log. With --alloc,
+// one more round runs under V8's sampling heap profiler, collected objects included: the bytes a
+// run allocates, and where — a figure that, unlike CPU time, does not move with the host's load.
+import { Session } from 'node:inspector/promises'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import type { Agent, StartedRun } from '../src/index.js'
@@ -31,6 +34,14 @@ export interface EngineBenchOptions {
    * for a while; true: a store that only grows.
    */
   readonly fresh: boolean
+  /** One more round under the sampling heap profiler. */
+  readonly alloc?: boolean
+}
+
+/** Where a run's allocations go: bytes per run, by the innermost function of src/ on the stack. */
+export interface AllocationProfile {
+  readonly bytesPerRun: number
+  readonly top: ReadonlyArray<{ readonly where: string, readonly bytesPerRun: number }>
 }
 
 export interface EngineBenchResult {
@@ -42,6 +53,7 @@ export interface EngineBenchResult {
   readonly max: number
   /** Runs checked (status and event count): every run of every round. */
   readonly checked: number
+  readonly allocation?: AllocationProfile
 }
 
 /** The store's bound when not fresh: room for the last wave, to check it, and the one before. */
@@ -60,38 +72,82 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
   const users = Array.from({ length: 1000 }, (_, i) => createUserContext({ sub: `user-${i}`, scopes: [] }, `request-${i}`))
   const cpuUsPerRun: number[] = []
   let checked = 0
-  try {
-    for (let round = 0; round < WARMUP_ROUNDS + options.rounds; round++) {
-      const before = process.cpuUsage()
-      let checking = 0
-      for (let started = 0; started < options.runs; started += WAVE) {
-        const wave: StartedRun[] = []
-        for (let i = 0; i < Math.min(WAVE, options.runs - started); i++) {
-          wave.push(await app.runEngine.start(users[(started + i) % users.length] as (typeof users)[number], { input: { message: 'go' } }))
-        }
-        while (app.runEngine.activeRuns() > 0) await new Promise((resolve) => setImmediate(resolve))
-        // The check's own CPU is taken out of the round's.
-        const checkStart = process.cpuUsage()
-        for (const run of wave) {
-          const lookup = await app.eventStore.getRun(run.runId)
-          if (lookup.state !== 'found' || lookup.meta.status !== 'completed' || lookup.meta.lastSeq !== options.events + 2) {
-            throw new Error(`run ${run.runId} ended wrong: ${JSON.stringify(lookup)}`)
-          }
-        }
-        const used = process.cpuUsage(checkStart)
-        checking += used.user + used.system
-        checked += wave.length
+  /** One round: the CPU time per run, the checks' own taken out. */
+  const round = async (): Promise<number> => {
+    const before = process.cpuUsage()
+    let checking = 0
+    for (let started = 0; started < options.runs; started += WAVE) {
+      const wave: StartedRun[] = []
+      for (let i = 0; i < Math.min(WAVE, options.runs - started); i++) {
+        wave.push(await app.runEngine.start(users[(started + i) % users.length] as (typeof users)[number], { input: { message: 'go' } }))
       }
-      const used = process.cpuUsage(before)
-      if (round >= WARMUP_ROUNDS) cpuUsPerRun.push((used.user + used.system - checking) / options.runs)
+      while (app.runEngine.activeRuns() > 0) await new Promise((resolve) => setImmediate(resolve))
+      const checkStart = process.cpuUsage()
+      for (const run of wave) {
+        const lookup = await app.eventStore.getRun(run.runId)
+        if (lookup.state !== 'found' || lookup.meta.status !== 'completed' || lookup.meta.lastSeq !== options.events + 2) {
+          throw new Error(`run ${run.runId} ended wrong: ${JSON.stringify(lookup)}`)
+        }
+      }
+      const used = process.cpuUsage(checkStart)
+      checking += used.user + used.system
+      checked += wave.length
     }
+    const used = process.cpuUsage(before)
+    return (used.user + used.system - checking) / options.runs
+  }
+  let allocation: AllocationProfile | undefined
+  try {
+    for (let i = 0; i < WARMUP_ROUNDS + options.rounds; i++) {
+      const us = await round()
+      if (i >= WARMUP_ROUNDS) cpuUsPerRun.push(us)
+    }
+    if (options.alloc === true) allocation = await allocationOf(round, options.runs)
   } finally {
     await app.close()
   }
-  return { options, cpuUsPerRun, ...spread(cpuUsPerRun), checked }
+  return { options, cpuUsPerRun, ...spread(cpuUsPerRun), checked, ...(allocation === undefined ? {} : { allocation }) }
 }
 
-const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--quick]'
+/** Bytes between samples: small enough for a run's few kilobytes to be sampled many times. */
+const SAMPLING_BYTES = 128
+
+interface SampleNode {
+  readonly callFrame: { readonly functionName: string, readonly url: string, readonly lineNumber: number }
+  readonly selfSize: number
+  readonly children: readonly SampleNode[]
+}
+
+/** Runs one round under the sampling heap profiler, objects the GC collected meanwhile included. */
+async function allocationOf (round: () => Promise<number>, runs: number): Promise<AllocationProfile> {
+  const session = new Session()
+  session.connect()
+  try {
+    await session.post('HeapProfiler.enable')
+    await session.post('HeapProfiler.startSampling', { samplingInterval: SAMPLING_BYTES, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+    await round()
+    const { profile } = await session.post('HeapProfiler.stopSampling') as unknown as { profile: { head: SampleNode } }
+    const byPlace = new Map<string, number>()
+    let total = 0
+    const walk = (node: SampleNode, place: string): void => {
+      const { functionName, url, lineNumber } = node.callFrame
+      const src = url.lastIndexOf('/src/')
+      const here = src < 0 ? place : `${functionName === '' ? '(anonymous)' : functionName} ${url.slice(src + 1)}:${lineNumber + 1}`
+      if (node.selfSize > 0) {
+        total += node.selfSize
+        byPlace.set(here, (byPlace.get(here) ?? 0) + node.selfSize)
+      }
+      for (const child of node.children) walk(child, here)
+    }
+    walk(profile.head, '(outside src/)')
+    const top = [...byPlace].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([where, bytes]) => ({ where, bytesPerRun: bytes / runs }))
+    return { bytesPerRun: total / runs, top }
+  } finally {
+    session.disconnect()
+  }
+}
+
+const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick]'
 
 function engineOptions (argv: readonly string[]): EngineBenchOptions {
   const values = parseOptions(argv, {
@@ -99,13 +155,15 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
     runs: { type: 'string' },
     rounds: { type: 'string' },
     fresh: { type: 'boolean', default: false },
+    alloc: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false }
   })
   return {
     events: values.events === undefined ? 3 : positiveInteger('--events', values.events),
     runs: values.runs === undefined ? (values.quick ? 1000 : 20_000) : positiveInteger('--runs', values.runs),
     rounds: values.rounds === undefined ? (values.quick ? 1 : 10) : positiveInteger('--rounds', values.rounds),
-    fresh: values.fresh
+    fresh: values.fresh,
+    alloc: values.alloc
   }
 }
 
@@ -116,6 +174,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const store = options.fresh ? 'a store that only grows' : `the store at a ${(boundBytes(options.events) / 1024 / 1024).toFixed(0)} MiB bound`
     process.stdout.write(`engine: ${options.rounds} rounds of ${options.runs} runs of ${options.events} thoughts (${options.events + 2} events), ${store}\n`)
     process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
+    const { allocation } = result
+    if (allocation !== undefined) {
+      process.stdout.write(`  heap allocated per run: ${Math.round(allocation.bytesPerRun)} bytes (one more round, sampled every ${SAMPLING_BYTES} bytes); by the innermost function of src/:\n`)
+      for (const { where, bytesPerRun } of allocation.top) process.stdout.write(`    ${String(Math.round(bytesPerRun)).padStart(6)}  ${where}\n`)
+    }
     process.stdout.write(`  ${result.checked} runs checked: each completed, with its ${options.events + 2} events in the log; ${((performance.now() - began) / 1000).toFixed(0)} s\n`)
   })
 }

@@ -213,6 +213,13 @@ t.test('npm run bench:engine: runs through the engine alone, every one checked',
   t.ok(min <= median && median <= max, 'median within min–max')
   // Two warm-up rounds and two reported: every run ended `completed` with its 6 events logged.
   t.match(stdout, /\n {2}2400 runs checked: each completed, with its 6 events in the log/)
+  const alloc = await runScript('engine.js', ['--events', '4', '--runs', '600', '--rounds', '1', '--alloc'])
+  t.equal(alloc.code, 0, alloc.stderr)
+  const perRun = /heap allocated per run: (\d+) bytes/.exec(alloc.stdout)
+  // A run logs 6 frames and makes its emitter, context and ids: kilobytes, not bytes nor megabytes.
+  t.ok(perRun !== null && Number(perRun[1]) > 1000 && Number(perRun[1]) < 1_000_000, `a figure per run: ${alloc.stdout}`)
+  t.match(alloc.stdout, /\n {4} *\d+ {2}start src\/plugins\/run-engine\.js:\d+\n/, "the engine's start among the places named")
+  t.match(alloc.stdout, /\n {2}2400 runs checked/, 'the profiled round is checked as the others')
   for (const argv of [['--runs', 'many'], ['--rounds', '0'], ['--bogus']]) {
     const refused = await runScript('engine.js', argv)
     t.equal(refused.code, 2, `${argv.join(' ')}: exit code 2, as the bench's own refusals`)
