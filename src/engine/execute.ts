@@ -71,6 +71,50 @@ export interface Execution {
   readonly timeoutMs: number
 }
 
+/**
+ * What an agent is given, frozen. Its getters belong to the class: an object literal with getters
+ * of its own gets a hidden class of its own each time it is made — one more map and descriptor
+ * array per run, kept while the run lives, and property loads on it that no inline cache can
+ * share. think, say and drain are own properties, so an agent may destructure them.
+ */
+class RunApi implements AgentRun {
+  readonly think: AgentRun['think']
+  readonly say: AgentRun['say']
+  readonly drain: AgentRun['drain']
+  readonly #stopper: RunStopper
+  readonly #tools: () => RunToolDispatcher
+  readonly #log: () => FastifyBaseLogger
+
+  constructor (
+    readonly input: RunInput,
+    readonly context: RunContext,
+    stopper: RunStopper,
+    tools: () => RunToolDispatcher,
+    log: () => FastifyBaseLogger,
+    emits: Pick<AgentRun, 'think' | 'say' | 'drain'>
+  ) {
+    this.think = emits.think
+    this.say = emits.say
+    this.drain = emits.drain
+    this.#stopper = stopper
+    this.#tools = tools
+    this.#log = log
+    Object.freeze(this)
+  }
+
+  get signal (): AbortSignal {
+    return this.#stopper.signal
+  }
+
+  get tools (): RunToolDispatcher {
+    return this.#tools()
+  }
+
+  get log (): FastifyBaseLogger {
+    return this.#log()
+  }
+}
+
 /** Runs the agent to its outcome; the run's open tool calls are closed (cancelled) before it resolves. */
 export async function execute (run: Execution): Promise<Outcome> {
   const { emitter, stopper, log } = run
@@ -93,12 +137,7 @@ export async function execute (run: Execution): Promise<Outcome> {
     if (ended) tools.close()
     return tools
   }
-  const api: AgentRun = Object.freeze({
-    input: run.input,
-    context: run.context,
-    get signal () { return stopper.signal },
-    get tools () { return dispatcher() },
-    get log () { return log() },
+  const api = new RunApi(run.input, run.context, stopper, dispatcher, log, {
     think (thought: string, explicitStep?: number): void {
       step = explicitStep ?? step + 1
       messageId = undefined
