@@ -27,19 +27,28 @@ t.test('a signal first asked for after the stop is already aborted, for the firs
   t.equal((stopper.signal.reason as RunError).code, 'CANCELLED')
 })
 
-t.test('`stopped` settles on the stop, whether it was asked for before or after', async (t) => {
+t.test('onStop is called once, on the stop, whether it was registered before or after', async (t) => {
   const early = new RunStopper()
-  let settled = false
-  const waiting = early.stopped.then(() => { settled = true })
+  let calls = 0
+  early.onStop(() => { calls++ })
   await new Promise((resolve) => setImmediate(resolve))
-  t.equal(settled, false, 'not before the stop')
+  t.equal(calls, 0, 'not before the stop')
   early.stop('disconnected')
-  await waiting
-  t.equal(settled, true)
+  t.equal(calls, 1, 'on the stop')
+  early.stop('cancelled')
+  t.equal(calls, 1, 'once: a second stop changes nothing')
   t.equal(early.signal.aborted, true, 'the signal made later agrees')
 
   const late = new RunStopper()
   late.stop('shutdown')
-  await late.stopped
-  t.pass('a stopper stopped before anyone waited settles at once')
+  let lateCalls = 0
+  late.onStop(() => { lateCalls++ })
+  t.equal(lateCalls, 1, 'a stopper stopped before anyone asked calls at once')
+
+  const replaced = new RunStopper()
+  const heard: string[] = []
+  replaced.onStop(() => { heard.push('first') })
+  replaced.onStop(() => { heard.push('second') })
+  replaced.stop('timeout')
+  t.same(heard, ['second'], 'a later registration replaces an earlier one')
 })

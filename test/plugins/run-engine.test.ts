@@ -165,6 +165,29 @@ t.test('an agent that throws fails with AGENT_FAILED and no details; a RunError 
   t.match((await finished(app, honest.runId)).at(-1), { data: { status: 'failed', error: { code: 'QUOTA', message: 'Your quota is used up' } } })
 })
 
+t.test('an agent that is not async and throws at once fails its run like an async one; nothing escapes', async (t) => {
+  const escaped: unknown[] = []
+  const onRejection = (reason: unknown): void => { escaped.push(reason) }
+  process.on('unhandledRejection', onRejection)
+  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+  const app = await engineApp(t, {
+    agents: {
+      // Plain functions, typed as agents: a throw before any promise exists.
+      sync: () => { throw new Error('thrown before any await') },
+      syncQuota: () => { throw new RunError('QUOTA', 'Your quota is used up') },
+      value: (() => 'not a promise') as unknown as Agent
+    }
+  })
+  const sync = await app.runEngine.start(alice, { agent: 'sync', input: { message: 'x' } })
+  t.match((await finished(app, sync.runId)).at(-1), { data: { status: 'failed', error: { code: 'AGENT_FAILED' } } })
+  const quota = await app.runEngine.start(alice, { agent: 'syncQuota', input: { message: 'x' } })
+  t.match((await finished(app, quota.runId)).at(-1), { data: { status: 'failed', error: { code: 'QUOTA' } } })
+  const value = await app.runEngine.start(alice, { agent: 'value', input: { message: 'x' } })
+  t.match((await finished(app, value.runId)).at(-1), { data: { status: 'completed', output: 'not a promise' } })
+  await sleep(20)
+  t.same(escaped, [], 'no unhandled rejection')
+})
+
 t.test("a run's logger carries the run's id and agent, for the agent's own lines and the engine's", async (t) => {
   const logLines: string[] = []
   const app = await engineApp(t, {
