@@ -1,7 +1,8 @@
 // The gateway's ids (runs, threads, connections, messages, tool calls): random version-4 UUIDs,
 // written as one flat string. node:crypto's randomUUID() builds its string from twenty small
-// pieces: V8 keeps such a string as a tree of about 500 bytes until something flattens it, and a
-// run makes several ids, kept for as long as its history is. This one costs the string alone.
+// pieces, which V8 keeps as a tree of about 500 bytes until something flattens it (using the id
+// as a map key does, and the pieces become garbage): every run made a kilobyte or more of such
+// garbage. This one allocates the string alone.
 import { randomFillSync } from 'node:crypto'
 
 /** Ids made from one fill of the random pool. */
