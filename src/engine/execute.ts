@@ -62,17 +62,26 @@ export class RunStopper {
   }
 }
 
+/**
+ * One run as the engine hands it over: what the agent is given, and what the engine does around
+ * it. Methods, not closures per run: a run keeps this object while it lives.
+ */
 export interface Execution {
   readonly agent: Agent
   readonly context: RunContext
   readonly input: RunInput
   readonly emitter: RunEmitter
   readonly stopper: RunStopper
-  /** Makes the run's tool dispatcher, given where its events go. */
-  readonly tools: (events: ToolEventSink) => RunToolDispatcher
-  /** The run's logger, made on first use (most runs never log). */
-  readonly log: () => FastifyBaseLogger
   readonly timeoutMs: number
+  /** Makes the run's tool dispatcher, given where its events go. */
+  tools(events: ToolEventSink): RunToolDispatcher
+  /** The run's logger, made on first use (most runs never log). */
+  log(): FastifyBaseLogger
+  /**
+   * Ends the run with its outcome (the terminal event, the store, the engine's registry), awaited
+   * by execute() as its last step. Never rejects.
+   */
+  finish(outcome: Outcome): Promise<void>
 }
 
 /**
@@ -85,29 +94,24 @@ class RunApi implements AgentRun {
   readonly think: AgentRun['think']
   readonly say: AgentRun['say']
   readonly drain: AgentRun['drain']
-  readonly #stopper: RunStopper
+  readonly input: RunInput
+  readonly context: RunContext
+  readonly #run: Execution
   readonly #tools: () => RunToolDispatcher
-  readonly #log: () => FastifyBaseLogger
 
-  constructor (
-    readonly input: RunInput,
-    readonly context: RunContext,
-    stopper: RunStopper,
-    tools: () => RunToolDispatcher,
-    log: () => FastifyBaseLogger,
-    emits: Pick<AgentRun, 'think' | 'say' | 'drain'>
-  ) {
+  constructor (run: Execution, tools: () => RunToolDispatcher, emits: Pick<AgentRun, 'think' | 'say' | 'drain'>) {
     this.think = emits.think
     this.say = emits.say
     this.drain = emits.drain
-    this.#stopper = stopper
+    this.input = run.input
+    this.context = run.context
+    this.#run = run
     this.#tools = tools
-    this.#log = log
     Object.freeze(this)
   }
 
   get signal (): AbortSignal {
-    return this.#stopper.signal
+    return this.#run.stopper.signal
   }
 
   get tools (): RunToolDispatcher {
@@ -115,7 +119,7 @@ class RunApi implements AgentRun {
   }
 
   get log (): FastifyBaseLogger {
-    return this.#log()
+    return this.#run.log()
   }
 }
 
@@ -130,9 +134,13 @@ function startAgent (agent: Agent, api: AgentRun): Promise<unknown> {
   }
 }
 
-/** Runs the agent to its outcome; the run's open tool calls are closed (cancelled) before it resolves. */
-export async function execute (run: Execution): Promise<Outcome> {
-  const { emitter, stopper, log } = run
+/**
+ * Runs the agent to its outcome, closes the run's open tool calls (cancelled) and ends the run
+ * with `run.finish`; resolves once that is done, and never rejects. The run's only async frame
+ * while it lives: the engine's own steps before and after are plain calls.
+ */
+export async function execute (run: Execution): Promise<void> {
+  const { emitter, stopper } = run
   let step = 0
   let messageId: string | undefined
   // The run's dispatcher is made when the agent first asks for it: many agents call no tool.
@@ -152,7 +160,7 @@ export async function execute (run: Execution): Promise<Outcome> {
     if (ended) tools.close()
     return tools
   }
-  const api = new RunApi(run.input, run.context, stopper, dispatcher, log, {
+  const api = new RunApi(run, dispatcher, {
     think (thought: string, explicitStep?: number): void {
       step = explicitStep ?? step + 1
       messageId = undefined
@@ -186,7 +194,7 @@ export async function execute (run: Execution): Promise<Outcome> {
       const error: ErrorInfo = err instanceof RunError
         ? { code: err.code, message: err.message }
         : { code: 'AGENT_FAILED', message: 'The agent failed' }
-      if (!(err instanceof RunError)) log().error({ err }, 'agent failed')
+      if (!(err instanceof RunError)) run.log().error({ err }, 'agent failed')
       outcome = { status: 'failed', error }
     }
   } finally {
@@ -195,5 +203,5 @@ export async function execute (run: Execution): Promise<Outcome> {
   // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
   ended = true
   tools?.close()
-  return outcome
+  await run.finish(outcome)
 }

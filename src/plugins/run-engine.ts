@@ -17,8 +17,8 @@ import {
   RunInputTooLargeError, RunRequestInvalidError, ShuttingDownError, ThreadBusyError, TooManyRunsError, UnknownAgentError
 } from '../errors.js'
 import { AgentName, RunRequest, type RunInput } from '../protocol.js'
-import { execute, RunStopper, type StopReason } from '../engine/execute.js'
-import type { DispatcherOptions, ToolEventSink } from './tool-dispatcher.js'
+import { execute, RunStopper, type Execution, type Outcome, type StopReason } from '../engine/execute.js'
+import type { DispatcherOptions, RunToolDispatcher, ToolEventSink } from './tool-dispatcher.js'
 
 /** `{ agent?, threadId?, input, cancelOnDisconnect? }`: the protocol's run request. */
 export type StartRequest = Readonly<Omit<RunRequest, 'input'> & { input: RunInput }>
@@ -207,31 +207,46 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
     throw new RunNotFoundError(runId)
   }
 
-  async function run (agent: Agent, context: RunContext, input: RunInput, runState: LiveRun, emitter: RunEmitter): Promise<void> {
-    const started = performance.now()
-    let logger: FastifyBaseLogger | undefined
-    const log = (): FastifyBaseLogger => (logger ??= fastify.log.child({ runId: context.runId, agent: context.agent }))
-    const outcome = await execute({
-      agent,
-      context,
-      input,
-      emitter,
-      stopper: runState.stopper,
-      // The signal is read when a tool is called: most runs never make it.
-      tools: (events) => fastify.createToolDispatcher(new ToolOptions(context, events, runState.stopper)),
-      log,
-      timeoutMs: config.RUN_TIMEOUT_MS
-    })
-    let status = outcome.status
-    try {
-      // Field by field: a spread followed by more properties costs microseconds in V8.
-      status = await emitter.complete({ status: outcome.status, output: outcome.output, error: outcome.error, durationMs: Math.round(performance.now() - started) })
-      await store.endRun(context.runId, status)
-    } catch (err) {
-      log().error({ err }, 'could not write the terminal event')
-    } finally {
-      ended(context.runId)
-      telemetry.runEnded(status)
+  /**
+   * A run on its way: what execute() is given, with the engine's own steps as methods of one
+   * class for every run (no closures per run).
+   */
+  class RunExecution implements Execution {
+    readonly #started = performance.now()
+    #logger: FastifyBaseLogger | undefined
+
+    constructor (
+      readonly agent: Agent,
+      readonly context: RunContext,
+      readonly input: RunInput,
+      readonly emitter: RunEmitter,
+      readonly stopper: RunStopper,
+      readonly timeoutMs: number
+    ) {}
+
+    // The signal is read when a tool is called: most runs never make the dispatcher.
+    tools (events: ToolEventSink): RunToolDispatcher {
+      return fastify.createToolDispatcher(new ToolOptions(this.context, events, this.stopper))
+    }
+
+    log (): FastifyBaseLogger {
+      this.#logger ??= fastify.log.child({ runId: this.context.runId, agent: this.context.agent })
+      return this.#logger
+    }
+
+    async finish (outcome: Outcome): Promise<void> {
+      const { runId } = this.context
+      let status = outcome.status
+      try {
+        // Field by field: a spread followed by more properties costs microseconds in V8.
+        status = await this.emitter.complete({ status: outcome.status, output: outcome.output, error: outcome.error, durationMs: Math.round(performance.now() - this.#started) })
+        await store.endRun(runId, status)
+      } catch (err) {
+        this.log().error({ err }, 'could not write the terminal event')
+      } finally {
+        ended(runId)
+        telemetry.runEnded(status)
+      }
     }
   }
 
@@ -311,7 +326,8 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       // live. Not on the next turn of the event loop: every run accepted in one turn would then
       // start at the same instant, and agents that stream at a steady pace would stay in step,
       // their events reaching the sockets in bursts.
-      process.nextTick(() => { void run(agent, context, input, runState, emitter) })
+      const execution = new RunExecution(agent, context, input, emitter, runState.stopper, config.RUN_TIMEOUT_MS)
+      process.nextTick(() => { void execute(execution) })
       return { runId, threadId, agent: name }
     },
 
