@@ -50,7 +50,10 @@ const DONE: Promise<void> = Promise.resolve()
 export class Emitter implements RunEmitter {
   #ended = false
   #backlog = 0
-  #drainWaiters: Array<() => void> = []
+  /** Producers waiting for the backlog to shrink; made on first need (a store in memory never has one). */
+  #drainWaiters: Array<() => void> | undefined
+  /** The handlers of every append of the run to an asynchronous store, made on its first. */
+  #onAppend: { appended: () => void, failed: (err: unknown) => void } | undefined
 
   /** The store's own appender for this run, when it writes in this process's memory. */
   readonly #appender: RunAppender | undefined
@@ -81,22 +84,28 @@ export class Emitter implements RunEmitter {
 
   drained (): Promise<void> {
     if (this.#backlog <= DRAIN_BACKLOG) return Promise.resolve()
-    return new Promise((resolve) => { this.#drainWaiters.push(resolve) })
+    return new Promise((resolve) => { (this.#drainWaiters ??= []).push(resolve) })
   }
 
-  // One pair of handlers for every append of the run: no closure per event.
-  readonly #appended = (): void => {
+  #appended (): void {
     this.#backlog--
-    if (this.#backlog <= DRAIN_BACKLOG && this.#drainWaiters.length > 0) {
-      const waiters = this.#drainWaiters
-      this.#drainWaiters = []
+    const waiters = this.#drainWaiters
+    if (this.#backlog <= DRAIN_BACKLOG && waiters !== undefined && waiters.length > 0) {
+      this.#drainWaiters = undefined
       for (const resolve of waiters) resolve()
     }
   }
 
-  readonly #appendFailed = (err: unknown): void => {
-    this.#appended()
-    this.host.log.error({ err, runId: this.runId }, 'could not write a run event to the log')
+  // One pair of handlers for every append of the run: no closure per event.
+  #handlers (): { appended: () => void, failed: (err: unknown) => void } {
+    this.#onAppend ??= {
+      appended: () => { this.#appended() },
+      failed: (err) => {
+        this.#appended()
+        this.host.log.error({ err, runId: this.runId }, 'could not write a run event to the log')
+      }
+    }
+    return this.#onAppend
   }
 
   #append (type: RunEventType, dataJson: string): Promise<unknown> {
@@ -115,7 +124,8 @@ export class Emitter implements RunEmitter {
     }
     const append = this.host.store.append(this.runId, type, dataJson)
     this.#backlog++
-    append.then(this.#appended, this.#appendFailed)
+    const { appended, failed } = this.#handlers()
+    append.then(appended, failed)
     return append
   }
 
