@@ -3,7 +3,7 @@
 // sent. A live event is sent only if it is exactly cursor + 1 and the sink has room; anything else
 // (a gap, a full buffer, a resume point) switches the subscription to catching up from the log,
 // so replay, live delivery and recovery from backpressure join without a gap or a duplicate.
-import type { EventStore, StoredEvent } from '../contracts.js'
+import type { EventStore, StoreSubscription, StoredEvent } from '../contracts.js'
 import { TERMINAL_EVENT_TYPE } from '../protocol.js'
 import type { Telemetry } from '../plugins/telemetry.js'
 
@@ -38,13 +38,12 @@ class Hub {
   /** The one subscriber, when there is exactly one (the common case): an event reads one field. */
   #only: Subscription | undefined
   readonly ready: Promise<void>
-  readonly #unsubscribe: () => void
+  readonly #subscription: StoreSubscription
 
   constructor (readonly runId: string, store: EventStore) {
     // Bound, not a closure: one object fewer for every event to reach.
-    const subscription = store.subscribe(runId, this.onEvent.bind(this), () => { this.resync() })
-    this.ready = subscription.ready
-    this.#unsubscribe = () => { subscription.unsubscribe() }
+    this.#subscription = store.subscribe(runId, this.onEvent.bind(this), () => { this.resync() })
+    this.ready = this.#subscription.ready
   }
 
   /** The store may have missed events: every subscriber re-reads the log from its cursor. */
@@ -75,7 +74,7 @@ class Hub {
   }
 
   close (): void {
-    this.#unsubscribe()
+    this.#subscription.unsubscribe()
   }
 }
 

@@ -86,6 +86,30 @@ const READY: Promise<void> = Promise.resolve()
 const NO_LISTENERS: readonly EventListener[] = []
 const ignore: EventListener = () => {}
 
+/** A subscription to a run: an object of one class, no closure per subscriber. */
+class MemorySubscription implements StoreSubscription {
+  readonly ready = READY
+  #run: MemoryRun | undefined
+
+  constructor (run: MemoryRun, readonly listener: EventListener) {
+    this.#run = run
+  }
+
+  unsubscribe (): void {
+    const run = this.#run
+    if (run === undefined) return
+    this.#run = undefined
+    // One entry per subscription: a function subscribed twice is delivered to twice.
+    const at = run.listeners.indexOf(this.listener)
+    if (at < 0) return
+    run.listeners = [...run.listeners.slice(0, at), ...run.listeners.slice(at + 1)]
+    run.notify = notifierOf(run.listeners)
+  }
+}
+
+/** The subscription to a run the store does not hold: nothing to deliver, nothing to undo. */
+const NOT_SUBSCRIBED: StoreSubscription = Object.freeze({ ready: READY, unsubscribe: () => {} })
+
 /** One function that calls each of `listeners`: none, the one itself, or a loop over several. */
 function notifierOf (listeners: readonly EventListener[]): EventListener {
   if (listeners.length <= 1) return listeners[0] ?? ignore
@@ -279,22 +303,10 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     subscribe (runId: string, listener: EventListener): StoreSubscription {
       // Listeners are called inside append, so a subscription is live at once and never resyncs.
       const run = runs.get(runId)
-      if (run === undefined) return { ready: READY, unsubscribe: () => {} }
+      if (run === undefined) return NOT_SUBSCRIBED
       run.listeners = [...run.listeners, listener]
       run.notify = notifierOf(run.listeners)
-      let subscribed = true
-      return {
-        ready: READY,
-        unsubscribe: () => {
-          if (!subscribed) return
-          subscribed = false
-          // One entry per subscription: a function subscribed twice is delivered to twice.
-          const at = run.listeners.indexOf(listener)
-          if (at < 0) return
-          run.listeners = [...run.listeners.slice(0, at), ...run.listeners.slice(at + 1)]
-          run.notify = notifierOf(run.listeners)
-        }
-      }
+      return new MemorySubscription(run, listener)
     },
 
     async endRun (runId: string, status: TerminalStatus): Promise<void> {
