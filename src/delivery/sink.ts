@@ -47,7 +47,10 @@ export interface SinkHost {
 export abstract class Sink implements SubscriberSink, Expiring {
   abstract readonly kind: SinkKind
   readonly id: string
-  /** The runs it follows; made on the first (most idle connections follow none). */
+  // The runs it follows. Most connections follow none or one at a time: one is a field, and the
+  // Map (about 300 bytes, kept for the connection's life) is made only when a second is followed.
+  // Either the Map holds every subscription, or the field holds the only one.
+  #sub: Subscription | undefined
   #subs: Map<string, Subscription> | undefined
   #closed = false
   /** Written to in this tick (listed in `written`). */
@@ -170,7 +173,7 @@ export abstract class Sink implements SubscriberSink, Expiring {
 
   /** Nothing left to deliver: no subscription, an empty send buffer. */
   get idle (): boolean {
-    return (this.#subs === undefined || this.#subs.size === 0) && this.buffered === 0
+    return this.subscriptionCount === 0 && this.buffered === 0
   }
 
   get closed (): boolean {
@@ -208,29 +211,42 @@ export abstract class Sink implements SubscriberSink, Expiring {
   }
 
   get subscriptionCount (): number {
-    return this.#subs?.size ?? 0
+    return this.#subs?.size ?? (this.#sub === undefined ? 0 : 1)
   }
 
   follows (runId: string): boolean {
-    return this.#subs?.has(runId) ?? false
+    return this.#subscription(runId) !== undefined
+  }
+
+  #subscription (runId: string): Subscription | undefined {
+    if (this.#subs !== undefined) return this.#subs.get(runId)
+    return this.#sub?.runId === runId ? this.#sub : undefined
   }
 
   /** Starts (or restarts) following a run from `after` (the caller has checked ownership). */
   follow (runId: string, after: number): void {
     if (this.#closed) return
     this.unsubscribe(runId)
-    this.#subs ??= new Map()
-    this.#subs.set(runId, this.host.fanout.subscribe(this, runId, after))
+    const sub = this.host.fanout.subscribe(this, runId, after)
+    if (this.#subs !== undefined) {
+      this.#subs.set(runId, sub)
+    } else if (this.#sub === undefined) {
+      this.#sub = sub
+    } else {
+      this.#subs = new Map([[this.#sub.runId, this.#sub], [runId, sub]])
+      this.#sub = undefined
+    }
   }
 
   unsubscribe (runId: string): void {
-    const sub = this.#subs?.get(runId)
+    const sub = this.#subscription(runId)
     if (sub !== undefined) this.endSubscription(sub, false)
   }
 
   /** `completed`: the run's terminal event was delivered. */
   endSubscription (sub: Subscription, _completed: boolean): void {
-    if (this.#subs?.get(sub.runId) === sub) this.#subs.delete(sub.runId)
+    if (this.#sub === sub) this.#sub = undefined
+    else if (this.#subs?.get(sub.runId) === sub) this.#subs.delete(sub.runId)
     this.host.fanout.unsubscribe(sub)
   }
 
@@ -240,6 +256,7 @@ export abstract class Sink implements SubscriberSink, Expiring {
     this.#closed = true
     if (this.#expiryKey !== undefined) this.host.expiries.delete(this, this.#expiryKey)
     this.#expiryKey = undefined
+    if (this.#sub !== undefined) this.endSubscription(this.#sub, false)
     if (this.#subs !== undefined) for (const sub of [...this.#subs.values()]) this.endSubscription(sub, false)
     this.checkDrained()
     this.host.released(this)

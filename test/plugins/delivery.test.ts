@@ -169,6 +169,53 @@ t.test('attach sends welcome; a subscription replays from after, then goes live 
   t.equal(app.delivery.connectionCount('alice'), 0, 'a closed socket is forgotten')
 })
 
+t.test('one connection follows one run, then several, each to its end; re-following restarts, release ends all', async (t) => {
+  const app = await deliveryApp(t)
+  const emitters = new Map<string, RunEmitter>()
+  for (const runId of ['run-a', 'run-b', 'run-c']) emitters.set(runId, await openRun(app, runId))
+  const emit = (runId: string, n: number): void => { emitters.get(runId)?.emit('agent_thinking', thought(n)) }
+  const socket = new FakeSocket()
+  const conn = app.delivery.attach(socket as unknown as WebSocket, alice)
+  const runsOf = (): Array<[string, number]> => socket.messages().flatMap((m) => ('seq' in m ? [[m.runId, m.seq] as [string, number]] : []))
+
+  conn.follow('run-a', 0)
+  t.equal(conn.subscriptionCount, 1)
+  t.ok(conn.follows('run-a'))
+  t.notOk(conn.follows('run-b'))
+  await tick()
+  emit('run-a', 1)
+  conn.follow('run-b', 0)
+  conn.follow('run-c', 0)
+  t.equal(conn.subscriptionCount, 3, 'a second and a third run are followed alongside the first')
+  t.ok(conn.follows('run-a') && conn.follows('run-b') && conn.follows('run-c'))
+  await tick()
+  emit('run-b', 1)
+  emit('run-c', 1)
+  emit('run-a', 2)
+  await emitters.get('run-a')?.complete({ status: 'completed', durationMs: 1 })
+  await tick()
+  t.equal(conn.subscriptionCount, 2, 'the first run ended: its subscription with it')
+  t.notOk(conn.follows('run-a'))
+  t.same(runsOf().filter(([runId]) => runId === 'run-a').map(([, seq]) => seq), [1, 2, 3])
+
+  conn.unsubscribe('run-b')
+  t.equal(conn.subscriptionCount, 1)
+  t.equal(app.delivery.isWatched('run-b'), false, 'an unsubscribed run is no longer watched here')
+  emit('run-b', 2)
+  // Following again from the start replays, without a duplicate of what is then live.
+  conn.follow('run-c', 0)
+  t.equal(conn.subscriptionCount, 1, 're-following a followed run restarts it, not a second subscription')
+  await tick()
+  emit('run-c', 2)
+  await tick()
+  t.same(runsOf().filter(([runId]) => runId === 'run-b').map(([, seq]) => seq), [1], 'nothing of run-b after the unsubscribe')
+  t.same(runsOf().filter(([runId]) => runId === 'run-c').map(([, seq]) => seq), [1, 1, 2], 'run-c: sent, replayed from 0 once re-followed, then live')
+
+  socket.terminate()
+  t.equal(conn.subscriptionCount, 0, 'a released connection follows nothing')
+  t.equal(app.delivery.isWatched('run-c'), false)
+})
+
 t.test('a stalled socket stops receiving live events past SEND_BUFFER_BYTES and catches up from the log', async (t) => {
   const app = await deliveryApp(t)
   const emitter = await openRun(app, 'run-5')
