@@ -104,27 +104,37 @@ export const silentTelemetry: Telemetry = Object.freeze({
   countStoreBytesWith: nothing
 })
 
+/**
+ * A counter with one label, counted as a map update per call and added to the Prometheus counter
+ * when the registry is scraped. Returns the function that counts one for a label value.
+ */
+function labelTally (registry: Registry, name: string, help: string, label: string): (value: string) => void {
+  const tally = new Map<string, number>()
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect () {
+      for (const [value, count] of tally) if (count > 0) this.inc({ [label]: value }, count)
+      tally.clear()
+    }
+  })
+  return (value) => { tally.set(value, (tally.get(value) ?? 0) + 1) }
+}
+
 /** Telemetry kept as Prometheus metrics in `registry`. */
 function prometheusTelemetry (registry: Registry): Telemetry {
   collectDefaultMetrics({ register: registry, prefix: 'agw_' })
   const connections = new Gauge({ name: 'agw_connections_open', help: 'Open WebSocket connections and SSE streams', labelNames: ['kind'], registers: [registry] })
   const connectionsTotal = new Counter({ name: 'agw_connections_total', help: 'WebSocket connections and SSE streams opened', labelNames: ['kind'], registers: [registry] })
   const authFailures = new Counter({ name: 'agw_auth_failures_total', help: 'Refused tokens, by reason (error code)', labelNames: ['reason'], registers: [registry] })
-  const activeRuns = new Gauge({ name: 'agw_runs_active', help: 'Runs executing on this node', registers: [registry] })
-  const runs = new Counter({ name: 'agw_runs_total', help: 'Runs ended on this node, by terminal status', labelNames: ['status'], registers: [registry] })
-  // Counted on the event path as a plain field update per type, folded into the counter when scraped.
-  const appended = new Map<string, number>()
-  // Registered in `registry`; only its collect() reads the tally.
-  new Counter({
-    name: 'agw_events_total',
-    help: 'Run events written to the log by this node, by type',
-    labelNames: ['type'],
-    registers: [registry],
-    collect () {
-      for (const [type, count] of appended) if (count > 0) this.inc({ type }, count)
-      appended.clear()
-    }
-  })
+  // What is counted per run or per event is a plain field or map update, folded into its metric
+  // when scraped: prom-client's inc() hashes its labels and validates its value on every call.
+  let running = 0
+  new Gauge({ name: 'agw_runs_active', help: 'Runs executing on this node', registers: [registry], collect () { this.set(running) } })
+  const runEnded = labelTally(registry, 'agw_runs_total', 'Runs ended on this node, by terminal status', 'status')
+  const appended = labelTally(registry, 'agw_events_total', 'Run events written to the log by this node, by type', 'type')
   const latency = new TallyHistogram(
     'agw_delivery_latency_seconds',
     'From an event being emitted to its write to a peer (live delivery only)',
@@ -133,7 +143,16 @@ function prometheusTelemetry (registry: Registry): Telemetry {
   // The registry reads it through the metric protocol; typed for prom-client's Metric class.
   registry.registerMetric(latency as unknown as Parameters<Registry['registerMetric']>[0])
   const pauses = new Counter({ name: 'agw_slow_consumer_pauses_total', help: 'Times live delivery to a peer paused because its send buffer was full', registers: [registry] })
-  const replayed = new Counter({ name: 'agw_events_replayed_total', help: 'Events sent from the log (replay after subscribe, catch-up after a pause)', registers: [registry] })
+  let replayed = 0
+  new Counter({
+    name: 'agw_events_replayed_total',
+    help: 'Events sent from the log (replay after subscribe, catch-up after a pause)',
+    registers: [registry],
+    collect () {
+      if (replayed > 0) this.inc(replayed)
+      replayed = 0
+    }
+  })
   const rejected = new Counter({ name: 'agw_messages_rejected_total', help: 'Client messages answered with an error, by code', labelNames: ['code'], registers: [registry] })
   const shortfalls = new Counter({
     name: 'agw_redis_replica_ack_shortfall_total',
@@ -161,12 +180,15 @@ function prometheusTelemetry (registry: Registry): Telemetry {
     connectionOpened (kind) { connections.inc({ kind }); connectionsTotal.inc({ kind }) },
     connectionClosed (kind) { connections.dec({ kind }) },
     authFailed (code) { authFailures.inc({ reason: code }) },
-    runStarted () { activeRuns.inc() },
-    runEnded (status) { activeRuns.dec(); runs.inc({ status }) },
-    eventAppended (type) { appended.set(type, (appended.get(type) ?? 0) + 1) },
+    runStarted () { running++ },
+    runEnded (status) {
+      running--
+      runEnded(status)
+    },
+    eventAppended: appended,
     eventDelivered (latencyMs) { latency.observe(latencyMs / 1000) },
     slowConsumerPaused () { pauses.inc() },
-    eventsReplayed (count) { replayed.inc(count) },
+    eventsReplayed (count) { replayed += count },
     messageRejected (code) { rejected.inc({ code }) },
     countUnwrittenWith (read) { unwritten = read },
     replicaAckShortfall () { shortfalls.inc() },

@@ -94,10 +94,15 @@ t.test('agw_events_unwritten counts the events waiting for a store that lags beh
   const { runId } = await app.runEngine.start(createUserContext({ sub: 'alice' }, 'req-1'), { input: { message: 'go' } })
   await allEmitted
   t.equal(await scrape(), 301, 'agent_started and 300 thoughts wait for the store')
+  const running = async (): Promise<number | undefined> => sample(await app.metricsRegistry!.metrics(), 'agw_runs_active')
+  t.equal(await running(), 1, 'the run is counted as active while it runs')
   gated.open()
   finish()
   await runEnded(app, runId)
   t.equal(await scrape(), 0, 'none once the store has them')
+  t.equal(await running(), 0, 'and no longer once it has ended')
+  const ended = sample(await app.metricsRegistry!.metrics(), 'agw_runs_total', 'status="completed"')
+  t.equal(ended, 1, 'counted once by its status, however many times the registry is scraped')
 })
 
 t.test('agw_event_store_bytes is the memory store\'s size; a user over MEMORY_STORE_MAX_BYTES_PER_USER loses old runs (410)', async (t) => {
