@@ -12,12 +12,12 @@
 // Checked in every round: each socket was sent its welcome and exactly its run's events.
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import type { WebSocket } from 'ws'
 import type { Agent, StartedRun } from '../src/index.js'
 import { createUserContext } from '../src/plugins/user-context.js'
 import { benchApp } from './shared/app.js'
 import { UsageError, parseOptions, positiveInteger, runCommand } from './shared/cli.js'
 import { emitRun, toPlan } from './shared/plan.js'
+import { CountingSocket } from './shared/counting-socket.js'
 import { spread } from './shared/stats.js'
 
 export interface StreamBenchOptions {
@@ -39,32 +39,6 @@ export interface StreamSizeResult {
   readonly checked: number
 }
 
-/**
- * A socket that takes what the sink sends and counts it: it stands in for ws and the kernel,
- * whose cost the socket benchmark (npm run bench) measures against raw ws's.
- */
-class CountingSocket {
-  readonly OPEN = 1
-  readonly CLOSED = 3
-  readyState = 1
-  readonly bufferedAmount = 0
-  frames = 0
-  send (): void {
-    this.frames++
-  }
-
-  on (): this { return this }
-  removeAllListeners (): this { return this }
-  ping (): void {}
-  close (): void {
-    this.readyState = this.CLOSED
-  }
-
-  terminate (): void {
-    this.readyState = this.CLOSED
-  }
-}
-
 /** One wave: `runs` runs started, followed, released to stream together; CPU ns per event. */
 async function round (runs: number, events: number): Promise<number> {
   let open: () => void = () => {}
@@ -80,7 +54,7 @@ async function round (runs: number, events: number): Promise<number> {
     for (let i = 0; i < runs; i++) {
       const user = createUserContext({ sub: `user-${i}`, scopes: [] }, `connection-${i}`)
       const socket = new CountingSocket()
-      const sink = app.delivery.attach(socket as unknown as WebSocket, user)
+      const sink = app.delivery.attach(socket.asWebSocket(), user)
       const run = await app.runEngine.start(user, { input: { message: 'go', events, content: 'token' } })
       sink.follow(run.runId, 0)
       sockets.push(socket)

@@ -7,27 +7,12 @@
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import t from 'tap'
-import type WebSocket from 'ws'
+import { CountingSocket } from '../../bench/shared/counting-socket.js'
 import { createUserContext } from '../../src/plugins/user-context.js'
 import { buildApp, testEnv } from '../helpers.js'
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
-
-/** A socket that takes frames and counts them: the sink's side of a connection, without ws. */
-class CountingSocket {
-  readonly OPEN = 1
-  readonly CLOSED = 3
-  readyState = 1
-  readonly bufferedAmount = 0
-  frames = 0
-  send (): void { this.frames++ }
-  on (): this { return this }
-  removeAllListeners (): this { return this }
-  ping (): void {}
-  close (): void { this.readyState = this.CLOSED }
-  terminate (): void { this.readyState = this.CLOSED }
-}
 
 const RUNS = 4000
 /** Bytes of heap one running, followed run may hold. */
@@ -47,11 +32,11 @@ t.test(`a running run followed by its connection holds at most ${BOUND} bytes of
   // An agent as most are: it reads its signal, says something, then waits on its model.
   const app = await buildApp(t, {
     agents: { waits: async ({ think, signal }) => { think('thinking'); await gate; return signal.aborted } },
-    env: testEnv({ MAX_CONCURRENT_RUNS: '10000', MAX_CONNECTIONS_PER_USER: '10000' })
+    env: testEnv({ MAX_CONCURRENT_RUNS: '10000' })
   })
   const users = Array.from({ length: RUNS }, (_, i) => createUserContext({ sub: `user-${i}` }, `request-${i}`))
   const sockets = users.map(() => new CountingSocket())
-  const sinks = users.map((user, i) => app.delivery.attach(sockets[i] as unknown as WebSocket, user))
+  const sinks = users.map((user, i) => app.delivery.attach((sockets[i] as CountingSocket).asWebSocket(), user))
   // One run first, so that what every run shares (compiled code, caches) is not counted.
   sinks[0]?.follow((await app.runEngine.start(users[0] as (typeof users)[number], { input: { message: 'warm' } })).runId, 0)
   const before = await settledHeap()
