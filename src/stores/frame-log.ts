@@ -1,7 +1,8 @@
-// The log of one run in the memory store, compact: the frames' bytes are copied back to back into
-// a few growing chunks, and per event only its type, time and end offset are kept, as two numbers
-// — no object and no Buffer per retained event. A StoredEvent (with a view of its frame's bytes)
-// is made when an event is appended, for the live subscribers, and again when the log is read.
+// The log of one run in the memory store, compact and off the JS heap: each event is one record
+// in a few growing chunks of bytes — a small head (the frame's length, its type, when it was
+// appended) followed by its frame. No object, no Buffer and no array slot is kept per retained
+// event: only where every SPARSE-th record starts. A StoredEvent (with a view of its frame's
+// bytes) is made when an event is appended, for the live subscribers, and again when it is read.
 import type { StoredEvent } from '../contracts.js'
 import { RUN_EVENT_TYPES, type RunEventType } from '../protocol.js'
 import { frameBytes, frameBytesBound, typeCode, writeFrame } from './frame-bytes.js'
@@ -35,8 +36,21 @@ function slabCopy (source: Buffer, length: number): Buffer {
   return copy
 }
 
-/** A type is kept in the index as its typeCode, a place in RUN_EVENT_TYPES. */
-const TYPE_CODES = RUN_EVENT_TYPES.length
+// A record: the frame's length in bytes (u32), its type's code (a place in RUN_EVENT_TYPES, u8),
+// when it was appended (epoch ms, f64), then the frame. Little-endian.
+const LENGTH_AT = 0
+const CODE_AT = 4
+const TIME_AT = 5
+const RECORD_HEAD = 13
+/**
+ * Where every SPARSE-th record starts is kept on the heap; a read walks from the nearest one,
+ * over at most SPARSE - 1 record heads. Reads are rare (a subscriber catching up, a replay);
+ * appends are every event. Before, the log kept two numbers per event in a growing array: the
+ * array's regrowth was most of what a streaming server moved out of the young generation (the
+ * token stream: about 4 MB a second), and its old copies were garbage in the old one.
+ */
+const SPARSE = 32
+/** A place is the chunk times 2^32 plus the offset in it. */
 const CHUNK_SHIFT = 2 ** 32
 
 const NO_HEAD = Buffer.alloc(0)
@@ -49,16 +63,15 @@ export class FrameLog {
   #chunk: Buffer | undefined
   /** Bytes used in the last chunk. */
   #used = 0
+  /** Bytes used in each chunk but the last: made when a second chunk is. */
+  #ends: number[] | undefined
+  /**
+   * The place of records SPARSE, 2 × SPARSE, … (the first record is at the start of the first
+   * chunk): made when the log grows past SPARSE events, so a short run keeps no array for it.
+   */
+  #sparse: number[] | undefined
   /** Events in the log. */
   #length = 0
-  // The per-event index is one plain array, two numbers per event: when it was appended (epoch
-  // ms) times TYPE_CODES plus its type's code, and its chunk times 2^32 plus its end offset in it.
-  // V8 stores numbers in a plain array unboxed, on its own heap; a typed array of more than a few
-  // elements has a backing store outside it — an allocation of its own at creation, at each
-  // growth and at `seal`. And one array instead of one per field: with thousands of runs
-  // streaming at once, each append touches a run's log long after the last one did, and every
-  // object it reaches is another likely cache miss.
-  #index: number[] = []
 
   constructor (head: Buffer) {
     this.#head = head
@@ -80,10 +93,11 @@ export class FrameLog {
     let chunk = this.#chunk
     // When the room left is enough for any encoding of the data, it is written without
     // measuring it first (one pass over it instead of two).
-    if (chunk === undefined || chunk.length - this.#used < frameBytesBound(head, dataJson)) {
-      const needed = frameBytes(head, code, seq, at, dataJson)
+    if (chunk === undefined || chunk.length - this.#used < RECORD_HEAD + frameBytesBound(head, dataJson)) {
+      const needed = RECORD_HEAD + frameBytes(head, code, seq, at, dataJson)
       if (chunk === undefined || chunk.length - this.#used < needed) {
         const size = Math.max(needed, Math.min(MAX_CHUNK, chunk === undefined ? FIRST_CHUNK : chunk.length * 2))
+        if (chunk !== undefined) (this.#ends ??= []).push(this.#used)
         // The first chunk, while the run is live, comes from Node's shared pool (a slice, no
         // allocation of its own); `seal` copies it out, so no finished run keeps a pool.
         chunk = size === FIRST_CHUNK ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size)
@@ -93,43 +107,61 @@ export class FrameLog {
       }
     }
     const start = this.#used
-    const bytes = writeFrame(chunk, start, head, code, seq, at, dataJson)
-    this.#used += bytes
-    const index = this.#index
-    // One value per push: V8 inlines a push of one, and calls a builtin for more.
-    index.push(at * TYPE_CODES + code)
-    index.push((this.#chunks.length - 1) * CHUNK_SHIFT + this.#used)
+    const frameStart = start + RECORD_HEAD
+    const bytes = writeFrame(chunk, frameStart, head, code, seq, at, dataJson)
+    chunk.writeUInt32LE(bytes, start + LENGTH_AT)
+    chunk[start + CODE_AT] = code
+    chunk.writeDoubleLE(at, start + TIME_AT)
+    if (seq % SPARSE === 1 && seq > 1) (this.#sparse ??= []).push((this.#chunks.length - 1) * CHUNK_SHIFT + start)
+    this.#used = frameStart + bytes
     this.#length = seq
-    return { seq, type, frame: chunk.subarray(start, start + bytes), at }
+    return { seq, type, frame: chunk.subarray(frameStart, frameStart + bytes), at }
   }
 
   /** Events with seq > afterSeq, in order, at most `limit`. */
   read (afterSeq: number, limit: number): StoredEvent[] {
-    const index = this.#index
     const from = Math.max(0, afterSeq)
     const to = Math.min(this.#length, from + limit)
     const events: StoredEvent[] = []
-    for (let i = from; i < to; i++) {
-      const stamp = index[2 * i] as number
-      const end = index[2 * i + 1] as number
-      const chunkIndex = Math.floor(end / CHUNK_SHIFT)
-      const previous = i === 0 ? 0 : index[2 * i - 1] as number
-      // An event starts where the one before it ended, unless it opened a new chunk.
-      const start = Math.floor(previous / CHUNK_SHIFT) === chunkIndex ? previous % CHUNK_SHIFT : 0
-      const chunk = this.#chunks[chunkIndex] as Buffer
-      events.push({
-        seq: i + 1,
-        type: RUN_EVENT_TYPES[stamp % TYPE_CODES] as RunEventType,
-        frame: chunk.subarray(start, end % CHUNK_SHIFT),
-        at: Math.floor(stamp / TYPE_CODES)
-      })
+    if (from >= to) return events
+    // Walk from the nearest kept place at or before the first record wanted.
+    const nearest = Math.floor(from / SPARSE)
+    const place = nearest === 0 ? 0 : this.#sparse?.[nearest - 1] as number
+    let chunkIndex = Math.floor(place / CHUNK_SHIFT)
+    let offset = place % CHUNK_SHIFT
+    let chunk = this.#chunks[chunkIndex] as Buffer
+    let end = this.#endOf(chunkIndex)
+    for (let i = nearest * SPARSE; i < to; i++) {
+      // A record that did not fit in a chunk opened the next one.
+      if (offset >= end) {
+        chunkIndex++
+        chunk = this.#chunks[chunkIndex] as Buffer
+        end = this.#endOf(chunkIndex)
+        offset = 0
+      }
+      const length = chunk.readUInt32LE(offset + LENGTH_AT)
+      if (i >= from) {
+        const frameStart = offset + RECORD_HEAD
+        events.push({
+          seq: i + 1,
+          type: RUN_EVENT_TYPES[chunk[offset + CODE_AT] as number] as RunEventType,
+          frame: chunk.subarray(frameStart, frameStart + length),
+          at: chunk.readDoubleLE(offset + TIME_AT)
+        })
+      }
+      offset += RECORD_HEAD + length
     }
     return events
   }
 
+  /** Bytes used in chunk `index`. */
+  #endOf (index: number): number {
+    return index === this.#chunks.length - 1 ? this.#used : this.#ends?.[index] as number
+  }
+
   /**
-   * Nothing more will be appended: gives back the unused end of the last chunk and of the index,
-   * and moves a pooled first chunk out of the pool.
+   * Nothing more will be appended: gives back the unused end of the last chunk, and moves a
+   * pooled first chunk out of the pool.
    */
   seal (): void {
     const last = this.#chunks.length - 1
@@ -142,8 +174,6 @@ export class FrameLog {
     // A pooled first chunk that is not the last one (the log grew past it) is copied out too.
     const first = this.#chunks[0]
     if (last > 0 && first !== undefined && first.length === FIRST_CHUNK) this.#chunks[0] = slabCopy(first, first.length)
-    // Copied at its exact length: a growing array keeps spare room.
-    this.#index = this.#index.slice()
   }
 }
 
