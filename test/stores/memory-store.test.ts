@@ -75,9 +75,9 @@ t.test('a read from any seq, of any length, returns exactly those events, across
   const { log, frame } = frameLog('run-reads')
   const frames: string[] = []
   // Frames of very different sizes, so that chunk boundaries fall at many places between the
-  // kept positions a read starts its walk from.
+  // kept positions a read starts its walk from; two are larger than a chunk ever grows (256 KiB).
   for (let i = 0; i < 400; i++) {
-    const dataJson = JSON.stringify({ n: i, pad: 'z'.repeat((i * 211) % 1700) })
+    const dataJson = JSON.stringify({ n: i, pad: 'z'.repeat(i === 100 || i === 250 ? 300_000 : (i * 211) % 1700) })
     frames.push(frame(i + 1, 5000 + i, dataJson))
     log.append('agent_thinking', dataJson, 5000 + i)
   }
