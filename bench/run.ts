@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
@@ -25,7 +25,7 @@ import { formatSummary, summariseProfile, type ProfileWindow } from './profile.j
 
 // ---- Targets and workloads --------------------------------------------------------------------
 
-type TargetName = 'gateway' | 'gateway-memory' | 'redis-cluster' | 'raw-ws' | 'socketio'
+type TargetName = 'gateway' | 'baseline' | 'gateway-memory' | 'redis-cluster' | 'raw-ws' | 'socketio'
 
 interface Target {
   readonly name: TargetName
@@ -47,6 +47,9 @@ const TARGETS: Readonly<Record<TargetName, Target>> = {
   'gateway-memory': { name: 'gateway-memory', script: 'gateway', store: 'memory', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
   // The gateway on a Redis Cluster beside the gateway on one Redis, under the same workload.
   'redis-cluster': { name: 'redis-cluster', script: 'gateway', store: 'redis-cluster', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
+  // The gateway of another build (`--baseline DIR`), in the same rounds as this one: a change measured
+  // against what it changes, with the host's drift shared by both.
+  baseline: { name: 'baseline', script: 'gateway', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/ws` },
   'raw-ws': { name: 'raw-ws', script: 'raw-ws', client: 'ws', url: (port) => `ws://127.0.0.1:${port}/` },
   socketio: { name: 'socketio', script: 'socketio', client: 'socketio', url: (port) => `http://127.0.0.1:${port}` }
 }
@@ -236,7 +239,7 @@ const here = dirname(fileURLToPath(import.meta.url))
  * can be raised to the hard limit first (5,000 connections need ~5,000 descriptors per side).
  */
 function spawnNode (script: string, execArgv: readonly string[], env: Record<string, string>): ChildProcess {
-  return spawn('bash', ['-c', 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...execArgv, join(here, script)], {
+  return spawn('bash', ['-c', 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...execArgv, isAbsolute(script) ? script : join(here, script)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env }
   })
@@ -289,6 +292,8 @@ interface Options {
   readonly cluster?: RedisCluster
   /** `--scale`: the connection-scaling runs at these sizes instead of the workloads. */
   readonly scale: readonly number[] | undefined
+  /** `--baseline`: the compiled bench of another build, whose gateway runs beside this one. */
+  readonly baseline: string | undefined
 }
 
 export interface RoundResult {
@@ -370,7 +375,8 @@ async function session (options: Options, target: Target, redis: boolean, label:
   const redisPrefix = `${redisPrefixBase}-${label}:`
   const execArgv = ['--expose-gc', ...(options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`])]
   const windowFile = options.profileDir === undefined ? undefined : join(options.profileDir, `${label}-${target.name}.window.json`)
-  const server = spawnNode(`targets/${target.script}.js`, execArgv, {
+  const script = target.name === 'baseline' ? join(options.baseline as string, 'bench', 'targets', `${target.script}.js`) : `targets/${target.script}.js`
+  const server = spawnNode(script, execArgv, {
     BENCH_SECRET: secret,
     BENCH_STORE: storeOf(options, target, redis),
     BENCH_REDIS_PREFIX: redisPrefix,
@@ -569,7 +575,7 @@ function checkTargets (summary: Summary): TargetCheck[] {
   return checks
 }
 
-const LABELS: Readonly<Record<TargetName, string>> = { gateway: 'gateway', 'gateway-memory': 'gateway (memory)', 'redis-cluster': 'gateway (Redis Cluster)', 'raw-ws': 'raw ws', socketio: 'Socket.IO' }
+const LABELS: Readonly<Record<TargetName, string>> = { gateway: 'gateway', baseline: 'gateway (baseline)', 'gateway-memory': 'gateway (memory)', 'redis-cluster': 'gateway (Redis Cluster)', 'raw-ws': 'raw ws', socketio: 'Socket.IO' }
 
 function table (workloads: readonly Workload[], summary: Summary, results: readonly RoundResult[], quick: boolean): string {
   const lines: string[] = []
@@ -607,15 +613,15 @@ function correctnessReport (results: readonly RoundResult[]): string {
 }
 
 /** Which source was measured: other work may be in progress in the same tree. */
-function source (): Record<string, unknown> {
+function source (dir = process.cwd()): Record<string, unknown> {
   const git = (...args: string[]): string => {
     try {
-      return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+      return execFileSync('git', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
     } catch {
       return ''
     }
   }
-  const changed = git('status', '--porcelain', '--', 'src')
+  const changed = git('status', '--porcelain', '--', ':/src')
   return { commit: git('rev-parse', 'HEAD'), uncommittedSrcFiles: changed === '' ? 0 : changed.split('\n').length }
 }
 
@@ -640,6 +646,8 @@ const USAGE = `usage: npm run bench -- [options]
   --out FILE                where the results go (default bench/results/<date>.json for a full run)
   --redis URL               the Redis of the Redis workloads (default redis://127.0.0.1:6379/0)
   --scale [--sizes a,b]     the connection-scaling runs instead (npm run bench:scale)
+  --baseline DIR            also run the gateway of another build, DIR being its compiled bench
+                            (its dist-dev), in the same rounds: a change against what it changes
   --help                    this text`
 
 function parseOptions (argv: readonly string[]): Options | 'help' {
@@ -657,7 +665,8 @@ function parseOptions (argv: readonly string[]): Options | 'help' {
         out: { type: 'string' },
         redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' },
         scale: { type: 'boolean', default: false },
-        sizes: { type: 'string' }
+        sizes: { type: 'string' },
+        baseline: { type: 'string' }
       }
     }).values
   } catch (err) {
@@ -670,6 +679,11 @@ function parseOptions (argv: readonly string[]): Options | 'help' {
   const unknown = only?.filter((name) => !known.includes(name)) ?? []
   if (unknown.length > 0) throw new UsageError(`--only: no workload named ${unknown.join(', ')} (one of ${known.join(', ')})`)
   if (!Object.hasOwn(TARGETS, values['profile-target'])) throw new UsageError(`--profile-target: unknown target ${values['profile-target']} (one of ${Object.keys(TARGETS).join(', ')})`)
+  const baseline = values.baseline === undefined ? undefined : resolve(values.baseline)
+  if (baseline !== undefined && !existsSync(join(baseline, 'bench', 'targets', 'gateway.js'))) {
+    throw new UsageError(`--baseline: no bench/targets/gateway.js in ${values.baseline} (the dist-dev of a checkout built with npx tsc -p tsconfig.scripts.json)`)
+  }
+  if (baseline === undefined && values['profile-target'] === 'baseline') throw new UsageError('--profile-target baseline: needs --baseline DIR')
   const date = new Date().toISOString().slice(0, 10)
   // Profiles stay out of the repository, next to the compiled bench.
   const profileDir = values.profile ? join(process.cwd(), 'dist-dev', 'profiles') : undefined
@@ -684,7 +698,19 @@ function parseOptions (argv: readonly string[]): Options | 'help' {
     // Only a complete run is written by default: a partial one must not replace the day's results.
     out: values.out ?? (values.quick || values.profile || only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${scale === undefined ? '' : 'scale-'}${date}.json`)),
     redisUrl: values.redis,
-    scale
+    scale,
+    baseline
+  }
+}
+
+/** A workload with the baseline gateway right after this one wherever this one runs, and their ratio. */
+function withBaseline (workload: Workload): Workload {
+  const at = workload.targets.indexOf('gateway')
+  if (at < 0) return workload
+  return {
+    ...workload,
+    targets: [...workload.targets.slice(0, at + 1), 'baseline', ...workload.targets.slice(at + 1)],
+    ratios: [...(workload.ratios ?? []), ['gateway', 'baseline', 'gateway/baseline']]
   }
 }
 
@@ -698,6 +724,7 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
   // What is measured is what was compiled when the run began, not what HEAD is when it ends.
   const measuredSource = source()
   let workloads = (options.scale === undefined ? WORKLOADS : scaleWorkloads(options.scale)).filter((w) => options.only === undefined || options.only.includes(w.name))
+  if (options.baseline !== undefined) workloads = workloads.map(withBaseline)
   if (options.profileDir !== undefined) {
     workloads = workloads.map((w) => ({ ...w, targets: [options.profileTarget] }))
     mkdirSync(options.profileDir, { recursive: true })
@@ -784,6 +811,7 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
       rounds: options.rounds,
       machine: machine(),
       source: measuredSource,
+      ...(options.baseline === undefined ? {} : { baseline: { dir: options.baseline, ...source(options.baseline) } }),
       workloads: Object.fromEntries(workloads.map((w) => [w.name, { title: `${w.title}: ${describe(options.quick ? w.quick : w.full)}`, targets: w.targets, store: w.redis ? 'redis' : 'memory', spec: options.quick ? w.quick : w.full }])),
       skipped,
       summary,

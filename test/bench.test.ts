@@ -156,6 +156,21 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   if (t.passing() === false) t.comment(output)
 })
 
+t.test('--baseline: the gateway of another build runs in the same rounds, beside this one', async (t) => {
+  const out = await compiledBench()
+  // This very build as its own baseline: what is checked is that it runs, is checked and is reported.
+  const { code, stdout, stderr } = await runScript('run.js', ['--quick', '--only', 'token-stream', '--baseline', out, '--out', join(out, 'baseline.json')])
+  t.equal(code, 0, stderr)
+  const report = JSON.parse(readFileSync(join(out, 'baseline.json'), 'utf8')) as Report & { baseline?: { dir: string } }
+  t.same(report.workloads['token-stream']?.targets, ['gateway', 'baseline', 'raw-ws', 'socketio'], 'right after the gateway')
+  const round = report.results.find((r) => r.workload === 'token-stream' && r.target === 'baseline')
+  t.ok((round?.delivered ?? 0) > 0, 'the baseline delivered the workload')
+  for (const key of CORRECTNESS_KEYS) t.equal(round?.counts?.[key], 0, `baseline: ${key}`)
+  t.equal(report.baseline?.dir, out, 'the report says which build the baseline was')
+  t.match(stdout, /gateway \(baseline\)/, 'the table has its column')
+  t.match(stdout, /gateway\/baseline/, 'and the ratio of this build to it')
+})
+
 t.test('a command line the bench cannot run is refused in one line, with its usage, before anything starts', async (t) => {
   const help = await runScript('run.js', ['--help'])
   t.equal(help.code, 0)
@@ -167,7 +182,9 @@ t.test('a command line the bench cannot run is refused in one line, with its usa
     [['--rounds', '0'], /^bench: --rounds: expected a positive whole number, got "0"/],
     [['--rounds', 'three'], /^bench: --rounds: expected a positive whole number/],
     [['--scale', '--sizes', '1000,lots'], /^bench: --sizes: expected a positive whole number, got "lots"/],
-    [['--profile', '--profile-target', 'nginx'], /^bench: --profile-target: unknown target nginx \(one of gateway/]
+    [['--profile', '--profile-target', 'nginx'], /^bench: --profile-target: unknown target nginx \(one of gateway/],
+    [['--baseline', 'no/such/build'], /^bench: --baseline: no bench\/targets\/gateway.js in no\/such\/build/],
+    [['--profile', '--profile-target', 'baseline'], /^bench: --profile-target baseline: needs --baseline DIR/]
   ]
   await Promise.all(refusals.map(async ([argv, reason]) => {
     const { code, stdout, stderr } = await runScript('run.js', argv)
