@@ -1,11 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import v8 from 'node:v8'
-import vm from 'node:vm'
 import t from 'tap'
 import { newId } from '../src/ids.js'
-
-v8.setFlagsFromString('--expose-gc')
-const gc = vm.runInNewContext('gc') as () => void
+import { gc } from './gc.js'
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 

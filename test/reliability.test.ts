@@ -1,16 +1,13 @@
 // Faults and load: slow consumers, silent clients, clients that leave, runs that must end.
 import { once } from 'node:events'
-import v8 from 'node:v8'
-import vm from 'node:vm'
 import t from 'tap'
 import WebSocket from 'ws'
 import type { Agent } from '../src/index.js'
 import { createDemoAgent, demoTools } from '../src/agents/index.js'
 import { PROTOCOL } from '../src/protocol.js'
 import { buildApp, connect, firehose, listen, runEnded, runProblems, tcpOf, testEnv, tokenFor } from './helpers.js'
+import { gc } from './gc.js'
 
-v8.setFlagsFromString('--expose-gc')
-const gc = vm.runInNewContext('gc') as () => void
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Bytes the process holds that a stalled socket could grow: JS heap plus Buffers. */

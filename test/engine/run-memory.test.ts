@@ -4,15 +4,11 @@
 // (it is not a timing). Measured here: 6.3 KB on Node 20 and 5.6 KB on Node 24, where it was 7.9
 // and 7.1 KB before a run kept one async frame and a connection's one subscription left its Map
 // (docs/performance.md); the bound is about 10% over today's figure on Node 20.
-import v8 from 'node:v8'
-import vm from 'node:vm'
 import t from 'tap'
 import { CountingSocket } from '../../bench/shared/counting-socket.js'
 import { createUserContext } from '../../src/plugins/user-context.js'
 import { buildApp, testEnv } from '../helpers.js'
-
-v8.setFlagsFromString('--expose-gc')
-const gc = vm.runInNewContext('gc') as () => void
+import { gc } from '../gc.js'
 
 const RUNS = 4000
 /** Bytes of heap one running, followed run may hold. */

@@ -5,6 +5,7 @@ import { encodeRunEvent, eventTimestamp, runFrameHead } from '../../src/protocol
 import { frameHeadBytes } from '../../src/stores/frame-bytes.js'
 import { createMemoryStore } from '../../src/stores/memory-store.js'
 import { eventStoreContract } from './contract.js'
+import { gc } from '../gc.js'
 
 t.test('the EventStore contract', async (t) => {
   eventStoreContract(t, async ({ historyTtlMs }) => createMemoryStore({ historyTtlMs }))
@@ -100,10 +101,6 @@ t.test('a read from any seq, of any length, returns exactly those events, across
 })
 
 t.test('the log keeps its events off the JS heap: under 2 bytes of heap per event', async (t) => {
-  const v8 = await import('node:v8')
-  const vm = await import('node:vm')
-  v8.setFlagsFromString('--expose-gc')
-  const gc = vm.runInNewContext('gc') as () => void
   const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
   const EVENTS = 200_000
   const logs = Array.from({ length: 20 }, (_, i) => new FrameLog(frameHeadBytes(`heap-${i}`, 'thread')))
