@@ -62,6 +62,14 @@ export function testPrefix (t: Test): string {
   return prefix
 }
 
+/** The script calls a Redis node has executed (EVALSHA and EVAL), from INFO commandstats. */
+export async function scriptCalls (redis: Pick<Redis, 'info'>): Promise<number> {
+  const stats = await redis.info('commandstats')
+  let calls = 0
+  for (const [, count] of stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)) calls += Number(count)
+  return calls
+}
+
 /** A redis-server of the test's own, on a free port, persisting every write (so it can restart). */
 export class OwnRedis {
   readonly dir = mkdtempSync(join(tmpdir(), 'agw-redis-'))

@@ -41,28 +41,31 @@ return {1, active + 1}
 export const LIVE_FORMAT = 'b2'
 export const LIVE_HEADER_LINES = 4
 
-// Appends the batch in ARGV[first], assigning seqs, then applies the tool calls it opens and
-// closes — ARGV[first + 1] on, three values each: '+' or '-', toolCallId, tool — and publishes
-// the batch to the run's live channel (unless `channel` is empty: the node publishes it later). KEYS[1..3]: run, stream, tools; `channel`, `origin` and
-// `threadId` are locals of the enclosing script. Leaves the last seq in `seq`.
+// Defines appendEvents(runKey, streamKey, toolsKey, batch, toolFrom, toolTo, channel, origin,
+// threadId): appends the batch, assigning seqs, then applies the tool calls it opens and closes —
+// ARGV[toolFrom..toolTo], three values each: '+' or '-', toolCallId, tool — and publishes the
+// batch to the run's live channel (unless `channel` is empty: the node publishes it later).
+// Returns the last seq.
 export const APPEND_EVENTS = `
-local batch = ARGV[first]
-local seq = tonumber(redis.call('HGET', KEYS[1], 'lastSeq'))
-local firstSeq = seq + 1
-local pos = 1
-while pos <= #batch do
-  local a = string.find(batch, '\\n', pos, true)
-  local b = string.find(batch, '\\n', a + 1, true)
-  local c = string.find(batch, '\\n', b + 1, true) or (#batch + 1)
-  seq = seq + 1
-  redis.call('XADD', KEYS[2], seq .. '-0', 't', string.sub(batch, pos, a - 1), 'ts', string.sub(batch, a + 1, b - 1), 'd', string.sub(batch, b + 1, c - 1))
-  pos = c + 1
+local function appendEvents(runKey, streamKey, toolsKey, batch, toolFrom, toolTo, channel, origin, threadId)
+  local seq = tonumber(redis.call('HGET', runKey, 'lastSeq'))
+  local firstSeq = seq + 1
+  local pos = 1
+  while pos <= #batch do
+    local a = string.find(batch, '\\n', pos, true)
+    local b = string.find(batch, '\\n', a + 1, true)
+    local c = string.find(batch, '\\n', b + 1, true) or (#batch + 1)
+    seq = seq + 1
+    redis.call('XADD', streamKey, seq .. '-0', 't', string.sub(batch, pos, a - 1), 'ts', string.sub(batch, a + 1, b - 1), 'd', string.sub(batch, b + 1, c - 1))
+    pos = c + 1
+  end
+  for i = toolFrom, toolTo, 3 do
+    if ARGV[i] == '+' then redis.call('HSET', toolsKey, ARGV[i + 1], ARGV[i + 2]) else redis.call('HDEL', toolsKey, ARGV[i + 1]) end
+  end
+  redis.call('HSET', runKey, 'lastSeq', seq)
+  if channel ~= '' then redis.call(PUBLISH, channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch) end
+  return seq
 end
-for i = first + 1, #ARGV, 3 do
-  if ARGV[i] == '+' then redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]) else redis.call('HDEL', KEYS[3], ARGV[i + 1]) end
-end
-redis.call('HSET', KEYS[1], 'lastSeq', seq)
-if channel ~= '' then redis.call(PUBLISH, channel, '${LIVE_FORMAT}\\n' .. origin .. '\\n' .. threadId .. '\\n' .. firstSeq .. '\\n' .. batch) end
 `
 
 // Marks the run ended. KEYS[1..7]: run, stream, tools, owner, active, leases, thread; locals
@@ -79,28 +82,55 @@ redis.call('PEXPIRE', KEYS[4], tombstoneTtl)
 if redis.call('GET', KEYS[7]) == runId then redis.call('PEXPIRE', KEYS[7], historyTtl) end
 `
 
-// A batch of events from the executing node, applied atomically. KEYS: run, stream, tools.
-// ARGV: channel, threadId, batchNo (in call order), origin node, batch, tool calls… Returns
-// {last seq, applied}. A batch already applied (resent after a lost reply) changes nothing and
-// returns its last seq, kept for the last 64 batches. Batches apply in order: a batch whose
-// predecessor is missing (a failover lost it before a replica had it) is refused with
-// {-2, last batch applied}, and the node sends the missing ones again first.
+// Outcomes of one run's batch in APPEND, besides its last seq (the batch applied now or before).
+export const BATCH_UNKNOWN_OUTCOME = -1
+export const BATCH_OUT_OF_ORDER = -2
+export const BATCH_UNKNOWN_RUN = -3
+export const BATCH_RUN_ENDED = -4
+
+// The next batch of events of one or more runs of one hash slot, from the executing node, each
+// applied atomically: one script call for every run with events waiting on this node, rather
+// than one per run. KEYS: run, stream, tools of each run in turn. ARGV: the origin node, then per
+// run: channel, threadId, batchNo (in call order), the batch, the count of tool-call values that
+// follow, those values. Returns two numbers per run: {last seq, 1} once applied; {last seq, 0}
+// for a batch already applied (resent after a lost reply), recognised for the last 64 batches;
+// {-2, last batch applied} for a batch whose predecessor is missing (a failover lost it before
+// a replica had it: the node sends the missing ones again first); {-1, 0} for an old batch whose
+// outcome is no longer kept; {-3, 0} for a run Redis does not know; {-4, 0} for a run that ended.
+// One run's refusal changes nothing for the others.
 export const APPEND = `
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return redis.error_reply('unknown run') end
-local n = tonumber(ARGV[3])
-local lastAppend = tonumber(redis.call('HGET', KEYS[1], 'lastAppend'))
-if n <= lastAppend then
-  local slot = redis.call('HGET', KEYS[1], 'b' .. (n % 64))
-  if slot and string.sub(slot, 1, #tostring(n) + 1) == n .. ':' then return {tonumber(string.sub(slot, #tostring(n) + 2)), 0} end
-  return {-1, 0}
-end
-if status ~= 'running' then return redis.error_reply('run has ended') end
-if n > lastAppend + 1 then return {-2, lastAppend} end
-local channel, threadId, origin, first = ARGV[1], ARGV[2], ARGV[4], 5
 ${APPEND_EVENTS}
-redis.call('HSET', KEYS[1], 'lastAppend', n, 'b' .. (n % 64), n .. ':' .. seq)
-return {seq, 1}
+local origin = ARGV[1]
+local out = {}
+local at = 2
+for k = 1, #KEYS, 3 do
+  local runKey = KEYS[k]
+  local channel, threadId, n, batch = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local toolFrom = at + 5
+  local toolTo = at + 4 + tonumber(ARGV[at + 4])
+  at = toolTo + 1
+  local seq, detail = ${BATCH_UNKNOWN_RUN}, 0
+  local status = redis.call('HGET', runKey, 'status')
+  if status then
+    local lastAppend = tonumber(redis.call('HGET', runKey, 'lastAppend'))
+    if n <= lastAppend then
+      seq = ${BATCH_UNKNOWN_OUTCOME}
+      local slot = redis.call('HGET', runKey, 'b' .. (n % 64))
+      if slot and string.sub(slot, 1, #tostring(n) + 1) == n .. ':' then seq = tonumber(string.sub(slot, #tostring(n) + 2)) end
+    elseif status ~= 'running' then
+      seq = ${BATCH_RUN_ENDED}
+    elseif n > lastAppend + 1 then
+      seq, detail = ${BATCH_OUT_OF_ORDER}, lastAppend
+    else
+      seq = appendEvents(runKey, KEYS[k + 1], KEYS[k + 2], batch, toolFrom, toolTo, channel, origin, threadId)
+      detail = 1
+      redis.call('HSET', runKey, 'lastAppend', n, 'b' .. (n % 64), n .. ':' .. seq)
+    end
+  end
+  out[#out + 1] = seq
+  out[#out + 1] = detail
+end
+return out
 `
 
 // KEYS: run, stream, tools, owner, active, leases, thread. ARGV: runId, status, endedAt, historyTtl, tombstoneTtl
@@ -117,6 +147,7 @@ return 1
 // they changed meanwhile it must look again (-1). KEYS: run, stream, tools, owner, active, leases, thread.
 // ARGV: runId, channel, threadId, endedAt, historyTtl, tombstoneTtl, toolCount, toolCallIds…, batch
 export const LOSE = `
+${APPEND_EVENTS}
 local runId = ARGV[1]
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then redis.call('ZREM', KEYS[6], runId) return 0 end
 local score = redis.call('ZSCORE', KEYS[6], runId)
@@ -125,8 +156,7 @@ if score and tonumber(score) > now then return 0 end
 local toolCount = tonumber(ARGV[7])
 if redis.call('HLEN', KEYS[3]) ~= toolCount then return -1 end
 for i = 8, 7 + toolCount do if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then return -1 end end
-local channel, threadId, origin, first = ARGV[2], ARGV[3], '', 8 + toolCount
-${APPEND_EVENTS}
+appendEvents(KEYS[1], KEYS[2], KEYS[3], ARGV[8 + toolCount], 0, -1, ARGV[2], '', ARGV[3])
 local status, endedAt, historyTtl, tombstoneTtl = 'failed', ARGV[4], ARGV[5], ARGV[6]
 ${END_RUN}
 return 1
@@ -147,7 +177,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(AR
 
 export interface ScriptCommands {
   agwCreate(...args: Array<string | number>): Promise<[number, number | string]>
-  agwAppend(...args: Array<string | number>): Promise<[number, number]>
+  agwAppend(...args: Array<string | number>): Promise<number[]>
   agwEnd(...args: Array<string | number>): Promise<number>
   agwRenew(...args: Array<string | number>): Promise<number>
   agwExpired(...args: Array<string | number>): Promise<string[]>

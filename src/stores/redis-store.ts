@@ -17,7 +17,9 @@ import type {
   CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
 } from '../contracts.js'
 import { backoff, connectTopology, type Slot } from './redis-topology.js'
-import { APPEND, CREATE, END, EXPIRED, LIVE_FORMAT, LOSE, RENEW, type Client, type ScriptCommands } from './redis-scripts.js'
+import {
+  APPEND, BATCH_OUT_OF_ORDER, BATCH_RUN_ENDED, BATCH_UNKNOWN_RUN, CREATE, END, EXPIRED, LIVE_FORMAT, LOSE, RENEW, type Client, type ScriptCommands
+} from './redis-scripts.js'
 import { LiveChannels, frameOf, packed } from './redis-live.js'
 import { keepLeases } from './redis-leases.js'
 
@@ -76,10 +78,25 @@ interface SentBatch {
   readonly count: number
   readonly events: string
   readonly toolCalls: string[]
+  /** The appends it carries, settled once it is written. */
+  readonly appends: readonly PendingAppend[]
+}
+
+/** A run's batch on its way. */
+interface BatchWrite {
+  readonly runId: string
+  readonly run: OwnedRun
+  readonly batch: SentBatch
 }
 
 /** Batches kept per run for resending: a failover loses at most the replication lag's worth. */
 const KEPT_BATCHES = 8
+
+/**
+ * Runs whose batches go in one script call at most: a script holds Redis while it runs, and
+ * every other client waits for it.
+ */
+const MAX_RUNS_PER_CALL = 64
 
 /** A run this node executes: its batch counter, the batch being filled, lease renewal. */
 interface OwnedRun {
@@ -88,6 +105,8 @@ interface OwnedRun {
   readonly ownerId: string
   batchNo: number
   pending: PendingAppend[] | undefined
+  /** Waiting for the next flush, with appends pending. */
+  queued: boolean
   /** True while a batch is being written: the next one waits for it (batches apply in order). */
   writing: boolean
   /** The batch being written (never rejects): endRun waits for it. */
@@ -136,7 +155,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   const { layout: key, live } = topology
   const command = topology.command as Client
   for (const [name, lua, keys] of [
-    ['agwCreate', CREATE, 5], ['agwAppend', APPEND, 3], ['agwEnd', END, 7],
+    ['agwCreate', CREATE, 5], ['agwAppend', APPEND, undefined], ['agwEnd', END, 7],
     ['agwRenew', RENEW, 1], ['agwExpired', EXPIRED, 1], ['agwLose', LOSE, 7]
   ] as const) {
     command.defineCommand(name, { lua: `local PUBLISH = '${topology.publish}'\n${lua}`, numberOfKeys: keys })
@@ -168,50 +187,71 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   const channels = new LiveChannels({ live, key, nodeId, slotOf, onControl: (runId) => { onStop(runId) }, log })
 
   /**
-   * Sends one batch, then (with minReplicasAck) waits for replicas to hold it: WAIT goes in the
-   * same pipeline, so it reaches the primary that applied the batch and covers it. Only then is
-   * the batch published to the other nodes, so no socket anywhere sees it earlier.
+   * Sends the next batch of each of `writes` (runs of one slot) in one script call, then (with
+   * minReplicasAck) waits for replicas to hold them: WAIT goes in the same pipeline, so it
+   * reaches the primary that applied the batches and covers them. Only then is each batch
+   * published to the other nodes, so no socket anywhere sees it earlier. Resolves with each
+   * batch's outcome in APPEND's terms, [last seq, detail], in the order of `writes`; an outcome
+   * rejects alone when its batch could not be published.
    */
-  async function sendOnce (runId: string, run: OwnedRun, batch: SentBatch): Promise<[number, number]> {
-    const channel = key.live(runId, run.slot)
-    const args = [
-      key.run(runId, run.slot), key.stream(runId, run.slot), key.tools(runId, run.slot),
-      minReplicasAck === 0 ? channel : '', run.threadId, batch.batchNo, nodeId, batch.events, ...batch.toolCalls
-    ]
-    if (minReplicasAck === 0) return command.agwAppend(...args)
+  async function sendBatches (writes: readonly BatchWrite[]): Promise<Array<Promise<[number, number]>>> {
+    const keys: string[] = []
+    const args: Array<string | number> = [nodeId]
+    for (const { runId, run, batch } of writes) {
+      keys.push(key.run(runId, run.slot), key.stream(runId, run.slot), key.tools(runId, run.slot))
+      args.push(minReplicasAck === 0 ? key.live(runId, run.slot) : '', run.threadId, batch.batchNo, batch.events, batch.toolCalls.length, ...batch.toolCalls)
+    }
+    if (minReplicasAck === 0) return outcomes(await command.agwAppend(keys.length, ...keys, ...args)).map(async (outcome) => outcome)
     const pipeline = command.pipeline() as unknown as ScriptCommands & { call(...args: Array<string | number>): unknown, exec(): Promise<Array<[Error | null, unknown]> | null> }
-    void pipeline.agwAppend(...args)
+    void pipeline.agwAppend(keys.length, ...keys, ...args)
     pipeline.call('WAIT', minReplicasAck, replicaAckTimeoutMs)
     const [appended, waited] = await pipeline.exec() ?? []
     if (appended?.[0] != null) throw appended[0]
     const acked = Number(waited?.[1] ?? 0)
     if (acked < minReplicasAck) {
       options.onReplicaShortfall?.(acked)
-      log?.warn({ runId, acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
+      log?.warn({ runIds: writes.map((write) => write.runId), acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
     }
-    const result = appended?.[1] as [number, number]
-    if (result[1] === 1) {
-      const message = `${LIVE_FORMAT}\n${nodeId}\n${run.threadId}\n${result[0] - batch.count + 1}\n${batch.events}`
+    return outcomes(appended?.[1] as number[]).map(async (outcome, i) => {
+      const { runId, run, batch } = writes[i] as BatchWrite
+      if (outcome[1] !== 1) return outcome
+      const channel = key.live(runId, run.slot)
+      const message = `${LIVE_FORMAT}\n${nodeId}\n${run.threadId}\n${outcome[0] - batch.count + 1}\n${batch.events}`
       if (topology.publish === 'SPUBLISH') await command.spublish(channel, message)
       else await command.publish(channel, message)
-    }
-    return result
+      return outcome
+    })
+  }
+
+  /** APPEND's reply, two numbers per run, as a pair per run. */
+  function outcomes (reply: number[]): Array<[number, number]> {
+    const pairs: Array<[number, number]> = []
+    for (let i = 0; i < reply.length; i += 2) pairs.push([Number(reply[i]), Number(reply[i + 1])])
+    return pairs
   }
 
   /**
    * Writes a batch, retrying through outages and failovers: a batch whose reply was lost is
    * recognised by its number (applied once), and batches a failover lost are sent again first.
+   * `first`: the outcome of a call that already sent it with other runs' batches, when it was.
    * Resolves with the batch's last seq; rejects only when the run cannot take it.
    */
-  async function write (runId: string, run: OwnedRun, batch: SentBatch): Promise<number> {
+  async function write (runId: string, run: OwnedRun, batch: SentBatch, first?: Promise<[number, number]>): Promise<number> {
+    const sendOnce = async (sent: SentBatch): Promise<[number, number]> => await (await sendBatches([{ runId, run, batch: sent }]))[0] as [number, number]
+    let sentWithOthers = first
     return untilDone(runId, 'a batch of events waits for redis', async () => {
       for (;;) {
-        const [lastSeq, detail] = await sendOnce(runId, run, batch)
-        if (lastSeq === -2) {
+        const outcome = sentWithOthers ?? sendOnce(batch)
+        // Once: if that call failed, the batch is sent again on its own.
+        sentWithOthers = undefined
+        const [lastSeq, detail] = await outcome
+        if (lastSeq === BATCH_UNKNOWN_RUN) throw new Error(`unknown run ${runId}`)
+        if (lastSeq === BATCH_RUN_ENDED) throw new Error(`run has ended: ${runId}`)
+        if (lastSeq === BATCH_OUT_OF_ORDER) {
           const missing = run.sent.filter((sent) => sent.batchNo > detail && sent.batchNo < batch.batchNo)
           if (missing.length !== batch.batchNo - detail - 1) throw new Error(`batches ${detail + 1}–${batch.batchNo - 1} of run ${runId} are lost`)
           log?.warn({ runId, batches: missing.length }, 'sending again the batches a failover lost')
-          for (const sent of missing) await sendOnce(runId, run, sent)
+          for (const sent of missing) await sendOnce(sent)
           continue
         }
         if (lastSeq < 0) throw new Error(`the outcome of batch ${batch.batchNo} of run ${runId} is unknown`)
@@ -254,12 +294,49 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   // The appends of one run made while its previous batch is being written go to Redis as one
-  // batch (one script call). When Redis has applied a batch, this node's subscribers of the run get
-  // its events at once; other nodes get them through the live channel.
-  function flush (runId: string, run: OwnedRun): void {
+  // batch. The runs with a batch ready are sent together, one script call per slot, at the end
+  // of the tick their first append was made in (or their previous batch was written in). When
+  // Redis has applied a batch, this node's subscribers of the run get its events at once; other
+  // nodes get them through the live channel.
+  const ready: Array<[string, OwnedRun]> = []
+
+  /** Queues a run with appends waiting for the next flush. */
+  function schedule (runId: string, run: OwnedRun): void {
+    if (run.queued) return
+    run.queued = true
+    if (ready.length === 0) process.nextTick(flushReady)
+    ready.push([runId, run])
+  }
+
+  function flushReady (): void {
+    const bySlot = new Map<Slot, BatchWrite[]>()
+    for (const [runId, run] of ready.splice(0, ready.length)) {
+      run.queued = false
+      const batch = run.writing ? undefined : nextBatch(run)
+      if (batch === undefined) continue
+      const writes = bySlot.get(run.slot)
+      if (writes === undefined) bySlot.set(run.slot, [{ runId, run, batch }])
+      else writes.push({ runId, run, batch })
+    }
+    for (const writes of bySlot.values()) {
+      for (let from = 0; from < writes.length; from += MAX_RUNS_PER_CALL) {
+        const group = writes.slice(from, from + MAX_RUNS_PER_CALL)
+        if (group.length === 1) {
+          const [only] = group as [BatchWrite]
+          start(only)
+          continue
+        }
+        const sent = sendBatches(group)
+        group.forEach((each, i) => { start(each, sent.then(async (outcomes) => await (outcomes[i] as Promise<[number, number]>))) })
+      }
+    }
+  }
+
+  /** Takes the run's waiting appends as its next batch (undefined when there are none). */
+  function nextBatch (run: OwnedRun): SentBatch | undefined {
     const batch = run.pending ?? []
     run.pending = undefined
-    if (batch.length === 0) return
+    if (batch.length === 0) return undefined
     let events = ''
     const toolCalls: string[] = []
     for (const entry of batch) {
@@ -269,32 +346,41 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         toolCalls.push(entry.type === 'tool_executing' ? '+' : '-', toolCallId, tool)
       }
     }
-    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls }
+    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls, appends: batch }
     run.sent.push(sent)
     if (run.sent.length > KEPT_BATCHES) run.sent.shift()
+    return sent
+  }
+
+  /** Writes a run's batch and settles its appends; `first` as for write(). */
+  function start ({ runId, run, batch }: BatchWrite, first?: Promise<[number, number]>): void {
+    const { appends } = batch
     run.writing = true
-    run.lastWrite = write(runId, run, sent)
+    run.lastWrite = write(runId, run, batch, first)
       .then((lastSeq) => {
         const head = runFrameHead(runId, run.threadId)
-        const firstSeq = lastSeq - batch.length + 1
-        const events = batch.map((entry, i) => new AppendedEvent(head, firstSeq + i, entry))
+        const firstSeq = lastSeq - appends.length + 1
+        const events = appends.map((entry, i) => new AppendedEvent(head, firstSeq + i, entry))
         channels.deliver(runId, events)
-        batch.forEach((entry, i) => { entry.resolve(events[i] as AppendedEvent) })
+        appends.forEach((entry, i) => { entry.resolve(events[i] as AppendedEvent) })
       }, (err: unknown) => {
-        for (const entry of batch) entry.reject(err)
+        for (const entry of appends) entry.reject(err)
         // Whatever Redis made of the batch, this node's subscribers learn it from the log.
         channels.resync(runId)
       })
       .finally(() => {
         run.writing = false
-        if (run.pending !== undefined) flush(runId, run)
+        if (run.pending !== undefined) schedule(runId, run)
       })
   }
 
   /** Waits until every append of the run made so far is written (or refused). */
   async function drain (runId: string, run: OwnedRun): Promise<void> {
     while (run.writing || run.pending !== undefined) {
-      if (!run.writing) flush(runId, run)
+      if (!run.writing) {
+        const batch = nextBatch(run)
+        if (batch !== undefined) start({ runId, run, batch })
+      }
       await run.lastWrite
     }
   }
@@ -366,7 +452,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       // Only the run's creator learns its id, after this: nobody can look it up before it is indexed.
       if (key.indexed) await command.set(key.index(run.runId), slot)
       owned.set(run.runId, {
-        threadId: run.threadId, slot, ownerId: run.ownerId, batchNo: 0, pending: undefined, writing: false, lastWrite: Promise.resolve(), sent: []
+        threadId: run.threadId, slot, ownerId: run.ownerId, batchNo: 0, pending: undefined, queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
       })
       return { created: true, meta: { runId: run.runId, threadId: run.threadId, agent: run.agent, ownerId: run.ownerId, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
@@ -385,7 +471,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       if (run === undefined) return Promise.reject(new Error(`cannot append to run ${runId}: not a running run of this node`))
       if (run.pending === undefined) {
         run.pending = []
-        if (!run.writing) queueMicrotask(() => { if (!run.writing) flush(runId, run) })
+        if (!run.writing) schedule(runId, run)
       }
       const pending = run.pending
       const at = Date.now()

@@ -8,6 +8,7 @@ import { createRedisStore } from '../../src/stores/redis-store.js'
 import { clusterLayout, parseClusterUrl } from '../../src/stores/redis-topology.js'
 import { eventStoreContract } from './contract.js'
 import { clusterSkip, startCluster } from '../redis-cluster.js'
+import { scriptCalls } from '../redis.js'
 
 const skip = await clusterSkip(t)
 
@@ -85,6 +86,35 @@ t.test('on a Redis Cluster', { skip }, async (t) => {
     while (stopped.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
     t.same(stopped, [runId])
     subscription.unsubscribe()
+  })
+
+  t.test('the batches of several owners\' runs at once: one script call per slot, never across slots', async (t) => {
+    const warnings: string[] = []
+    const record = (...args: unknown[]): void => { warnings.push(String(args.at(-1))) }
+    const store = createRedisStore({ url: cluster.url, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix: `agw-c${++n}:`, log: { warn: record, error: record } })
+    t.teardown(() => store.close())
+    // Four owners (four slots, on different primaries or not), three runs each.
+    const runs = Array.from({ length: 12 }, (_, i) => ({ runId: `run-slots-${i}-${Date.now()}`, ownerId: `owner-${i % 4}` }))
+    for (const { runId, ownerId } of runs) await store.createRun({ runId, threadId: `t-${runId}`, agent: 'demo', ownerId }, { maxActivePerOwner: 4 })
+    const layout = clusterLayout(`agw-c${n}:`)
+    const slots = new Set(runs.map(({ ownerId }) => layout.slotOfOwner(ownerId)))
+    const direct = new Cluster(parseClusterUrl(cluster.url).nodes)
+    t.teardown(() => { direct.disconnect() })
+    // Every script call the cluster's primaries have executed (the suite's other files have clusters of their own).
+    const calls = async (): Promise<number> => (await Promise.all(direct.nodes('master').map(scriptCalls))).reduce((sum, count) => sum + count, 0)
+    await store.append(runs[0]?.runId ?? '', 'agent_thinking', JSON.stringify({ thought: 'loads the script', step: 0 }))
+    for (const step of [1, 2]) {
+      const before = await calls()
+      const events = await Promise.all(runs.map(({ runId }) => store.append(runId, 'agent_thinking', JSON.stringify({ thought: `${runId} ${step}`, step }))))
+      t.equal(await calls() - before, slots.size, `append ${step}: one call per slot (${slots.size})`)
+      t.same(events.map((event) => event.seq), runs.map(({ runId }) => runId === runs[0]?.runId ? step + 1 : step), `append ${step}: each run its own seq`)
+    }
+    for (const { runId } of [runs[0], runs[5], runs[11]] as Array<{ runId: string }>) {
+      const logged = await store.read(runId, 0, 10)
+      t.same(logged.map((event) => (JSON.parse(event.frame.toString()) as { data: { thought: string } }).data.thought).slice(-2), [`${runId} 1`, `${runId} 2`], `${runId}: its own events`)
+    }
+    // A call that mixed slots would be refused (CROSSSLOT) and each batch retried on its own, with a warning.
+    t.same(warnings, [], 'no call was refused')
   })
 
 })

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { EventStore, StoredEvent } from '../../src/contracts.js'
 import { createRedisStore } from '../../src/stores/redis-store.js'
-import { OwnRedis, REDIS_URL, freePort, redisSkip, testPrefix } from '../redis.js'
+import { OwnRedis, REDIS_URL, freePort, redisSkip, scriptCalls, testPrefix } from '../redis.js'
 import { eventStoreContract } from './contract.js'
 
 const skip = await redisSkip(t)
@@ -133,6 +133,86 @@ t.test('batches a failover lost are sent again, before the next one, with the sa
   const logged = await store.read(runId, 0, 10)
   t.same(logged.map((event) => event.seq), [1, 2, 3])
   t.same(logged.map((event) => event.frame.toString()), [first, second, third].map((event) => event.frame.toString()), 'the log holds what clients saw')
+})
+
+t.test('the batches of many runs go to Redis in one script call, at most 64 runs a call, each run with its own seqs', { skip }, async (t) => {
+  // A Redis of the test's own: its command counts are this test's alone.
+  const redis = new OwnRedis(await freePort())
+  t.teardown(() => redis.dispose())
+  await redis.start()
+  const store = createRedisStore({ url: redis.url, historyTtlMs: 60_000, leaseTtlMs: 5000 })
+  t.teardown(() => store.close())
+  const stats = new Redis(redis.url)
+  t.teardown(() => { stats.disconnect() })
+  const runIds = Array.from({ length: 100 }, (_, i) => `run-many-${i}`)
+  for (const [i, runId] of runIds.entries()) {
+    await store.createRun({ runId, threadId: `thread-${i}`, agent: 'demo', ownerId: `user-${i % 7}` }, { maxActivePerOwner: 100 })
+  }
+  const received = new Map(runIds.map((runId) => [runId, [] as number[]]))
+  const subscriptions = runIds.map((runId) => store.subscribe(runId, (event) => { received.get(runId)?.push(event.seq) }))
+  await Promise.all(subscriptions.map((subscription) => subscription.ready))
+  const thought = (runId: string, step: number): string => JSON.stringify({ thought: `${runId} ${step}`, step })
+
+  // One run alone first, so that the script is loaded and counted calls are appends only.
+  await store.append(runIds[0] as string, 'agent_thinking', thought(runIds[0] as string, 1))
+  let before = await scriptCalls(stats)
+  // One append to each of the other 99 runs in one tick: 64 + 35 runs, two calls.
+  const first = await Promise.all(runIds.slice(1).map((runId) => store.append(runId, 'agent_thinking', thought(runId, 1))))
+  t.equal(await scriptCalls(stats) - before, 2, 'two script calls for 99 runs')
+  t.same(first.map((event) => event.seq), runIds.slice(1).map(() => 1), 'each run its seq 1')
+
+  // Then two appends to every run in one tick: each run's pair is one batch, all in two calls.
+  before = await scriptCalls(stats)
+  const second = await Promise.all(runIds.flatMap((runId) => [
+    store.append(runId, 'agent_thinking', thought(runId, 2)),
+    store.append(runId, 'agent_thinking', thought(runId, 3))
+  ]))
+  t.equal(await scriptCalls(stats) - before, 2, 'two script calls for 100 runs of two events each')
+  t.same(second.map((event) => event.seq), runIds.flatMap(() => [2, 3]), 'each run its seqs 2 and 3')
+
+  await until(() => [...received.values()].every((seqs) => seqs.length === 3), 'every run\'s three live events')
+  for (const runId of [runIds[0], runIds[63], runIds[64], runIds[99]] as string[]) {
+    t.same(received.get(runId), [1, 2, 3], `${runId}: every seq once, in order`)
+    const logged = await store.read(runId, 0, 10)
+    t.same(logged.map((event) => (JSON.parse(event.frame.toString()) as { data: { thought: string } }).data.thought), [1, 2, 3].map((step) => `${runId} ${step}`),
+      `${runId}: its own events in its log, no other run's`)
+  }
+  for (const subscription of subscriptions) subscription.unsubscribe()
+})
+
+t.test('in one script call, a run that ended elsewhere is refused, a run missing a batch sends it again, and the others are written', { skip }, async (t) => {
+  const keyPrefix = testPrefix(t)
+  const store = openStore(t, keyPrefix)
+  const runIds = ['ended', 'gap', 'fine'].map((name) => `run-mixed-${name}-${process.pid}`)
+  const [ended, gap, fine] = runIds as [string, string, string]
+  for (const runId of runIds) await store.createRun({ runId, threadId: `thread-${runId}`, agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const thought = (step: number): string => JSON.stringify({ thought: `step ${step}`, step })
+  for (const runId of runIds) {
+    await store.append(runId, 'agent_thinking', thought(1))
+    await store.append(runId, 'agent_thinking', thought(2))
+  }
+  let resyncs = 0
+  const subscription = store.subscribe(ended, () => {}, () => { resyncs++ })
+  await subscription.ready
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  // As when another node ended `ended` with NODE_LOST while this one was cut off…
+  await redis.hset(`${keyPrefix}run:{${ended}}`, 'status', 'failed')
+  // …and when a failover lost the second batch of `gap`, which a client may have seen.
+  await redis.xdel(`${keyPrefix}events:{${gap}}`, '2-0')
+  await redis.call('XSETID', `${keyPrefix}events:{${gap}}`, '1-0')
+  await redis.hset(`${keyPrefix}run:{${gap}}`, 'lastSeq', 1, 'lastAppend', 1)
+
+  const [refused, resent, written] = await Promise.allSettled(runIds.map((runId) => store.append(runId, 'agent_thinking', thought(3))))
+  t.match(refused, { status: 'rejected', reason: /run has ended/ }, 'the ended run\'s event is refused')
+  t.match(resent, { status: 'fulfilled', value: { seq: 3 } }, 'the run missing a batch keeps its place')
+  t.match(written, { status: 'fulfilled', value: { seq: 3 } }, 'the other run is written')
+  t.equal(resyncs, 1, 'the ended run\'s subscribers were told to read the log')
+  t.same((await store.read(ended, 0, 10)).map((event) => event.seq), [1, 2], 'nothing was added to the ended run')
+  for (const runId of [gap, fine]) {
+    t.same((await store.read(runId, 0, 10)).map((event) => (JSON.parse(event.frame.toString()) as { data: { step: number } }).data.step), [1, 2, 3], `${runId}: the log holds its three events`)
+  }
+  subscription.unsubscribe()
 })
 
 t.test('Redis away for longer than the lease: the append gives up after the lease, and the run ends NODE_LOST once Redis is back', { skip }, async (t) => {
