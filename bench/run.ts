@@ -105,6 +105,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     { key: 'eventsPerSec', label: 'delivered events/s', format: count },
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
     SYSTEM_CPU,
+    REDIS_CPU,
     BYTES,
     ...START_METRICS
   ],
@@ -213,6 +214,17 @@ const WORKLOADS: readonly Workload[] = [
     redis: true,
     full: burst(100, 2000),
     quick: burst(10, 200),
+    ratios: [['gateway', 'gateway-memory', 'redis/memory'], ['redis-cluster', 'gateway-memory', 'cluster/memory'], ['redis-cluster', 'gateway', 'cluster/redis']]
+  },
+  {
+    // Paced, each run's event is alone in its batch unless several runs emit in one tick: what a
+    // Redis write costs when many runs stream slowly, as agents do.
+    name: 'latency-redis',
+    title: '(d) paced on Redis and on a Redis Cluster, the gateway on the memory store and raw ws alongside for the ratios',
+    targets: ['gateway', 'redis-cluster', 'gateway-memory', 'raw-ws'],
+    redis: true,
+    full: { kind: 'latency', users: 500, intervalMs: 50, durationMs: 10_000, warmupMs: 1000, bytes: 200, content: 'thought' },
+    quick: { kind: 'latency', users: 50, intervalMs: 50, durationMs: 1000, warmupMs: 0, bytes: 200, content: 'thought' },
     ratios: [['gateway', 'gateway-memory', 'redis/memory'], ['redis-cluster', 'gateway-memory', 'cluster/memory'], ['redis-cluster', 'gateway', 'cluster/redis']]
   }
 ]
