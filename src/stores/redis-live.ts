@@ -20,11 +20,15 @@ export function packed (type: RunEventType, ts: string, dataJson: string): strin
   return `${type}\n${ts}\n${dataJson}`
 }
 
+/** The `ready` of a channel this node does not listen to: it executes the run. */
+const LOCAL: Promise<void> = Promise.resolve()
+
 interface Channel {
   readonly runId: string
-  /** The channel's name, once the run's slot is known. */
+  /** The channel's name, once the run's slot is known and this node listens to it. */
   name?: string
-  readonly ready: Promise<void>
+  /** Settled once this node listens to the channel (LOCAL while it does not need to). */
+  ready: Promise<void>
   /** The frame head of the channel's run, once its first message told the threadId. */
   head?: string
   readonly entries: Set<{ listener: EventListener, onResync?: (() => void) | undefined }>
@@ -38,6 +42,8 @@ export interface LiveChannelsOptions {
   readonly slotOf: (runId: string) => Promise<Slot | undefined>
   /** A message on this node's control channel: a stop request for one of its runs. */
   readonly onControl: (payload: string) => void
+  /** True while this node executes the run: its subscribers here get its batches from the appends. */
+  readonly executesHere: (runId: string) => boolean
   readonly log?: Pick<FastifyBaseLogger, 'warn' | 'error'> | undefined
 }
 
@@ -72,20 +78,25 @@ export class LiveChannels {
     if (channel !== undefined) this.#resync(channel)
   }
 
+  /**
+   * This node no longer executes the run (it let go of it in an outage): whatever happens to the
+   * run now is written by another node, so its subscribers here listen to the live channel from
+   * now on, and read the log from where they are.
+   */
+  executionLost (runId: string): void {
+    const channel = this.#byRun.get(runId)
+    if (channel === undefined || channel.ready !== LOCAL) return
+    channel.ready = this.#listen(channel).then(() => { this.#resync(channel) })
+    channel.ready.catch((err: unknown) => { this.options.log?.error({ err, runId }, 'could not subscribe to a run\'s live channel') })
+  }
+
   subscribe (runId: string, listener: EventListener, onResync?: () => void): StoreSubscription {
     let channel = this.#byRun.get(runId)
     if (channel === undefined) {
-      const created: Channel = {
-        runId,
-        entries: new Set(),
-        ready: this.options.slotOf(runId).then(async (slot) => {
-          // A run nobody knows has no channel: nothing will ever be published for it.
-          if (slot === undefined || this.#byRun.get(runId) !== created) return
-          created.name = this.options.key.live(runId, slot)
-          this.#byName.set(created.name, created)
-          await this.options.live.subscribe(created.name)
-        })
-      }
+      // The executing node's subscribers get each batch when Redis has applied it: the live
+      // channel would only bring them their own batches again.
+      const created: Channel = { runId, entries: new Set(), ready: LOCAL }
+      if (!this.options.executesHere(runId)) created.ready = this.#listen(created)
       channel = created
       this.#byRun.set(runId, channel)
     }
@@ -105,6 +116,16 @@ export class LiveChannels {
         }
       }
     }
+  }
+
+  /** Subscribes to the channel's run's live channel. */
+  async #listen (channel: Channel): Promise<void> {
+    const slot = await this.options.slotOf(channel.runId)
+    // A run nobody knows has no channel: nothing will ever be published for it.
+    if (slot === undefined || this.#byRun.get(channel.runId) !== channel) return
+    channel.name = this.options.key.live(channel.runId, slot)
+    this.#byName.set(channel.name, channel)
+    await this.options.live.subscribe(channel.name)
   }
 
   /** The connection is closing: channels are no longer unsubscribed one by one. */

@@ -184,7 +184,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     if (key.indexed) await command.pexpire(key.index(runId), tombstoneTtl)
   }
 
-  const channels = new LiveChannels({ live, key, nodeId, slotOf, onControl: (runId) => { onStop(runId) }, log })
+  const channels = new LiveChannels({ live, key, nodeId, slotOf, onControl: (runId) => { onStop(runId) }, executesHere: (runId) => owned.has(runId), log })
 
   /**
    * Sends the next batch of each of `writes` (runs of one slot) in one script call, then (with
@@ -282,6 +282,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       } catch (err) {
         if (err instanceof OutageTooLong || Date.now() >= deadline) {
           owned.delete(runId)
+          channels.executionLost(runId)
           throw err instanceof OutageTooLong ? err : new OutageTooLong(runId)
         }
         if (closed || FINAL_APPEND_ERROR.test(err instanceof Error ? err.message : '')) throw err

@@ -94,9 +94,11 @@ t.test('a batch Redis refuses (the run was ended elsewhere) makes this node\'s s
 
 t.test('a live message of an unknown format makes subscribers re-read the log, and nothing breaks', { skip }, async (t) => {
   const { store, runId, keyPrefix } = await storeWithRun(t, 'format')
+  // Another node's subscriber: the executing node's own get the batches from its appends.
+  const other = openStore(t, keyPrefix)
   const received: number[] = []
   let resyncs = 0
-  const subscription = store.subscribe(runId, (event) => { received.push(event.seq) }, () => { resyncs++ })
+  const subscription = other.subscribe(runId, (event) => { received.push(event.seq) }, () => { resyncs++ })
   await subscription.ready
   const publisher = new Redis(REDIS_URL)
   t.teardown(() => { publisher.disconnect() })
@@ -215,6 +217,29 @@ t.test('in one script call, a run that ended elsewhere is refused, a run missing
   subscription.unsubscribe()
 })
 
+t.test('the executing node does not listen to its runs\' live channels (its subscribers get the batches from the appends); other nodes do', { skip }, async (t) => {
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'echo')
+  const other = openStore(t, keyPrefix)
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  const channel = `${keyPrefix}live:{${runId}}`
+  const listeners = async (): Promise<number> => Number((await redis.pubsub('NUMSUB', channel) as [string, number])[1])
+  const here: number[] = []
+  const local = store.subscribe(runId, (event) => { here.push(event.seq) })
+  await local.ready
+  t.equal(await listeners(), 0, 'the executing node\'s subscriber does not subscribe to the channel')
+  const there: number[] = []
+  const remote = other.subscribe(runId, (event) => { there.push(event.seq) })
+  await remote.ready
+  t.equal(await listeners(), 1, 'another node\'s subscriber does')
+  await Promise.all([1, 2, 3].map((step) => store.append(runId, 'agent_thinking', JSON.stringify({ thought: `s${step}`, step }))))
+  await until(() => here.length === 3 && there.length === 3, 'the three events on both nodes')
+  t.same(here, [1, 2, 3], 'on the executing node, once each')
+  t.same(there, [1, 2, 3], 'on the other node, once each')
+  local.unsubscribe()
+  remote.unsubscribe()
+})
+
 t.test('Redis away for longer than the lease: the append gives up after the lease, and the run ends NODE_LOST once Redis is back', { skip }, async (t) => {
   const redis = new OwnRedis(await freePort())
   t.teardown(() => redis.dispose())
@@ -224,6 +249,11 @@ t.test('Redis away for longer than the lease: the append gives up after the leas
   const runId = `run-outage-${process.pid}`
   await store.createRun({ runId, threadId: 'thread-outage', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
   await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'before', step: 1 }))
+  // A subscriber on the executing node: it hears the run's end from whichever node writes it.
+  const heard: string[] = []
+  const subscription = store.subscribe(runId, (event) => { heard.push(event.type) })
+  t.teardown(() => { subscription.unsubscribe() })
+  await subscription.ready
   await redis.stop()
   const started = Date.now()
   await t.rejects(store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'during', step: 2 })), /within its lease/)
@@ -241,6 +271,8 @@ t.test('Redis away for longer than the lease: the append gives up after the leas
   const events = (await store.read(runId, 0, 100)).map((event) => JSON.parse(event.frame.toString()) as { type: string, data: { error?: { code: string } } })
   t.equal(events.filter((event) => event.type === 'agent_completed').length, 1, 'exactly one terminal event')
   t.match(events.at(-1), { type: 'agent_completed', data: { error: { code: 'NODE_LOST' } } }, 'NODE_LOST, last')
+  await until(() => heard.includes('agent_completed'), 'the subscriber to hear the run\'s end')
+  t.same(heard, ['agent_completed'], 'the executing node\'s subscriber heard NODE_LOST')
 })
 async function until (condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
