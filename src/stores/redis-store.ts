@@ -141,6 +141,15 @@ class OutageTooLong extends Error {
   }
 }
 
+/** A step of a run's writing waiting on Redis, given up on at its run's lease deadline. */
+interface Waiting {
+  readonly runId: string
+  readonly deadline: number
+  giveUp(err: OutageTooLong): void
+}
+
+const noop = (): void => {}
+
 /** Errors of a batch that sending it again cannot fix. */
 const FINAL_APPEND_ERROR = /unknown run|run has ended|outcome of batch|batches .* are lost/
 
@@ -271,14 +280,14 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   async function untilDone<T> (runId: string, what: string, step: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + options.leaseTtlMs
     for (let attempt = 0; ; attempt++) {
-      let timer: NodeJS.Timeout | undefined
+      const waiting: Waiting = { runId, deadline, giveUp: noop }
       try {
-        // A command may wait in the offline queue rather than fail: the deadline is a timer.
-        const attemptDone = step()
-        attemptDone.catch(() => {})
-        return await Promise.race([attemptDone, new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => { reject(new OutageTooLong(runId)) }, Math.max(0, deadline - Date.now()))
-        })])
+        // A command may wait in the offline queue rather than fail: the sweep ends the wait.
+        return await new Promise<T>((resolve, reject) => {
+          waiting.giveUp = reject
+          watch(waiting)
+          step().then(resolve, reject)
+        })
       } catch (err) {
         if (err instanceof OutageTooLong || Date.now() >= deadline) {
           owned.delete(runId)
@@ -289,9 +298,27 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, what)
         await new Promise((resolve) => setTimeout(resolve, Math.min(backoff(attempt), Math.max(0, deadline - Date.now()))))
       } finally {
-        clearTimeout(timer)
+        waits.delete(waiting)
       }
     }
+  }
+
+  // Every step waiting on Redis, and one timer that gives up on those past their run's lease: a
+  // timer per step (one per batch written) was a real share of an event's cost on Redis.
+  const waits = new Set<Waiting>()
+  let sweep: NodeJS.Timeout | undefined
+  const sweepMs = Math.max(10, Math.min(250, Math.floor(options.leaseTtlMs / 4)))
+
+  function watch (waiting: Waiting): void {
+    waits.add(waiting)
+    sweep ??= setInterval(() => {
+      const now = Date.now()
+      for (const each of waits) if (each.deadline <= now) each.giveUp(new OutageTooLong(each.runId))
+      if (waits.size === 0) {
+        clearInterval(sweep)
+        sweep = undefined
+      }
+    }, sweepMs).unref()
   }
 
   // The appends of one run made while its previous batch is being written go to Redis as one
