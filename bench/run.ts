@@ -823,7 +823,8 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
       rounds: options.rounds,
       machine: machine(),
       source: measuredSource,
-      ...(options.baseline === undefined ? {} : { baseline: { dir: options.baseline, ...source(options.baseline) } }),
+      // The baseline by its commit: where its build lies on this machine says nothing to a reader.
+      ...(options.baseline === undefined ? {} : { baseline: source(options.baseline) }),
       workloads: Object.fromEntries(workloads.map((w) => [w.name, { title: `${w.title}: ${describe(options.quick ? w.quick : w.full)}`, targets: w.targets, store: w.redis ? 'redis' : 'memory', spec: options.quick ? w.quick : w.full }])),
       skipped,
       summary,

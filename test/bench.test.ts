@@ -3,7 +3,7 @@
 // to its owner only. Correctness only: the figures of a shared CI machine are not asserted.
 // The bench runs as its own processes, so it is compiled first (esbuild: a second, without
 // type-checking, which `npm run typecheck` does), into a directory of its own under dist-dev/.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
@@ -125,7 +125,10 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
 
   const report = JSON.parse(readFileSync(join(out, 'quick.json'), 'utf8')) as Report
   t.equal(report.mode, 'quick')
-  if (redisMissing === false) t.ok('burst-redis' in report.workloads, 'the burst ran on Redis too')
+  if (redisMissing === false) {
+    t.ok('burst-redis' in report.workloads, 'the burst ran on Redis too')
+    t.ok('latency-redis' in report.workloads, 'and the paced workload')
+  }
   for (const [workload, { targets }] of Object.entries(report.workloads)) {
     for (const target of targets) {
       const rounds = report.results.filter((r) => r.workload === workload && r.target === target)
@@ -145,6 +148,8 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   if (redisMissing === false) {
     const redisRow = report.results.find((r) => r.workload === 'burst-redis' && r.target === 'gateway')
     t.ok((redisRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0, 'on Redis: redis-server CPU measured')
+    const pacedRow = report.results.find((r) => r.workload === 'latency-redis' && r.target === 'gateway')
+    t.ok((pacedRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0 && Number.isFinite(pacedRow?.metrics?.p99Ms), 'paced on Redis: redis-server CPU and latency measured')
   }
   if (clusterMissing === false) {
     // The bench starts a Redis Cluster of its own for this target (and stops it).
@@ -161,12 +166,13 @@ t.test('--baseline: the gateway of another build runs in the same rounds, beside
   // This very build as its own baseline: what is checked is that it runs, is checked and is reported.
   const { code, stdout, stderr } = await runScript('run.js', ['--quick', '--only', 'token-stream', '--baseline', out, '--out', join(out, 'baseline.json')])
   t.equal(code, 0, stderr)
-  const report = JSON.parse(readFileSync(join(out, 'baseline.json'), 'utf8')) as Report & { baseline?: { dir: string } }
+  const report = JSON.parse(readFileSync(join(out, 'baseline.json'), 'utf8')) as Report & { baseline?: { commit: string } }
   t.same(report.workloads['token-stream']?.targets, ['gateway', 'baseline', 'raw-ws', 'socketio'], 'right after the gateway')
   const round = report.results.find((r) => r.workload === 'token-stream' && r.target === 'baseline')
   t.ok((round?.delivered ?? 0) > 0, 'the baseline delivered the workload')
   for (const key of CORRECTNESS_KEYS) t.equal(round?.counts?.[key], 0, `baseline: ${key}`)
-  t.equal(report.baseline?.dir, out, 'the report says which build the baseline was')
+  t.equal(report.baseline?.commit, execFileSync('git', ['rev-parse', 'HEAD'], { cwd: out, encoding: 'utf8' }).trim(), 'the report says which build the baseline was, by its commit')
+  t.notOk(JSON.stringify(report).includes(out), 'and not where it lies on this machine')
   t.match(stdout, /gateway \(baseline\)/, 'the table has its column')
   t.match(stdout, /gateway\/baseline/, 'and the ratio of this build to it')
 })
