@@ -6,14 +6,19 @@
 // end and an event's path through engine, emitter and log — the socket benchmark (npm run bench)
 // says what users get, this says where the gateway's own share went.
 //   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick]
-// Every run is checked: it must end `completed` with exactly its events in the log. With --alloc,
+//                           [--spread] [--redis URL]
+// --spread gives each thought a turn of the event loop of its own, as a paced agent's are (on
+// Redis each is then a batch of its own); --redis runs on a Redis store instead of the memory
+// store (its keys, under a prefix of their own, are deleted at the end). Every run is checked: it must end `completed` with exactly its events in the log. With --alloc,
 // one more round runs under V8's sampling heap profiler, collected objects included: the bytes a
 // run allocates, and where — a figure that, unlike CPU time, does not move with the host's load.
+import { randomBytes } from 'node:crypto'
 import { Session } from 'node:inspector/promises'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import type { Agent, StartedRun } from '../src/index.js'
 import { createUserContext } from '../src/plugins/user-context.js'
+import { deleteKeysWithPrefix, withRedis } from '../scripts/redis-keys.js'
 import { benchApp } from './shared/app.js'
 import { parseOptions, positiveInteger, runCommand } from './shared/cli.js'
 import { spread } from './shared/stats.js'
@@ -36,6 +41,10 @@ export interface EngineBenchOptions {
   readonly fresh: boolean
   /** One more round under the sampling heap profiler. */
   readonly alloc?: boolean
+  /** Each thought in a turn of the event loop of its own, as a paced agent's. */
+  readonly spread?: boolean
+  /** A Redis URL: the Redis store instead of the memory store (`fresh` does not apply). */
+  readonly redis?: string
 }
 
 /** Where a run's allocations go: bytes per run, by the innermost function of src/ on the stack. */
@@ -65,10 +74,16 @@ function boundBytes (events: number): number {
 export async function engineBench (options: EngineBenchOptions): Promise<EngineBenchResult> {
   const thought = 'a thought of about forty bytes, give or take'
   const agent: Agent = async ({ think }) => {
-    for (let i = 0; i < options.events; i++) think(thought)
+    for (let i = 0; i < options.events; i++) {
+      if (options.spread === true) await new Promise((resolve) => setImmediate(resolve))
+      think(thought)
+    }
     return { events: options.events }
   }
-  const app = await benchApp(agent, options.fresh ? {} : { MEMORY_STORE_MAX_BYTES: String(boundBytes(options.events)) })
+  const redisPrefix = `agw-bench-engine-${randomBytes(4).toString('hex')}:`
+  const app = await benchApp(agent, options.redis !== undefined
+    ? { EVENT_STORE: options.redis, REDIS_KEY_PREFIX: redisPrefix }
+    : options.fresh ? {} : { MEMORY_STORE_MAX_BYTES: String(boundBytes(options.events)) })
   const users = Array.from({ length: 1000 }, (_, i) => createUserContext({ sub: `user-${i}`, scopes: [] }, `request-${i}`))
   const cpuUsPerRun: number[] = []
   let checked = 0
@@ -105,6 +120,7 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
     if (options.alloc === true) allocation = await allocationOf(round, options.runs)
   } finally {
     await app.close()
+    if (options.redis !== undefined) await withRedis(options.redis, async (redis) => { await deleteKeysWithPrefix(redis, redisPrefix) })
   }
   return { options, cpuUsPerRun, ...spread(cpuUsPerRun), checked, ...(allocation === undefined ? {} : { allocation }) }
 }
@@ -147,7 +163,7 @@ async function allocationOf (round: () => Promise<number>, runs: number): Promis
   }
 }
 
-const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick]'
+const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick] [--spread] [--redis URL]'
 
 function engineOptions (argv: readonly string[]): EngineBenchOptions {
   const values = parseOptions(argv, {
@@ -156,14 +172,18 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
     rounds: { type: 'string' },
     fresh: { type: 'boolean', default: false },
     alloc: { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false }
+    quick: { type: 'boolean', default: false },
+    spread: { type: 'boolean', default: false },
+    redis: { type: 'string' }
   })
   return {
     events: values.events === undefined ? 3 : positiveInteger('--events', values.events),
     runs: values.runs === undefined ? (values.quick ? 1000 : 20_000) : positiveInteger('--runs', values.runs),
     rounds: values.rounds === undefined ? (values.quick ? 1 : 10) : positiveInteger('--rounds', values.rounds),
     fresh: values.fresh,
-    alloc: values.alloc
+    alloc: values.alloc,
+    spread: values.spread,
+    ...(values.redis === undefined ? {} : { redis: values.redis })
   }
 }
 
@@ -171,8 +191,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await runCommand('bench:engine', USAGE, engineOptions, async (options) => {
     const began = performance.now()
     const result = await engineBench(options)
-    const store = options.fresh ? 'a store that only grows' : `the store at a ${(boundBytes(options.events) / 1024 / 1024).toFixed(0)} MiB bound`
-    process.stdout.write(`engine: ${options.rounds} rounds of ${options.runs} runs of ${options.events} thoughts (${options.events + 2} events), ${store}\n`)
+    const store = options.redis !== undefined
+      ? 'the Redis store'
+      : options.fresh ? 'a store that only grows' : `the store at a ${(boundBytes(options.events) / 1024 / 1024).toFixed(0)} MiB bound`
+    const spread = options.spread === true ? ', each in a turn of its own' : ''
+    process.stdout.write(`engine: ${options.rounds} rounds of ${options.runs} runs of ${options.events} thoughts (${options.events + 2} events)${spread}, ${store}\n`)
     process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
     const { allocation } = result
     if (allocation !== undefined) {

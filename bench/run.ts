@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import { RedisCluster } from '../scripts/redis-cluster.js'
-import { deleteKeysWithPrefix } from '../scripts/redis-keys.js'
+import { deleteKeysWithPrefix, withRedis } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
 import { spread } from './shared/stats.js'
 import { UsageError, positiveInteger } from './shared/cli.js'
@@ -444,17 +444,6 @@ function printProfile (dir: string, pid: number | undefined, windowFile: string)
 }
 
 // ---- Redis ----------------------------------------------------------------------------------
-
-async function withRedis<T> (url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: () => null })
-  redis.on('error', () => {})
-  try {
-    await redis.connect()
-    return await use(redis)
-  } finally {
-    redis.disconnect()
-  }
-}
 
 async function openRedis (url: string): Promise<Redis | undefined> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 2000, retryStrategy: () => null })

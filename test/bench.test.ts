@@ -14,6 +14,7 @@ import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
 import type { RoundResult } from '../bench/run.js'
 import { REDIS_URL, redisSkip } from './redis.js'
+import { withRedis } from '../scripts/redis-keys.js'
 import { clusterSkip } from './redis-cluster.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -243,6 +244,16 @@ t.test('npm run bench:engine: runs through the engine alone, every one checked',
   t.ok(perRun !== null && Number(perRun[1]) > 1000 && Number(perRun[1]) < 1_000_000, `a figure per run: ${alloc.stdout}`)
   t.match(alloc.stdout, /\n {4} *\d+ {2}start src\/plugins\/run-engine\.js:\d+\n/, "the engine's start among the places named")
   t.match(alloc.stdout, /\n {2}2400 runs checked/, 'the profiled round is checked as the others')
+  if (await redisSkip(t) === false) {
+    // Paced thoughts on the Redis store: every run checked against Redis, and its keys gone after.
+    const prefixes = async (): Promise<number> => withRedis(REDIS_URL, async (redis) => (await redis.keys('agw-bench-engine-*')).length)
+    const before = await prefixes()
+    const onRedis = await runScript('engine.js', ['--events', '4', '--runs', '600', '--rounds', '1', '--spread', '--redis', REDIS_URL])
+    t.equal(onRedis.code, 0, onRedis.stderr)
+    t.match(onRedis.stdout, /^engine: 1 rounds of 600 runs of 4 thoughts \(6 events\), each in a turn of its own, the Redis store\n/, 'on Redis, spread')
+    t.match(onRedis.stdout, /\n {2}1800 runs checked: each completed, with its 6 events in the log/)
+    t.equal(await prefixes(), before, 'its Redis keys were deleted')
+  }
   for (const argv of [['--runs', 'many'], ['--rounds', '0'], ['--bogus']]) {
     const refused = await runScript('engine.js', argv)
     t.equal(refused.code, 2, `${argv.join(' ')}: exit code 2, as the bench's own refusals`)
