@@ -93,10 +93,11 @@ interface BatchWrite {
 const KEPT_BATCHES = 8
 
 /**
- * Runs whose batches go in one script call at most: a script holds Redis while it runs, and
- * every other client waits for it.
+ * Runs, and events, whose batches go in one script call at most: a script holds Redis while it
+ * runs, and every other client waits for it. A single batch over the events' bound goes alone.
  */
 const MAX_RUNS_PER_CALL = 64
+const MAX_EVENTS_PER_CALL = 1024
 
 /** A run this node executes: its batch counter, the batch being filled, lease renewal. */
 interface OwnedRun {
@@ -347,17 +348,30 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       else writes.push({ runId, run, batch })
     }
     for (const writes of bySlot.values()) {
-      for (let from = 0; from < writes.length; from += MAX_RUNS_PER_CALL) {
-        const group = writes.slice(from, from + MAX_RUNS_PER_CALL)
-        if (group.length === 1) {
-          const [only] = group as [BatchWrite]
-          start(only)
-          continue
+      let group: BatchWrite[] = []
+      let events = 0
+      for (const write of writes) {
+        if (group.length === MAX_RUNS_PER_CALL || (group.length > 0 && events + write.batch.count > MAX_EVENTS_PER_CALL)) {
+          send(group)
+          group = []
+          events = 0
         }
-        const sent = sendBatches(group)
-        group.forEach((each, i) => { start(each, sent.then(async (outcomes) => await (outcomes[i] as Promise<[number, number]>))) })
+        group.push(write)
+        events += write.batch.count
       }
+      send(group)
     }
+  }
+
+  /** Writes the batches of `group` (runs of one slot) in one script call. */
+  function send (group: readonly BatchWrite[]): void {
+    if (group.length === 0) return
+    if (group.length === 1) {
+      start(group[0] as BatchWrite)
+      return
+    }
+    const sent = sendBatches(group)
+    group.forEach((each, i) => { start(each, sent.then(async (outcomes) => await (outcomes[i] as Promise<[number, number]>))) })
   }
 
   /** Takes the run's waiting appends as its next batch (undefined when there are none). */

@@ -137,7 +137,7 @@ t.test('batches a failover lost are sent again, before the next one, with the sa
   t.same(logged.map((event) => event.frame.toString()), [first, second, third].map((event) => event.frame.toString()), 'the log holds what clients saw')
 })
 
-t.test('the batches of many runs go to Redis in one script call, at most 64 runs a call, each run with its own seqs', { skip }, async (t) => {
+t.test('the batches of many runs go to Redis in one script call, at most 64 runs and 1,024 events a call, each run with its own seqs', { skip }, async (t) => {
   // A Redis of the test's own: its command counts are this test's alone.
   const redis = new OwnRedis(await freePort())
   t.teardown(() => redis.dispose())
@@ -172,11 +172,19 @@ t.test('the batches of many runs go to Redis in one script call, at most 64 runs
   t.equal(await scriptCalls(stats) - before, 2, 'two script calls for 100 runs of two events each')
   t.same(second.map((event) => event.seq), runIds.flatMap(() => [2, 3]), 'each run its seqs 2 and 3')
 
-  await until(() => [...received.values()].every((seqs) => seqs.length === 3), 'every run\'s three live events')
-  for (const runId of [runIds[0], runIds[63], runIds[64], runIds[99]] as string[]) {
-    t.same(received.get(runId), [1, 2, 3], `${runId}: every seq once, in order`)
-    const logged = await store.read(runId, 0, 10)
-    t.same(logged.map((event) => (JSON.parse(event.frame.toString()) as { data: { thought: string } }).data.thought), [1, 2, 3].map((step) => `${runId} ${step}`),
+  // A call holds Redis while it runs: at most 1,024 events in one. 20 runs of 100 events: 10 a call.
+  before = await scriptCalls(stats)
+  const many = runIds.slice(0, 20)
+  const third = await Promise.all(many.flatMap((runId) => Array.from({ length: 100 }, (_, i) => store.append(runId, 'agent_thinking', thought(runId, 4 + i)))))
+  t.equal(await scriptCalls(stats) - before, 2, 'two script calls for 2,000 events')
+  t.same(third.map((event) => event.seq), many.flatMap(() => Array.from({ length: 100 }, (_, i) => 4 + i)), 'each run its seqs 4 to 103')
+
+  await until(() => [...received.values()].every((seqs) => seqs.length === 3 || seqs.length === 103), 'every run\'s live events')
+  for (const [runId, events] of [[runIds[0], 103], [runIds[19], 103], [runIds[63], 3], [runIds[64], 3], [runIds[99], 3]] as Array<[string, number]>) {
+    const steps = Array.from({ length: events }, (_, i) => i + 1)
+    t.same(received.get(runId), steps, `${runId}: every seq once, in order`)
+    const logged = await store.read(runId, 0, 200)
+    t.same(logged.map((event) => (JSON.parse(event.frame.toString()) as { data: { thought: string } }).data.thought), steps.map((step) => `${runId} ${step}`),
       `${runId}: its own events in its log, no other run's`)
   }
   for (const subscription of subscriptions) subscription.unsubscribe()
