@@ -323,21 +323,36 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   // The appends of one run made while its previous batch is being written go to Redis as one
-  // batch. The runs with a batch ready are sent together, one script call per slot, at the end
-  // of the tick their first append was made in (or their previous batch was written in). When
-  // Redis has applied a batch, this node's subscribers of the run get its events at once; other
-  // nodes get them through the live channel.
+  // batch. The runs with a batch ready are sent together, one script call per slot. A run whose
+  // previous batch was just written sends its next one at the end of that tick, as the runs
+  // answered with it do. A run that was idle waits for the check phase of the turn of the event
+  // loop: agents are driven by callbacks of their own — timers, sockets — and Node runs the ticks
+  // and microtasks after each callback, so a flush at the end of the tick would send each paced
+  // agent's event alone. When Redis has applied a batch, this node's subscribers of the run get
+  // its events at once; other nodes get them through the live channel.
   const ready: Array<[string, OwnedRun]> = []
+  let flushThisTick = false
+  let flushThisTurn = false
 
-  /** Queues a run with appends waiting for the next flush. */
-  function schedule (runId: string, run: OwnedRun): void {
+  /** Queues a run with appends waiting: `idle` for the turn's flush, otherwise for the tick's. */
+  function schedule (runId: string, run: OwnedRun, idle: boolean): void {
+    if (idle) {
+      if (!flushThisTurn && !flushThisTick) {
+        flushThisTurn = true
+        setImmediate(flushReady)
+      }
+    } else if (!flushThisTick) {
+      flushThisTick = true
+      process.nextTick(flushReady)
+    }
     if (run.queued) return
     run.queued = true
-    if (ready.length === 0) process.nextTick(flushReady)
     ready.push([runId, run])
   }
 
   function flushReady (): void {
+    flushThisTick = false
+    flushThisTurn = false
     const bySlot = new Map<Slot, BatchWrite[]>()
     for (const [runId, run] of ready.splice(0, ready.length)) {
       run.queued = false
@@ -412,7 +427,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       })
       .finally(() => {
         run.writing = false
-        if (run.pending !== undefined) schedule(runId, run)
+        if (run.pending !== undefined) schedule(runId, run, false)
       })
   }
 
@@ -513,7 +528,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       if (run === undefined) return Promise.reject(new Error(`cannot append to run ${runId}: not a running run of this node`))
       if (run.pending === undefined) {
         run.pending = []
-        if (!run.writing) schedule(runId, run)
+        if (!run.writing) schedule(runId, run, true)
       }
       const pending = run.pending
       const at = Date.now()
