@@ -78,16 +78,18 @@ interface SentBatch {
   readonly count: number
   readonly events: string
   readonly toolCalls: string[]
-  /** The appends it carries, settled once it is written. */
-  readonly appends: readonly PendingAppend[]
 }
 
-/** A run's batch on its way. */
+/** A run's batch on its way, and the appends it settles once written (not kept with the batch for resending). */
 interface BatchWrite {
   readonly runId: string
   readonly run: OwnedRun
   readonly batch: SentBatch
+  readonly appends: readonly PendingAppend[]
 }
+
+/** What sending a batch takes. */
+type BatchSend = Pick<BatchWrite, 'runId' | 'run' | 'batch'>
 
 /** Batches kept per run for resending: a failover loses at most the replication lag's worth. */
 const KEPT_BATCHES = 8
@@ -204,7 +206,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
    * batch's outcome in APPEND's terms, [last seq, detail], in the order of `writes`; an outcome
    * rejects alone when its batch could not be published.
    */
-  async function sendBatches (writes: readonly BatchWrite[]): Promise<Array<Promise<[number, number]>>> {
+  async function sendBatches (writes: readonly BatchSend[]): Promise<Array<Promise<[number, number]>>> {
     const keys: string[] = []
     const args: Array<string | number> = [nodeId]
     for (const { runId, run, batch } of writes) {
@@ -223,7 +225,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       log?.warn({ runIds: writes.map((write) => write.runId), acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
     }
     return outcomes(appended?.[1] as number[]).map(async (outcome, i) => {
-      const { runId, run, batch } = writes[i] as BatchWrite
+      const { runId, run, batch } = writes[i] as BatchSend
       if (outcome[1] !== 1) return outcome
       const channel = key.live(runId, run.slot)
       const message = `${LIVE_FORMAT}\n${nodeId}\n${run.threadId}\n${outcome[0] - batch.count + 1}\n${batch.events}`
@@ -356,11 +358,11 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     const bySlot = new Map<Slot, BatchWrite[]>()
     for (const [runId, run] of ready.splice(0, ready.length)) {
       run.queued = false
-      const batch = run.writing ? undefined : nextBatch(run)
-      if (batch === undefined) continue
+      const write = run.writing ? undefined : nextBatch(runId, run)
+      if (write === undefined) continue
       const writes = bySlot.get(run.slot)
-      if (writes === undefined) bySlot.set(run.slot, [{ runId, run, batch }])
-      else writes.push({ runId, run, batch })
+      if (writes === undefined) bySlot.set(run.slot, [write])
+      else writes.push(write)
     }
     for (const writes of bySlot.values()) {
       let group: BatchWrite[] = []
@@ -390,7 +392,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   /** Takes the run's waiting appends as its next batch (undefined when there are none). */
-  function nextBatch (run: OwnedRun): SentBatch | undefined {
+  function nextBatch (runId: string, run: OwnedRun): BatchWrite | undefined {
     const batch = run.pending ?? []
     run.pending = undefined
     if (batch.length === 0) return undefined
@@ -403,15 +405,14 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         toolCalls.push(entry.type === 'tool_executing' ? '+' : '-', toolCallId, tool)
       }
     }
-    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls, appends: batch }
+    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls }
     run.sent.push(sent)
     if (run.sent.length > KEPT_BATCHES) run.sent.shift()
-    return sent
+    return { runId, run, batch: sent, appends: batch }
   }
 
   /** Writes a run's batch and settles its appends; `first` as for write(). */
-  function start ({ runId, run, batch }: BatchWrite, first?: Promise<[number, number]>): void {
-    const { appends } = batch
+  function start ({ runId, run, batch, appends }: BatchWrite, first?: Promise<[number, number]>): void {
     run.writing = true
     run.lastWrite = write(runId, run, batch, first)
       .then((lastSeq) => {
@@ -435,8 +436,8 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   async function drain (runId: string, run: OwnedRun): Promise<void> {
     while (run.writing || run.pending !== undefined) {
       if (!run.writing) {
-        const batch = nextBatch(run)
-        if (batch !== undefined) start({ runId, run, batch })
+        const write = nextBatch(runId, run)
+        if (write !== undefined) start(write)
       }
       await run.lastWrite
     }
