@@ -14,6 +14,16 @@ function openStore (t: Test, keyPrefix: string): EventStore {
   return store
 }
 
+/** A redis-server of the test's own (stopped and removed at teardown) and a store (node) on it. */
+async function storeOnOwnRedis (t: Test, leaseTtlMs: number): Promise<{ redis: OwnRedis, store: EventStore }> {
+  const redis = new OwnRedis(await freePort())
+  t.teardown(() => redis.dispose())
+  await redis.start()
+  const store = createRedisStore({ url: redis.url, historyTtlMs: 60_000, leaseTtlMs })
+  t.teardown(() => store.close())
+  return { redis, store }
+}
+
 /** A store with one running run of alice's, in a thread named after `name`. */
 async function storeWithRun (t: Test, name: string): Promise<{ store: EventStore, runId: string, keyPrefix: string }> {
   const keyPrefix = testPrefix(t)
@@ -139,11 +149,7 @@ t.test('batches a failover lost are sent again, before the next one, with the sa
 
 t.test('the batches of many runs go to Redis in one script call, at most 64 runs and 1,024 events a call, each run with its own seqs', { skip }, async (t) => {
   // A Redis of the test's own: its command counts are this test's alone.
-  const redis = new OwnRedis(await freePort())
-  t.teardown(() => redis.dispose())
-  await redis.start()
-  const store = createRedisStore({ url: redis.url, historyTtlMs: 60_000, leaseTtlMs: 5000 })
-  t.teardown(() => store.close())
+  const { redis, store } = await storeOnOwnRedis(t, 5000)
   const stats = new Redis(redis.url)
   t.teardown(() => { stats.disconnect() })
   const runIds = Array.from({ length: 100 }, (_, i) => `run-many-${i}`)
@@ -263,11 +269,7 @@ t.test('the executing node does not listen to its runs\' live channels (its subs
 })
 
 t.test('Redis away for longer than the lease: the append gives up after the lease, and the run ends NODE_LOST once Redis is back', { skip }, async (t) => {
-  const redis = new OwnRedis(await freePort())
-  t.teardown(() => redis.dispose())
-  await redis.start()
-  const store = createRedisStore({ url: redis.url, historyTtlMs: 60_000, leaseTtlMs: 600 })
-  t.teardown(() => store.close())
+  const { redis, store } = await storeOnOwnRedis(t, 600)
   const runId = `run-outage-${process.pid}`
   await store.createRun({ runId, threadId: 'thread-outage', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
   await store.append(runId, 'agent_thinking', JSON.stringify({ thought: 'before', step: 1 }))
