@@ -9,9 +9,10 @@
 //                           [--spread] [--redis URL]
 // --spread gives each thought a turn of the event loop of its own, as a paced agent's are (on
 // Redis each is then a batch of its own); --redis runs on a Redis store instead of the memory
-// store (its keys, under a prefix of their own, are deleted at the end). Every run is checked: it must end `completed` with exactly its events in the log. With --alloc,
-// one more round runs under V8's sampling heap profiler, collected objects included: the bytes a
-// run allocates, and where — a figure that, unlike CPU time, does not move with the host's load.
+// store (its keys, under a prefix of their own, are deleted at the end). Every run is checked:
+// it must end `completed` with exactly its events in the log. With --alloc, one more round runs
+// under V8's sampling heap profiler, collected objects included: the bytes a run allocates, and
+// where — a figure that, unlike CPU time, does not move with the host's load.
 import { randomBytes } from 'node:crypto'
 import { Session } from 'node:inspector/promises'
 import { performance } from 'node:perf_hooks'
@@ -20,7 +21,7 @@ import type { Agent, StartedRun } from '../src/index.js'
 import { createUserContext } from '../src/plugins/user-context.js'
 import { deleteKeysWithPrefix, withRedis } from '../scripts/redis-keys.js'
 import { benchApp } from './shared/app.js'
-import { parseOptions, positiveInteger, runCommand } from './shared/cli.js'
+import { UsageError, parseOptions, positiveInteger, runCommand } from './shared/cli.js'
 import { spread } from './shared/stats.js'
 
 const WAVE = 500
@@ -81,6 +82,11 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
     return { events: options.events }
   }
   const redisPrefix = `agw-bench-engine-${randomBytes(4).toString('hex')}:`
+  // The store would wait for a Redis that is not there (as a server rides out an outage): asked first, once.
+  if (options.redis !== undefined) {
+    const url = options.redis
+    await withRedis(url, async (redis) => await redis.ping()).catch(() => { throw new Error(`--redis: no Redis answers at ${url}`) })
+  }
   const app = await benchApp(agent, options.redis !== undefined
     ? { EVENT_STORE: options.redis, REDIS_KEY_PREFIX: redisPrefix }
     : options.fresh ? {} : { MEMORY_STORE_MAX_BYTES: String(boundBytes(options.events)) })
@@ -176,6 +182,10 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
     spread: { type: 'boolean', default: false },
     redis: { type: 'string' }
   })
+  if (values.redis !== undefined && !/^rediss?:\/\//.test(values.redis)) {
+    throw new UsageError(`--redis: expected a redis:// or rediss:// URL, got "${values.redis}"`)
+  }
+  if (values.redis !== undefined && values.fresh) throw new UsageError('--fresh: the memory store\'s option; it does not apply with --redis')
   return {
     events: values.events === undefined ? 3 : positiveInteger('--events', values.events),
     runs: values.runs === undefined ? (values.quick ? 1000 : 20_000) : positiveInteger('--runs', values.runs),
