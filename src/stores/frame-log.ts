@@ -6,35 +6,11 @@
 import type { StoredEvent } from '../contracts.js'
 import { RUN_EVENT_TYPES, type RunEventType } from '../protocol.js'
 import { frameBytes, frameBytesBound, typeCode, writeFrame } from './frame-bytes.js'
+import type { LogMemory } from './log-memory.js'
 
 /** The first chunk of a run's log; each next one doubles, up to MAX_CHUNK. */
 const FIRST_CHUNK = 2048
 const MAX_CHUNK = 256 * 1024
-/**
- * At `seal`, a last chunk with at most this many bytes in use (all of a short log, the tail of a
- * long one) and a pooled first chunk are copied into a shared slab instead of a buffer of their
- * own. Short runs are the common case, and a buffer of its own is an allocation outside the JS
- * heap per run, which costs far more than the copy and makes V8 collect more often. Slabs fill
- * in the order runs end, which is the order the store evicts them, so a slab is freed soon after
- * its last run; the store's byte bounds count frames, not slab space.
- */
-const SLAB_MAX_LOG = 8 * 1024
-const SLAB_SIZE = 64 * 1024
-
-let slab: Buffer | undefined
-let slabUsed = 0
-
-/** `length` bytes of `source`, copied into the current slab. */
-function slabCopy (source: Buffer, length: number): Buffer {
-  if (slab === undefined || slab.length - slabUsed < length) {
-    slab = Buffer.allocUnsafeSlow(SLAB_SIZE)
-    slabUsed = 0
-  }
-  const copy = slab.subarray(slabUsed, slabUsed + length)
-  source.copy(copy, 0, 0, length)
-  slabUsed += length
-  return copy
-}
 
 // A record: the frame's length in bytes (u32), its type's code (a place in RUN_EVENT_TYPES, u8),
 // when it was appended (epoch ms, f64), then the frame. Little-endian.
@@ -72,9 +48,12 @@ export class FrameLog {
   #sparse: number[] | undefined
   /** Events in the log. */
   #length = 0
+  readonly #memory: LogMemory
+  #released = false
 
-  constructor (head: Buffer) {
+  constructor (head: Buffer, memory: LogMemory) {
     this.#head = head
+    this.#memory = memory
   }
 
   get length (): number {
@@ -100,7 +79,7 @@ export class FrameLog {
         if (chunk !== undefined) (this.#ends ??= []).push(this.#used)
         // The first chunk, while the run is live, comes from Node's shared pool (a slice, no
         // allocation of its own); `seal` copies it out, so no finished run keeps a pool.
-        chunk = size === FIRST_CHUNK ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size)
+        chunk = size === FIRST_CHUNK ? Buffer.allocUnsafe(size) : this.#memory.chunk(size)
         this.#chunks.push(chunk)
         this.#chunk = chunk
         this.#used = 0
@@ -161,24 +140,27 @@ export class FrameLog {
 
   /**
    * Nothing more will be appended: gives back the unused end of the last chunk, and moves a
-   * pooled first chunk out of the pool.
+   * pooled first chunk out of the pool (into a slab shared with other short logs, or memory of
+   * its own).
    */
   seal (): void {
     const last = this.#chunks.length - 1
     const chunk = this.#chunk
+    const memory = this.#memory
     if (chunk !== undefined && (this.#used < chunk.length || chunk.length === FIRST_CHUNK)) {
-      this.#chunks[last] = this.#used <= SLAB_MAX_LOG ? slabCopy(chunk, this.#used) : exactCopy(chunk, this.#used)
+      this.#chunks[last] = memory.copy(chunk, this.#used)
     }
     this.#chunk = undefined
     this.#head = NO_HEAD
     // A pooled first chunk that is not the last one (the log grew past it) is copied out too.
     const first = this.#chunks[0]
-    if (last > 0 && first !== undefined && first.length === FIRST_CHUNK) this.#chunks[0] = slabCopy(first, first.length)
+    if (last > 0 && first !== undefined && first.length === FIRST_CHUNK) this.#chunks[0] = memory.copy(first, first.length)
   }
-}
 
-function exactCopy (source: Buffer, length: number): Buffer {
-  const copy = Buffer.allocUnsafeSlow(length)
-  source.copy(copy, 0, 0, length)
-  return copy
+  /** The store has dropped the log: its bytes are garbage once the frames read from it are. */
+  release (): void {
+    if (this.#released) return
+    this.#released = true
+    this.#memory.release(this.#chunks)
+  }
 }

@@ -8,6 +8,7 @@ import { newId } from '../ids.js'
 import { eventTimestamp, type RunEventType, type TerminalStatus } from '../protocol.js'
 import { frameHeadBytes } from './frame-bytes.js'
 import { FrameLog } from './frame-log.js'
+import { createLogMemory, type LogMemory } from './log-memory.js'
 import { Fifo } from './fifo.js'
 import type { CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunAppender, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription } from '../contracts.js'
 
@@ -23,6 +24,8 @@ export interface MemoryStoreOptions {
   maxBytes?: number
   /** Bytes of history one owner's runs may keep; past it, that owner's finished runs are evicted. Default: unbounded. */
   maxBytesPerOwner?: number
+  /** Where the runs' logs get their bytes. Default: a LogMemory of the store's own. */
+  logMemory?: LogMemory
 }
 
 /**
@@ -63,9 +66,10 @@ class MemoryRun extends FrameLog implements RunAppender, NewRun {
     readonly ownerId: string,
     readonly createdAt: string,
     readonly owner: OwnerAccount,
-    private readonly storeAppend: StoreAppend
+    private readonly storeAppend: StoreAppend,
+    memory: LogMemory
   ) {
-    super(frameHeadBytes(runId, threadId))
+    super(frameHeadBytes(runId, threadId), memory)
   }
 
   appendNow (type: RunEventType, dataJson: string): StoredEvent {
@@ -145,6 +149,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const maxBytesPerOwner = options.maxBytesPerOwner ?? Number.POSITIVE_INFINITY
   let totalBytes = 0
   const owners = new Map<string, OwnerAccount>()
+  const logMemory = options.logMemory ?? createLogMemory()
 
   function accountOf (ownerId: string): OwnerAccount {
     let account = owners.get(ownerId)
@@ -178,6 +183,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     const tombstone = { runId: run.runId, ownerId: run.ownerId, at: t }
     tombstones.set(run.runId, tombstone)
     tombstoneOrder.push(tombstone)
+    run.release()
     totalBytes -= run.bytes
     const { owner } = run
     owner.bytes -= run.bytes
@@ -269,7 +275,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const account = owner ?? accountOf(newRun.ownerId)
       account.active++
       threadRuns.set(thread, newRun.runId)
-      const run = new MemoryRun(newRun.runId, newRun.threadId, newRun.agent, newRun.ownerId, eventTimestamp(now()), account, appendTo)
+      const run = new MemoryRun(newRun.runId, newRun.threadId, newRun.agent, newRun.ownerId, eventTimestamp(now()), account, appendTo, logMemory)
       runs.set(newRun.runId, run)
       return { created: true, meta: metaOf(run) }
     },

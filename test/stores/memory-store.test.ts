@@ -4,6 +4,7 @@ import type { EventStore } from '../../src/contracts.js'
 import { encodeRunEvent, eventTimestamp, runFrameHead } from '../../src/protocol.js'
 import { frameHeadBytes } from '../../src/stores/frame-bytes.js'
 import { createMemoryStore } from '../../src/stores/memory-store.js'
+import { createLogMemory } from '../../src/stores/log-memory.js'
 import { eventStoreContract } from './contract.js'
 import { gc } from '../gc.js'
 
@@ -37,11 +38,14 @@ t.test('a closed store is not ready', async (t) => {
   await t.rejects(store.ping(), /closed/)
 })
 
+/** Where the frame logs of these tests get their bytes: one, as for the runs of one store. */
+const memory = createLogMemory()
+
 /** A frame log of a run, and the frames the protocol says it must hold. */
 function frameLog (runId: string): { log: FrameLog, frame: (seq: number, at: number, dataJson: string, type?: 'agent_thinking' | 'agent_message') => string } {
   const head = runFrameHead(runId, `thread-${runId}`)
   return {
-    log: new FrameLog(frameHeadBytes(runId, `thread-${runId}`)),
+    log: new FrameLog(frameHeadBytes(runId, `thread-${runId}`), memory),
     frame: (seq, at, dataJson, type = 'agent_thinking') => encodeRunEvent(head, type, seq, eventTimestamp(at), dataJson)
   }
 }
@@ -103,7 +107,7 @@ t.test('a read from any seq, of any length, returns exactly those events, across
 t.test('the log keeps its events off the JS heap: under 2 bytes of heap per event', async (t) => {
   const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
   const EVENTS = 200_000
-  const logs = Array.from({ length: 20 }, (_, i) => new FrameLog(frameHeadBytes(`heap-${i}`, 'thread')))
+  const logs = Array.from({ length: 20 }, (_, i) => new FrameLog(frameHeadBytes(`heap-${i}`, 'thread'), memory))
   const before = heap()
   // Interleaved, as when many runs stream at once.
   for (let i = 0; i < EVENTS; i++) (logs[i % logs.length] as FrameLog).append('agent_message', '{"delta":"tok"}', 1_700_000_000_000 + i)
