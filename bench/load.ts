@@ -378,7 +378,11 @@ async function replay (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: '
     const [bytesBefore, deliveredBefore] = [checker.bytes, checker.delivered]
     await checker.settle(checker.run(writer, plan(spec.events, spec.bytes, { keep: true })), deadline)
     const after = await measureMemory()
-    const retained = { retainedPerEvent: (after.heapUsed + after.external - before.heapUsed - before.external) / spec.events, frameBytes: (checker.bytes - bytesBefore) / Math.max(1, checker.delivered - deliveredBefore) }
+    // Outside the heap: V8's external memory counts ordinary ArrayBuffers (and other memory held
+    // for JS objects), Node's arrayBuffers every ArrayBuffer, shared ones too, in which the
+    // gateway's memory store keeps its logs. The larger of the two growths counts each byte once.
+    const outside = Math.max(after.external - before.external, (after.arrayBuffers ?? after.external) - (before.arrayBuffers ?? before.external))
+    const retained = { retainedPerEvent: (after.heapUsed - before.heapUsed + outside) / spec.events, frameBytes: (checker.bytes - bytesBefore) / Math.max(1, checker.delivered - deliveredBefore) }
     const runId = [...writer.runs.keys()][0] ?? ''
     // A second connection of the same user, opened once the run has finished.
     const [reader] = await openAll(config, ['replay'], checker)

@@ -42,8 +42,8 @@ export function serveControl (port: number, close: () => Promise<unknown>): void
         forceGc()
         await nextTurn()
         forceGc()
-        const { rss, heapUsed, external } = process.memoryUsage()
-        return { kind: 'memory', rss, heapUsed, external }
+        const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
+        return { kind: 'memory', rss, heapUsed, external, arrayBuffers }
       }
     }
   }

@@ -17,6 +17,11 @@ export interface MemoryMeasure {
   readonly rss: number
   readonly heapUsed: number
   readonly external: number
+  /**
+   * Node's count of the bytes of every ArrayBuffer, SharedArrayBuffers included, which V8's
+   * `external` leaves out. Absent from builds before it was reported (a `--baseline`).
+   */
+  readonly arrayBuffers?: number
 }
 
 export type ServerReply =
