@@ -126,8 +126,8 @@ t.test('the memory store releases the logs of the runs it evicts and expires', a
 })
 
 t.test('history streaming through a bounded store leaves garbage bounded by the limit, with no help from the test', async (t) => {
-  // 256 MiB of history through a store that keeps 4 MiB. Measured: array buffers peaked 99 MiB
-  // above the start with a limit of 16 MiB, and 519 MiB with no limit (V8 left all of it to
+  // 256 MiB of history through a store that keeps 4 MiB. Measured: array buffers peaked about
+  // 100 MiB with a limit of 16 MiB, and 519 MiB with no limit (V8 left all of it to
   // collections of its own, which the allocation of JS objects starts far more rarely).
   const logMemory = createLogMemory({ garbageLimit: 16 * MiB })
   const store = createMemoryStore({ historyTtlMs: 3_600_000, maxBytes: 4 * MiB, logMemory })
