@@ -149,6 +149,8 @@ export class FrameLog {
     const memory = this.#memory
     if (chunk !== undefined && (this.#used < chunk.length || chunk.length === FIRST_CHUNK)) {
       this.#chunks[last] = memory.copy(chunk, this.#used)
+      // The chunk it replaces is garbage as soon as no frame read from it is held.
+      memory.release([chunk])
     }
     this.#chunk = undefined
     this.#head = NO_HEAD

@@ -7,12 +7,13 @@
 // seconds for history it meant to keep. V8 leaves shared buffers out of that count (Node 20 and
 // 24; test/stores/log-memory.test.ts checks it), so their bytes no longer start collections.
 //
-// What V8 is then not told is counted here: the bytes of logs the store has dropped, which are
-// garbage once the last view of their frames (a reader's, a socket's queued write) is gone, and
-// which V8 frees when it next collects the old generation for its own reasons. While more than
-// `garbageLimit` of them is uncollected, new chunks are ordinary buffers again: V8 counts those,
-// so it collects as it did before, and the finalization of the dropped chunks brings the count
-// back down. Memory beyond the store's own bound stays under about the limit plus V8's 64 MB.
+// What V8 is then not told is counted here: the bytes of logs the store has dropped, and of the
+// chunks that sealing a log replaced, which are garbage once the last view of their frames (a
+// reader's, a socket's queued write) is gone, and which V8 frees when it next collects the old
+// generation for its own reasons. While more than `garbageLimit` of them is uncollected, new
+// chunks are ordinary buffers again: V8 counts those, so it collects as it did before, and the
+// finalization of the dropped chunks brings the count back down. Memory beyond the store's own
+// bound stays under about the limit plus V8's 64 MB.
 
 /** At `copy`, logs of at most this many bytes go into a shared slab instead of a buffer of their own. */
 const SLAB_MAX_LOG = 8 * 1024
@@ -35,7 +36,7 @@ export interface LogMemory {
    * frames, not slab space.
    */
   copy: (source: Buffer, length: number) => Buffer
-  /** The chunks of a log the store has dropped: garbage once nothing views them. */
+  /** Chunks no log holds any more (a dropped log's, one replaced at sealing): garbage once nothing views them. */
   release: (chunks: readonly Buffer[]) => void
   /** Bytes released and not yet collected. */
   readonly uncollected: number
