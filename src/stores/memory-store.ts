@@ -24,7 +24,7 @@ export interface MemoryStoreOptions {
   maxBytes?: number
   /** Bytes of history one owner's runs may keep; past it, that owner's finished runs are evicted. Default: unbounded. */
   maxBytesPerOwner?: number
-  /** Where the runs' logs get their bytes. Default: a LogMemory of the store's own. */
+  /** Where the runs' logs get their bytes; for tests, to read what it counts. Default: one of the store's own. */
   logMemory?: LogMemory
 }
 
