@@ -1,5 +1,5 @@
 import t from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises'
 import { FrameLog } from '../../src/stores/frame-log.js'
 import { frameHeadBytes } from '../../src/stores/frame-bytes.js'
 import { createLogMemory, type LogMemory } from '../../src/stores/log-memory.js'
@@ -130,23 +130,27 @@ t.test('the memory store releases the logs of the runs it evicts and expires', a
 })
 
 t.test('history streaming through a bounded store leaves garbage bounded by the limit, with no help from the test', async (t) => {
-  // 256 MiB of history through a store that keeps 4 MiB. Measured: array buffers peaked about
-  // 100 MiB with a limit of 16 MiB, and 519 MiB with no limit (V8 left all of it to
-  // collections of its own, which the allocation of JS objects starts far more rarely).
+  // 512 MiB of history through a store that keeps 4 MiB, the event loop turning between runs as
+  // a server's does (the finalizers run in its turns). Measured: array buffers peaked 73–95 MiB
+  // above the start on Node 20 and 98–129 MiB on Node 24 with a limit of 16 MiB, with other
+  // processes busy on both cores too; with no limit, 1,023–1,029 MiB — V8 left all of it to
+  // collections of its own, which the allocation of JS objects starts far more rarely. The
+  // bound asserted is a quarter of that: V8's collections run concurrently, so how far past
+  // the limit the garbage gets before one finishes depends on how busy the machine is.
   const logMemory = createLogMemory({ garbageLimit: 16 * MiB })
   const store = createMemoryStore({ historyTtlMs: 3_600_000, maxBytes: 4 * MiB, logMemory })
   t.teardown(() => store.close())
   const frame = JSON.stringify({ delta: 'z'.repeat(4000) })
   const start = process.memoryUsage().arrayBuffers
   let peak = 0
-  for (let r = 0; r < 1000; r++) {
+  for (let r = 0; r < 2000; r++) {
     const runId = `churn-${r}`
     await store.createRun({ runId, threadId: runId, agent: 'demo', ownerId: `user-${r % 10}` }, { maxActivePerOwner: 10 })
     for (let i = 0; i < 64; i++) await store.append(runId, 'agent_message', frame)
     await store.endRun(runId, 'completed')
+    await turn()
     peak = Math.max(peak, process.memoryUsage().arrayBuffers - start)
   }
-  // The store's 4 MiB, the limit's 16, V8's own 64 MiB of growth before it collects, and room.
-  t.ok(peak < 128 * MiB, `array buffers peaked ${(peak / MiB).toFixed(0)} MiB above the start`)
+  t.ok(peak < 256 * MiB, `array buffers peaked ${(peak / MiB).toFixed(0)} MiB above the start`)
   t.ok(logMemory.uncollected < 16 * MiB + 64 * MiB, `${(logMemory.uncollected / MiB).toFixed(0)} MiB released and not yet collected`)
 })
