@@ -249,12 +249,56 @@ const here = dirname(fileURLToPath(import.meta.url))
 /**
  * Starts a Node script with an IPC channel, through bash so that the soft limit of open files
  * can be raised to the hard limit first (5,000 connections need ~5,000 descriptors per side).
+ * With `cpus` (a taskset list such as "0" or "1-3"), the process and all its threads run on
+ * those CPUs only.
  */
-function spawnNode (script: string, execArgv: readonly string[], env: Record<string, string>): ChildProcess {
-  return spawn('bash', ['-c', 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...execArgv, isAbsolute(script) ? script : join(here, script)], {
+function spawnNode (script: string, execArgv: readonly string[], env: Record<string, string>, cpus?: string): ChildProcess {
+  const pin = cpus === undefined ? [] : ['taskset', '-c', cpus]
+  return spawn('bash', ['-c', 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null; exec "$@"', 'bench', ...pin, process.execPath, ...execArgv, isAbsolute(script) ? script : join(here, script)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env }
   })
+}
+
+/**
+ * `--pin`: the server on the first CPU this process may use, the load generator on the others, so
+ * that neither takes the other's time — the nearest one machine comes to a load generator on
+ * another host. Redis is left where the scheduler puts it.
+ */
+interface Pinning {
+  readonly server: string
+  readonly load: string
+}
+
+/** The CPUs of a list as the kernel and taskset write it ("0-3,8"), one by one. */
+export function cpuList (text: string): number[] {
+  return text.split(',').flatMap((part) => {
+    const [from, to = from] = part.split('-').map(Number) as [number, number?]
+    return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+  })
+}
+
+/** The CPUs a running process may use, as the kernel reports them (Linux), or undefined. */
+function allowedCpus (pid: number | undefined): string | undefined {
+  if (pid === undefined) return undefined
+  try {
+    return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+  } catch {
+    return undefined
+  }
+}
+
+function pinning (): Pinning {
+  const own = allowedCpus(process.pid)
+  if (own === undefined) throw new UsageError('--pin: the CPUs this process may use cannot be read (/proc/self/status)')
+  const [server, ...load] = cpuList(own)
+  if (server === undefined || load.length === 0) throw new UsageError(`--pin: needs at least 2 CPUs (this process may use ${own})`)
+  try {
+    execFileSync('taskset', ['-c', String(server), 'true'], { stdio: 'ignore' })
+  } catch {
+    throw new UsageError('--pin: taskset (util-linux) is not available or may not set a process\'s CPUs')
+  }
+  return { server: String(server), load: load.join(',') }
 }
 
 /** Resolves with the first message that `accept` turns into a value; rejects if the child exits first or time runs out. */
@@ -306,6 +350,8 @@ interface Options {
   readonly scale: readonly number[] | undefined
   /** `--baseline`: the compiled bench of another build, whose gateway runs beside this one. */
   readonly baseline: string | undefined
+  /** `--pin`: the CPUs of the server and of the load generator. */
+  readonly pin: Pinning | undefined
 }
 
 export interface RoundResult {
@@ -320,6 +366,8 @@ export interface RoundResult {
   readonly delivered?: number
   readonly metrics?: Readonly<Record<string, number>>
   readonly error?: string
+  /** The CPUs the server and the load generator were allowed, read from the running processes. */
+  readonly cpus?: { readonly server?: string, readonly load?: string }
 }
 
 const secret = randomBytes(32).toString('base64url')
@@ -343,15 +391,18 @@ async function redisCpuUs (servers: readonly Redis[]): Promise<number> {
  * CPU of those redis-servers over the same window is added (the whole servers': on a shared Redis,
  * other clients' work counts too).
  */
-async function drive (server: ChildProcess, port: number, target: Target, spec: WorkloadSpec, timeoutMs: number, redis: readonly Redis[] | undefined): Promise<LoadResult> {
+async function drive (server: ChildProcess, port: number, target: Target, spec: WorkloadSpec, timeoutMs: number, redis: readonly Redis[] | undefined, cpus: string | undefined): Promise<LoadResult & { loadCpus?: string }> {
   const config: LoadConfig = { client: target.client, url: target.url(port), secret, workload: spec, timeoutMs }
-  const load = spawnNode('load.js', [], { BENCH_LOAD: JSON.stringify(config) })
+  const load = spawnNode('load.js', [], { BENCH_LOAD: JSON.stringify(config) }, cpus)
+  // Read once the load generator speaks: by then it is the Node process, not the shell before it.
+  let loadCpus: string | undefined
   let redisFrom: number | undefined
   // Read when the window closes; awaited before the result is returned (it may come back after it).
   let redisUsed: Promise<number | undefined> = Promise.resolve(undefined)
   // The load generator's measurement requests go to the server; its replies come back.
   const forward = (message: LoadMessage): void => { if (server.connected) server.send(message, () => {}) }
   const toServer = (message: LoadMessage): void => {
+    loadCpus ??= allowedCpus(load.pid)
     if (message.type !== 'request') return
     if (redis === undefined || (message.request !== 'measure-start' && message.request !== 'measure-stop')) {
       forward(message)
@@ -369,8 +420,8 @@ async function drive (server: ChildProcess, port: number, target: Target, spec: 
     const result = await firstMessage(load, (m) => ((m as LoadMessage).type === 'result' ? (m as { result: LoadResult }).result : undefined), timeoutMs + 60_000, 'load generator')
     const used = await redisUsed
     if (redis !== undefined && used === undefined) process.stdout.write(`  ${target.name}: redis-server CPU not read\n`)
-    if (used === undefined || result.delivered === 0) return result
-    return { ...result, metrics: { ...result.metrics, redisCpuUsPerEvent: used / result.delivered } }
+    if (used === undefined || result.delivered === 0) return { ...result, loadCpus }
+    return { ...result, loadCpus, metrics: { ...result.metrics, redisCpuUsPerEvent: used / result.delivered } }
   } finally {
     server.off('message', toLoad)
     await stopChild(load, 5_000, false)
@@ -393,7 +444,7 @@ async function session (options: Options, target: Target, redis: boolean, label:
     BENCH_STORE: storeOf(options, target, redis),
     BENCH_REDIS_PREFIX: redisPrefix,
     ...(windowFile === undefined ? {} : { BENCH_WINDOW_FILE: windowFile })
-  })
+  }, options.pin?.server)
   const results: RoundResult[] = []
   // The gateway on Redis: redis-server's CPU is measured beside the gateway's (every node's on the cluster).
   const redisClients = !redis || target.script !== 'gateway' || target.store === 'memory'
@@ -405,18 +456,23 @@ async function session (options: Options, target: Target, redis: boolean, label:
   try {
     const port = await firstMessage(server, (m) => ((m as ServerMessage).type === 'ready' ? (m as { port: number }).port : undefined), 30_000, `${target.name} server`)
       .catch((err: unknown) => err as Error)
+    const serverCpus = allowedCpus(server.pid)
     for (const workload of workloads) {
       const started = performance.now()
-      let outcome: LoadResult | Error
+      let outcome: (LoadResult & { loadCpus?: string }) | Error
       try {
-        outcome = typeof port === 'number' ? await drive(server, port, target, options.quick ? workload.quick : workload.full, timeoutMs, redisClients) : port
+        outcome = typeof port === 'number' ? await drive(server, port, target, options.quick ? workload.quick : workload.full, timeoutMs, redisClients, options.pin?.load) : port
       } catch (err) {
         outcome = err as Error
       }
       const base = { workload: workload.name, target: target.name, round, seconds: (performance.now() - started) / 1000, loadAverage: loadavg()[0] ?? 0 }
-      const result: RoundResult = outcome instanceof Error
-        ? { ...base, ok: false, error: outcome.message }
-        : { ...base, ok: CORRECTNESS_KEYS.every((key) => outcome.counts[key] === 0), ...outcome }
+      let result: RoundResult
+      if (outcome instanceof Error) {
+        result = { ...base, ok: false, error: outcome.message }
+      } else {
+        const { loadCpus, ...measured } = outcome
+        result = { ...base, ok: CORRECTNESS_KEYS.every((key) => measured.counts[key] === 0), ...measured, cpus: { server: serverCpus, load: loadCpus } }
+      }
       results.push(result)
       const status = result.ok ? 'ok' : `FAILED ${result.error ?? JSON.stringify(result.counts)}`
       process.stdout.write(`  ${workload.name} round ${round} ${target.name}: ${status} (${result.seconds.toFixed(1)} s)\n`)
@@ -649,6 +705,7 @@ const USAGE = `usage: npm run bench -- [options]
   --scale [--sizes a,b]     the connection-scaling runs instead (npm run bench:scale)
   --baseline DIR            also run the gateway of another build, DIR being its compiled bench
                             (its dist-dev), in the same rounds: a change against what it changes
+  --pin                     the server on CPU 0, the load generator on the others (taskset)
   --help                    this text`
 
 function parseOptions (argv: readonly string[]): Options | 'help' {
@@ -667,7 +724,8 @@ function parseOptions (argv: readonly string[]): Options | 'help' {
         redis: { type: 'string', default: 'redis://127.0.0.1:6379/0' },
         scale: { type: 'boolean', default: false },
         sizes: { type: 'string' },
-        baseline: { type: 'string' }
+        baseline: { type: 'string' },
+        pin: { type: 'boolean', default: false }
       }
     }).values
   } catch (err) {
@@ -700,7 +758,8 @@ function parseOptions (argv: readonly string[]): Options | 'help' {
     out: values.out ?? (values.quick || values.profile || only !== undefined ? undefined : join(process.cwd(), 'bench', 'results', `${scale === undefined ? '' : 'scale-'}${date}.json`)),
     redisUrl: values.redis,
     scale,
-    baseline
+    baseline,
+    pin: values.pin ? pinning() : undefined
   }
 }
 
@@ -811,6 +870,7 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
       mode: options.quick ? 'quick' : 'full',
       rounds: options.rounds,
       machine: machine(),
+      ...(options.pin === undefined ? {} : { pinned: options.pin }),
       source: measuredSource,
       // The baseline by its commit: where its build lies on this machine says nothing to a reader.
       ...(options.baseline === undefined ? {} : { baseline: source(options.baseline) }),

@@ -12,7 +12,7 @@ import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
-import type { RoundResult } from '../bench/run.js'
+import { cpuList, type RoundResult } from '../bench/run.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { withRedis } from '../scripts/redis-keys.js'
 import { clusterSkip } from './redis-cluster.js'
@@ -176,6 +176,46 @@ t.test('--baseline: the gateway of another build runs in the same rounds, beside
   t.notOk(JSON.stringify(report).includes(out), 'and not where it lies on this machine')
   t.match(stdout, /gateway \(baseline\)/, 'the table has its column')
   t.match(stdout, /gateway\/baseline/, 'and the ratio of this build to it')
+})
+
+/** The CPUs this test process may use, as the kernel lists them. */
+function ownCpus (): number[] {
+  return cpuList(/^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '')
+}
+
+t.test('--pin: the server on one CPU, the load generator on the others, as the processes themselves report', async (t) => {
+  const out = await compiledBench()
+  const [first, ...rest] = ownCpus()
+  const { code, stdout, stderr } = await runScript('run.js', ['--quick', '--only', 'start-storm', '--pin', '--out', join(out, 'pinned.json')])
+  if (rest.length === 0) {
+    // One CPU cannot hold two processes apart: refused, not run unpinned.
+    t.equal(code, 2, stdout)
+    t.match(stderr, /^bench: --pin: needs at least 2 CPUs/)
+    return
+  }
+  t.equal(code, 0, stderr)
+  const report = JSON.parse(readFileSync(join(out, 'pinned.json'), 'utf8')) as Report & { pinned?: { server: string, load: string } }
+  t.same(report.pinned, { server: String(first), load: rest.join(',') }, 'the results file says how the run was pinned')
+  const rounds = report.results.filter((r) => r.workload === 'start-storm')
+  t.equal(rounds.length, 3, 'every target ran')
+  for (const round of rounds) {
+    t.ok(round.ok, `${round.target}: correct`)
+    t.same(cpuList(round.cpus?.server ?? ''), [first], `${round.target}: the server, as the kernel lists its CPUs`)
+    t.same(cpuList(round.cpus?.load ?? ''), rest, `${round.target}: the load generator, likewise`)
+  }
+})
+
+t.test('without --pin, each round records the CPUs its processes could use', async (t) => {
+  const out = await compiledBench()
+  const { code, stderr } = await runScript('run.js', ['--quick', '--only', 'idle', '--out', join(out, 'unpinned.json')])
+  t.equal(code, 0, stderr)
+  const report = JSON.parse(readFileSync(join(out, 'unpinned.json'), 'utf8')) as Report & { pinned?: unknown }
+  t.equal(report.pinned, undefined, 'not pinned')
+  t.equal(report.results.length, 3)
+  for (const round of report.results) {
+    t.same(cpuList(round.cpus?.server ?? ''), ownCpus(), `${round.target}: the server, every CPU`)
+    t.same(cpuList(round.cpus?.load ?? ''), ownCpus(), `${round.target}: the load generator, every CPU`)
+  }
 })
 
 t.test('a command line the bench cannot run is refused in one line, with its usage, before anything starts', async (t) => {
