@@ -8,6 +8,7 @@ import { RunError, type Agent, type AgentRun, type RunContext } from '../contrac
 import type { RunEmitter } from '../delivery/emitter.js'
 import type { ErrorInfo, RunEventData, RunInput } from '../protocol.js'
 import type { RunToolDispatcher, ToolEventSink } from '../plugins/tool-dispatcher.js'
+import type { DeadlineList, Expirable } from './deadlines.js'
 
 export type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
 
@@ -26,7 +27,7 @@ const stopOutcomes: Record<StopReason, Outcome> = {
  * a listener on it are a real share of starting a run, and many agents never look at the signal.
  * The engine itself is told of the stop by a plain callback (`onStop`).
  */
-export class RunStopper {
+export class RunStopper implements Expirable {
   #controller: AbortController | undefined
   #onStop: (() => void) | undefined
   reason: StopReason | undefined
@@ -57,6 +58,11 @@ export class RunStopper {
     onStop?.()
   }
 
+  /** Its deadline passed (DeadlineList). */
+  expire (): void {
+    this.stop('timeout')
+  }
+
   #error (reason: StopReason): RunError {
     return new RunError(reason.toUpperCase(), stopOutcomes[reason].error?.message ?? 'The run was cancelled')
   }
@@ -72,7 +78,8 @@ export interface Execution {
   readonly input: RunInput
   readonly emitter: RunEmitter
   readonly stopper: RunStopper
-  readonly timeoutMs: number
+  /** Where the run's deadline waits: RUN_TIMEOUT_MS from when execute() begins. */
+  readonly deadlines: DeadlineList
   /** Makes the run's tool dispatcher, given where its events go. */
   tools(events: ToolEventSink): RunToolDispatcher
   /** The run's logger, made on first use (most runs never log). */
@@ -174,7 +181,7 @@ export async function execute (run: Execution): Promise<void> {
       return emitter.drained()
     }
   })
-  const deadline = setTimeout(() => { stopper.stop('timeout') }, run.timeoutMs)
+  const deadline = run.deadlines.add(stopper)
   let outcome: Outcome
   try {
     // Whichever comes first: the agent's end or the run's stop (cancel, deadline, shutdown). One
@@ -198,7 +205,7 @@ export async function execute (run: Execution): Promise<void> {
       outcome = { status: 'failed', error }
     }
   } finally {
-    clearTimeout(deadline)
+    run.deadlines.remove(deadline)
   }
   // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
   ended = true

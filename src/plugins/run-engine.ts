@@ -18,6 +18,7 @@ import {
 } from '../errors.js'
 import { AgentName, RunRequest, type RunInput } from '../protocol.js'
 import { execute, RunStopper, type Execution, type Outcome, type StopReason } from '../engine/execute.js'
+import { DeadlineList } from '../engine/deadlines.js'
 import type { DispatcherOptions, RunToolDispatcher, ToolEventSink } from './tool-dispatcher.js'
 
 /** `{ agent?, threadId?, input, cancelOnDisconnect? }`: the protocol's run request. */
@@ -141,6 +142,8 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
   let sealed = false
   let closing = false
   let runEndedWaiters: Array<() => void> = []
+  // Every run's deadline, RUN_TIMEOUT_MS from its start, on one timer.
+  const deadlines = new DeadlineList(config.RUN_TIMEOUT_MS)
 
   const registry: AgentRegistry = {
     add (name: string, agent: Agent): void {
@@ -220,9 +223,13 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       readonly context: RunContext,
       readonly input: RunInput,
       readonly emitter: RunEmitter,
-      readonly stopper: RunStopper,
-      readonly timeoutMs: number
+      readonly stopper: RunStopper
     ) {}
+
+    // The engine's one list, read from the class: no field per run.
+    get deadlines (): DeadlineList {
+      return deadlines
+    }
 
     // The signal is read when a tool is called: most runs never make the dispatcher.
     tools (events: ToolEventSink): RunToolDispatcher {
@@ -275,6 +282,8 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
     await waitForRuns(Date.now() + config.SHUTDOWN_GRACE_MS)
     for (const runId of [...live.keys()]) stop(runId, 'shutdown')
     await waitForRuns(Date.now() + SHUTDOWN_STOP_MS)
+    // Every run was stopped: no deadline is left to keep a timer.
+    deadlines.clear()
   })
 
   const engine: RunEngine = {
@@ -326,7 +335,7 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       // live. Not on the next turn of the event loop: every run accepted in one turn would then
       // start at the same instant, and agents that stream at a steady pace would stay in step,
       // their events reaching the sockets in bursts.
-      const execution = new RunExecution(agent, context, input, emitter, runState.stopper, config.RUN_TIMEOUT_MS)
+      const execution = new RunExecution(agent, context, input, emitter, runState.stopper)
       process.nextTick(() => { void execute(execution) })
       return { runId, threadId, agent: name }
     },
