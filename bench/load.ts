@@ -416,7 +416,11 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     const window = await openWindow(checker)
     const began = performance.now()
     await checker.settle(storm(), deadline)
-    return { ...await closeWindow(checker, window), runsStarted: checker.accepted.length, wallMs: performance.now() - began }
+    const measured = await closeWindow(checker, window)
+    const runs = checker.accepted.length
+    // A run's whole cost, its start and end with its events: CPU per event times the events, per run.
+    const cpuUsPerRun = runs === 0 ? Number.NaN : (measured.cpuUsPerEvent ?? Number.NaN) * Math.max(1, checker.delivered) / runs
+    return { ...measured, cpuUsPerRun, runsStarted: runs, wallMs: performance.now() - began }
   } finally {
     closeAll(conns)
   }

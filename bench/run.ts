@@ -111,7 +111,8 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
   ],
   start: [
     ...START_METRICS,
-    { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) }
+    { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
+    { key: 'cpuUsPerRun', label: 'server CPU µs/run', format: fixed(1) }
   ],
   scale: [
     { key: 'handshakesPerSec', label: 'handshakes/s', format: count },
@@ -157,7 +158,7 @@ function describe (spec: WorkloadSpec): string {
     case 'throughput': return `${n(spec.users)} users × 1 run × ${n(spec.events)} events of ~${spec.bytes} B, ${spec.schedule === 'burst' ? `each run emitting ${BURST_PER_TURN} events per turn of the event loop` : `interleaved (one event per run per turn, ≤ ${TURN_BUDGET} per turn)`}`
     case 'idle': return `${n(spec.connections)} authenticated idle connections, memory after forced GC`
     case 'latency': return `${n(spec.users)} users, one ${spec.content === 'token' ? 'agent_message delta of 4–16 B' : 'event'} per run every ${spec.intervalMs} ms (${n(spec.users * 1000 / spec.intervalMs)} events/s offered) for ${spec.durationMs / 1000} s`
-    case 'start': return `${n(spec.users)} connections each start one run of ${spec.events} events, all within ${spec.spreadMs} ms`
+    case 'start': return `${n(spec.users)} connections each start one run of ${spec.events} events, all within ${spec.spreadMs} ms (${n(spec.users / spec.spreadMs)} per ms)`
     case 'scale': return `${n(spec.connections)} authenticated connections from 127.0.0.2+, idle, then each run paced at ${spec.intervalsMs.map((ms) => `1/${ms / 1000} s`).join(' and ')} for ${spec.phaseMs / 1000} s each`
     case 'replay': return `subscribe from seq 0 to a finished run of ${n(spec.events)} events (median of ${spec.replays} replays per round)`
   }
@@ -189,6 +190,15 @@ const WORKLOADS: readonly Workload[] = [
     redis: false,
     full: { kind: 'start', users: 500, spreadMs: 50, events: 20 },
     quick: { kind: 'start', users: 50, spreadMs: 50, events: 5 }
+  },
+  {
+    // Short runs started faster than (g): what a run's start and end cost, with little else.
+    name: 'start-rate',
+    title: '(g′) run starts at 10 per ms, short runs',
+    targets: ALL_TARGETS,
+    redis: false,
+    full: { kind: 'start', users: 4000, spreadMs: 400, events: 3 },
+    quick: { kind: 'start', users: 100, spreadMs: 10, events: 3 }
   },
   { name: 'idle', title: '(c) idle memory', targets: ALL_TARGETS, redis: false, full: { kind: 'idle', connections: 5000, settleMs: 1000 }, quick: { kind: 'idle', connections: 200, settleMs: 100 } },
   {
