@@ -895,7 +895,7 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
     process.stdout.write(`results written to ${options.out}\n`)
     if (options.scale !== undefined && !options.quick) {
       const svg = join(process.cwd(), 'docs', 'connection-scaling.svg')
-      writeFileSync(svg, scalingSvg(summary, `x: connections · medians · ${report.date.slice(0, 10)}`))
+      writeFileSync(svg, scalingSvg(summary, `x: connections · medians · ${report.date.slice(0, 10)}${options.pin === undefined ? '' : ' · server and load generator on one CPU each'}`))
       process.stdout.write(`chart written to ${svg}\n`)
     }
   }
