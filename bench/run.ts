@@ -112,6 +112,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
   start: [
     ...START_METRICS,
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
+    SYSTEM_CPU,
     { key: 'cpuUsPerRun', label: 'server CPU µs/run', format: fixed(1) }
   ],
   scale: [
@@ -164,79 +165,37 @@ function describe (spec: WorkloadSpec): string {
   }
 }
 
+const start = (users: number, spreadMs: number, events: number): WorkloadSpec => ({ kind: 'start', users, spreadMs, events })
+const paced = (users: number, intervalMs: number, durationMs: number, warmupMs: number, content: 'thought' | 'token'): WorkloadSpec =>
+  ({ kind: 'latency', users, intervalMs, durationMs, warmupMs, bytes: content === 'token' ? 0 : 200, content })
+/** A workload of the three servers on the memory store. */
+const everyServer = (name: string, title: string, full: WorkloadSpec, quick: WorkloadSpec): Workload => ({ name, title, targets: ALL_TARGETS, redis: false, full, quick })
+/** A workload on Redis and on a Redis Cluster, with the gateway on the memory store and raw ws alongside. */
+const onRedis = (name: string, title: string, full: WorkloadSpec, quick: WorkloadSpec): Workload => ({
+  name,
+  title: `${title} on Redis and on a Redis Cluster, the gateway on the memory store and raw ws alongside for the ratios`,
+  targets: ['gateway', 'redis-cluster', 'gateway-memory', 'raw-ws'],
+  redis: true,
+  full,
+  quick,
+  ratios: [['gateway', 'gateway-memory', 'redis/memory'], ['redis-cluster', 'gateway-memory', 'cluster/memory'], ['redis-cluster', 'gateway', 'cluster/redis']]
+})
+
 const WORKLOADS: readonly Workload[] = [
-  { name: 'burst', title: '(a) interleaved runs', targets: ALL_TARGETS, redis: false, full: burst(100, 2000), quick: burst(10, 200) },
-  { name: 'many-users', title: '(b) many users, interleaved', targets: ALL_TARGETS, redis: false, full: burst(1000, 200), quick: burst(50, 20) },
-  {
-    name: 'per-run-burst',
-    title: '(a′) per-run burst — measures write coalescing, not the cost of an event',
-    targets: ALL_TARGETS,
-    redis: false,
-    full: burst(100, 2000, 'burst'),
-    quick: burst(10, 200, 'burst')
-  },
-  {
-    name: 'token-stream',
-    title: '(f) token stream',
-    targets: ALL_TARGETS,
-    redis: false,
-    full: { kind: 'latency', users: 2000, intervalMs: 20, durationMs: 6000, warmupMs: 1000, bytes: 0, content: 'token' },
-    quick: { kind: 'latency', users: 50, intervalMs: 20, durationMs: 600, warmupMs: 0, bytes: 0, content: 'token' }
-  },
-  {
-    name: 'start-storm',
-    title: '(g) run start under load',
-    targets: ALL_TARGETS,
-    redis: false,
-    full: { kind: 'start', users: 500, spreadMs: 50, events: 20 },
-    quick: { kind: 'start', users: 50, spreadMs: 50, events: 5 }
-  },
-  {
-    // Short runs started faster than (g): what a run's start and end cost, with little else.
-    name: 'start-rate',
-    title: '(g′) run starts at 10 per ms, short runs',
-    targets: ALL_TARGETS,
-    redis: false,
-    full: { kind: 'start', users: 4000, spreadMs: 400, events: 3 },
-    quick: { kind: 'start', users: 100, spreadMs: 10, events: 3 }
-  },
-  { name: 'idle', title: '(c) idle memory', targets: ALL_TARGETS, redis: false, full: { kind: 'idle', connections: 5000, settleMs: 1000 }, quick: { kind: 'idle', connections: 200, settleMs: 100 } },
-  {
-    name: 'latency',
-    title: '(d) latency below saturation',
-    targets: ALL_TARGETS,
-    redis: false,
-    full: { kind: 'latency', users: 500, intervalMs: 50, durationMs: 10_000, warmupMs: 1000, bytes: 200, content: 'thought' },
-    quick: { kind: 'latency', users: 50, intervalMs: 50, durationMs: 1000, warmupMs: 0, bytes: 200, content: 'thought' }
-  },
-  {
-    name: 'replay',
-    title: '(e) replay',
-    targets: ALL_TARGETS,
-    redis: false,
-    full: { kind: 'replay', events: 10_000, bytes: 200, warmups: 2, replays: 5 },
-    quick: { kind: 'replay', events: 1000, bytes: 200, warmups: 0, replays: 1 }
-  },
-  {
-    name: 'burst-redis',
-    title: '(a) interleaved on Redis and on a Redis Cluster, the gateway on the memory store and raw ws alongside for the ratios',
-    targets: ['gateway', 'redis-cluster', 'gateway-memory', 'raw-ws'],
-    redis: true,
-    full: burst(100, 2000),
-    quick: burst(10, 200),
-    ratios: [['gateway', 'gateway-memory', 'redis/memory'], ['redis-cluster', 'gateway-memory', 'cluster/memory'], ['redis-cluster', 'gateway', 'cluster/redis']]
-  },
-  {
-    // Paced, each run's event is alone in its batch unless several runs emit in one tick: what a
-    // Redis write costs when many runs stream slowly, as agents do.
-    name: 'latency-redis',
-    title: '(d) paced on Redis and on a Redis Cluster, the gateway on the memory store and raw ws alongside for the ratios',
-    targets: ['gateway', 'redis-cluster', 'gateway-memory', 'raw-ws'],
-    redis: true,
-    full: { kind: 'latency', users: 500, intervalMs: 50, durationMs: 10_000, warmupMs: 1000, bytes: 200, content: 'thought' },
-    quick: { kind: 'latency', users: 50, intervalMs: 50, durationMs: 1000, warmupMs: 0, bytes: 200, content: 'thought' },
-    ratios: [['gateway', 'gateway-memory', 'redis/memory'], ['redis-cluster', 'gateway-memory', 'cluster/memory'], ['redis-cluster', 'gateway', 'cluster/redis']]
-  }
+  everyServer('burst', '(a) interleaved runs', burst(100, 2000), burst(10, 200)),
+  everyServer('many-users', '(b) many users, interleaved', burst(1000, 200), burst(50, 20)),
+  everyServer('per-run-burst', '(a′) per-run burst — measures write coalescing, not the cost of an event', burst(100, 2000, 'burst'), burst(10, 200, 'burst')),
+  everyServer('token-stream', '(f) token stream', paced(2000, 20, 6000, 1000, 'token'), paced(50, 20, 600, 0, 'token')),
+  everyServer('start-storm', '(g) run start under load', start(500, 50, 20), start(50, 50, 5)),
+  // Short runs started faster than (g): what a run's start and end cost, with little else.
+  everyServer('start-rate', '(g′) run starts at 10 per ms, short runs', start(4000, 400, 3), start(100, 10, 3)),
+  everyServer('idle', '(c) idle memory', { kind: 'idle', connections: 5000, settleMs: 1000 }, { kind: 'idle', connections: 200, settleMs: 100 }),
+  everyServer('latency', '(d) latency below saturation', paced(500, 50, 10_000, 1000, 'thought'), paced(50, 50, 1000, 0, 'thought')),
+  everyServer('replay', '(e) replay', { kind: 'replay', events: 10_000, bytes: 200, warmups: 2, replays: 5 }, { kind: 'replay', events: 1000, bytes: 200, warmups: 0, replays: 1 }),
+  onRedis('burst-redis', '(a) interleaved', burst(100, 2000), burst(10, 200)),
+  // Paced, each run's event is alone in its batch unless several runs emit in one tick: what a
+  // Redis write costs when many runs stream slowly, as agents do.
+  onRedis('latency-redis', '(d) paced', paced(500, 50, 10_000, 1000, 'thought'), paced(50, 50, 1000, 0, 'thought'))
 ]
 
 /** `npm run bench:scale`: the connection-scaling runs, the gateway against raw ws at each size. */
