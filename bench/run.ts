@@ -18,6 +18,7 @@ import { RedisCluster } from '../scripts/redis-cluster.js'
 import { deleteKeysWithPrefix, withRedis } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
 import { spread } from './shared/stats.js'
+import { allowedCpus, cpuList } from './shared/cpus.js'
 import { UsageError, positiveInteger } from './shared/cli.js'
 import { BURST_PER_TURN, TURN_BUDGET, type Schedule } from './shared/plan.js'
 import { scalingSvg } from './chart.js'
@@ -237,24 +238,6 @@ function spawnNode (script: string, execArgv: readonly string[], env: Record<str
 interface Pinning {
   readonly server: string
   readonly load: string
-}
-
-/** The CPUs of a list as the kernel and taskset write it ("0-3,8"), one by one. */
-export function cpuList (text: string): number[] {
-  return text.split(',').flatMap((part) => {
-    const [from, to = from] = part.split('-').map(Number) as [number, number?]
-    return Array.from({ length: to - from + 1 }, (_, i) => from + i)
-  })
-}
-
-/** The CPUs a running process may use, as the kernel reports them (Linux), or undefined. */
-function allowedCpus (pid: number | undefined): string | undefined {
-  if (pid === undefined) return undefined
-  try {
-    return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
-  } catch {
-    return undefined
-  }
 }
 
 function pinning (): Pinning {

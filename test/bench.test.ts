@@ -12,7 +12,8 @@ import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
-import { cpuList, type RoundResult } from '../bench/run.js'
+import type { RoundResult } from '../bench/run.js'
+import { allowedCpus, cpuList } from '../bench/shared/cpus.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { withRedis } from '../scripts/redis-keys.js'
 import { clusterSkip } from './redis-cluster.js'
@@ -178,9 +179,18 @@ t.test('--baseline: the gateway of another build runs in the same rounds, beside
   t.match(stdout, /gateway\/baseline/, 'and the ratio of this build to it')
 })
 
+t.test('a CPU list as the kernel and taskset write it, and a process\'s own', async (t) => {
+  t.same(cpuList('0'), [0])
+  t.same(cpuList('0-3'), [0, 1, 2, 3])
+  t.same(cpuList('0-1,4,6-7'), [0, 1, 4, 6, 7])
+  t.ok(cpuList(allowedCpus(process.pid) ?? '').length >= 1, 'this process may use at least one CPU')
+  t.equal(allowedCpus(undefined), undefined, 'no process, no list')
+  t.equal(allowedCpus(2 ** 31 - 1), undefined, 'a process that does not exist has none')
+})
+
 /** The CPUs this test process may use, as the kernel lists them. */
 function ownCpus (): number[] {
-  return cpuList(/^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '')
+  return cpuList(allowedCpus(process.pid) ?? '')
 }
 
 t.test('--pin: the server on one CPU, the load generator on the others, as the processes themselves report', async (t) => {
