@@ -3,11 +3,9 @@
 // list in that order, a run that ends leaves it at once from wherever it is, and one timer is set
 // for the first. A Node timer per run cost a `Timeout` and its callback (about 170 bytes, held
 // while the run lived) and an async resource to start it, for a deadline most runs never reach.
-
-/** What is told when its deadline passes. */
-export interface Expirable {
-  expire(): void
-}
+// (Token expiries, src/delivery/expiries.ts, share one timer too, but in whole-second buckets:
+// a JWT's `exp` is a second, where a run's deadline is exact to the millisecond.)
+import type { Expiring } from '../delivery/expiries.js'
 
 /** A place in the list: the deadline of one run, until it passes or the run leaves. */
 export class Deadline {
@@ -16,7 +14,7 @@ export class Deadline {
   /** In the list (not yet due, not removed). */
   queued = true
 
-  constructor (readonly at: number, readonly target: Expirable) {}
+  constructor (readonly at: number, readonly target: Expiring) {}
 }
 
 /** setTimeout cannot wait longer than this; a longer wait re-arms when it fires. */
@@ -39,7 +37,7 @@ export class DeadlineList {
   }
 
   /** `target.expire()` is called `timeoutMs` from now, unless `remove` comes first. */
-  add (target: Expirable): Deadline {
+  add (target: Expiring): Deadline {
     const deadline = new Deadline(this.now() + this.timeoutMs, target)
     const tail = this.#tail
     if (tail === undefined) {

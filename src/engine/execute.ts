@@ -8,7 +8,8 @@ import { RunError, type Agent, type AgentRun, type RunContext } from '../contrac
 import type { RunEmitter } from '../delivery/emitter.js'
 import type { ErrorInfo, RunEventData, RunInput } from '../protocol.js'
 import type { RunToolDispatcher, ToolEventSink } from '../plugins/tool-dispatcher.js'
-import type { DeadlineList, Expirable } from './deadlines.js'
+import type { Expiring } from '../delivery/expiries.js'
+import type { DeadlineList } from './deadlines.js'
 
 export type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
 
@@ -27,7 +28,7 @@ const stopOutcomes: Record<StopReason, Outcome> = {
  * a listener on it are a real share of starting a run, and many agents never look at the signal.
  * The engine itself is told of the stop by a plain callback (`onStop`).
  */
-export class RunStopper implements Expirable {
+export class RunStopper implements Expiring {
   #controller: AbortController | undefined
   #onStop: (() => void) | undefined
   reason: StopReason | undefined

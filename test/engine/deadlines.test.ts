@@ -1,13 +1,14 @@
 // Run deadlines on one timer: each falls due at its own time and in order, a removed one never
 // does, and the list keeps no timer while it is empty (a process with no running run can exit).
 import t from 'tap'
-import { DeadlineList, type Deadline, type Expirable } from '../../src/engine/deadlines.js'
+import { DeadlineList, type Deadline } from '../../src/engine/deadlines.js'
+import type { Expiring } from '../../src/delivery/expiries.js'
 import { RunStopper } from '../../src/engine/execute.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** A target that records when it expired. */
-function target (log: Array<{ name: string, at: number }>, name: string): Expirable {
+function target (log: Array<{ name: string, at: number }>, name: string): Expiring {
   return { expire: () => { log.push({ name, at: performance.now() }) } }
 }
 
