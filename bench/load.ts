@@ -290,7 +290,7 @@ async function openWindow (checker: Checker): Promise<Window> {
   return { started: performance.now(), cpu: process.cpuUsage() }
 }
 
-/** Events/s and CPU per event (server and load generator) over the window. */
+/** Events/s, the server's CPU in all and per event, and the load generator's per event, over the window. */
 async function closeWindow (checker: Checker, window: Window): Promise<Record<string, number>> {
   const server = await measureCpu()
   const load = process.cpuUsage(window.cpu)
@@ -298,6 +298,7 @@ async function closeWindow (checker: Checker, window: Window): Promise<Record<st
   const delivered = Math.max(1, checker.delivered)
   return {
     eventsPerSec: checker.delivered / seconds,
+    serverCpuUs: server.cpuUs,
     cpuUsPerEvent: server.cpuUs / delivered,
     systemCpuUsPerEvent: server.systemCpuUs / delivered,
     loadCpuUsPerEvent: (load.user + load.system) / delivered,
@@ -418,8 +419,8 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     await checker.settle(storm(), deadline)
     const measured = await closeWindow(checker, window)
     const runs = checker.accepted.length
-    // A run's whole cost, its start and end with its events: CPU per event times the events, per run.
-    const cpuUsPerRun = runs === 0 ? Number.NaN : (measured.cpuUsPerEvent ?? Number.NaN) * Math.max(1, checker.delivered) / runs
+    // A run's whole cost, its start and end with its events: the window's server CPU over its runs.
+    const cpuUsPerRun = runs === 0 ? Number.NaN : (measured.serverCpuUs ?? Number.NaN) / runs
     return { ...measured, cpuUsPerRun, runsStarted: runs, wallMs: performance.now() - began }
   } finally {
     closeAll(conns)

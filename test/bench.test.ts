@@ -147,6 +147,9 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   t.ok(Number.isFinite(stream?.metrics?.p99Ms), 'token stream: latency measured from the deltas')
   const storm = report.results.find((r) => r.workload === 'start-storm' && r.target === 'gateway')
   t.ok(Number.isFinite(storm?.metrics?.acceptedP50Ms) && Number.isFinite(storm?.metrics?.startedP99Ms), 'start storm: time to run_accepted and agent_started measured')
+  const starts = report.results.find((r) => r.workload === 'start-rate' && r.target === 'gateway')?.metrics ?? {}
+  t.ok((starts.serverCpuUs ?? 0) > 0 && (starts.runsStarted ?? 0) > 0, 'start rate: the server CPU of the window and its runs counted')
+  t.equal(starts.cpuUsPerRun, (starts.serverCpuUs ?? 0) / (starts.runsStarted ?? 1), 'start rate: CPU per run is the window\'s server CPU over its runs')
   if (redisMissing === false) {
     const redisRow = report.results.find((r) => r.workload === 'burst-redis' && r.target === 'gateway')
     t.ok((redisRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0, 'on Redis: redis-server CPU measured')
