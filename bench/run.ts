@@ -17,7 +17,7 @@ import { Redis } from 'ioredis'
 import { RedisCluster } from '../scripts/redis-cluster.js'
 import { deleteKeysWithPrefix, withRedis } from '../scripts/redis-keys.js'
 import { CORRECTNESS_KEYS, type ClientKind, type Correctness, type LoadConfig, type LoadMessage, type LoadResult, type ServerMessage, type ToServer, type WorkloadSpec } from './shared/ipc.js'
-import { spread } from './shared/stats.js'
+import { pairedRatio, spread, type PairedRatio } from './shared/stats.js'
 import { allowedCpus, cpuList } from './shared/cpus.js'
 import { UsageError, positiveInteger } from './shared/cli.js'
 import { BURST_PER_TURN, TURN_BUDGET, type Schedule } from './shared/plan.js'
@@ -584,6 +584,42 @@ function checkTargets (summary: Summary): TargetCheck[] {
   return checks
 }
 
+/** The figures compared round by round against a baseline build, where a workload reports them. */
+const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'replayMs', 'retainedPerEvent']
+
+type Paired = Record<string, Record<string, PairedRatio>>
+
+/** `--baseline`: each workload's gateway/baseline ratios, round by round (see pairedRatio). */
+function pairedWithBaseline (workloads: readonly Workload[], results: readonly RoundResult[]): Paired {
+  const paired: Paired = {}
+  const figures = (workload: string, target: TargetName, key: string): Map<number, number> => new Map(
+    results.filter((r) => r.workload === workload && r.target === target && r.ok && r.metrics?.[key] !== undefined)
+      .map((r) => [r.round, r.metrics?.[key] as number])
+  )
+  for (const workload of workloads.filter((w) => w.targets.includes('gateway') && w.targets.includes('baseline'))) {
+    const byKey: Record<string, PairedRatio> = {}
+    for (const metric of METRICS[workload.full.kind].filter((m) => PAIRED_KEYS.includes(m.key))) {
+      const ratio = pairedRatio(figures(workload.name, 'gateway', metric.key), figures(workload.name, 'baseline', metric.key))
+      if (ratio !== undefined) byKey[metric.key] = ratio
+    }
+    paired[workload.name] = byKey
+  }
+  return paired
+}
+
+function pairedReport (workloads: readonly Workload[], paired: Paired): string {
+  const lines = ['gateway/baseline, round by round (the median ratio, its range over the rounds both ran):']
+  for (const workload of workloads) {
+    for (const metric of METRICS[workload.full.kind]) {
+      const ratio = paired[workload.name]?.[metric.key]
+      if (ratio === undefined) continue
+      const range = ratio.n === 1 ? '' : ` (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)} over ${ratio.n} rounds)`
+      lines.push(`  ${workload.name.padEnd(14)} ${metric.label.padEnd(24)} ${ratio.median.toFixed(2)}×${range}: ${ratio.verdict}`)
+    }
+  }
+  return lines.join('\n')
+}
+
 const LABELS: Readonly<Record<TargetName, string>> = { gateway: 'gateway', baseline: 'gateway (baseline)', 'gateway-memory': 'gateway (memory)', 'redis-cluster': 'gateway (Redis Cluster)', 'raw-ws': 'raw ws', socketio: 'Socket.IO' }
 
 function table (workloads: readonly Workload[], summary: Summary, results: readonly RoundResult[], quick: boolean): string {
@@ -656,7 +692,8 @@ const USAGE = `usage: npm run bench -- [options]
   --redis URL               the Redis of the Redis workloads (default redis://127.0.0.1:6379/0)
   --scale [--sizes a,b]     the connection-scaling runs instead (npm run bench:scale)
   --baseline DIR            also run the gateway of another build, DIR being its compiled bench
-                            (its dist-dev), in the same rounds: a change against what it changes
+                            (its dist-dev), in the same rounds: a change against what it changes,
+                            with the two builds' ratio round by round
   --pin                     the server on CPU 0, the load generator on the others (taskset)
   --help                    this text`
 
@@ -806,7 +843,9 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
   }
   const summary = summarise(workloads, results)
   const checks = options.quick ? [] : checkTargets(summary)
+  const paired = options.baseline === undefined ? undefined : pairedWithBaseline(workloads, results)
   process.stdout.write(`${table(workloads, summary, results, options.quick)}\n\n${correctnessReport(results)}\n`)
+  if (paired !== undefined) process.stdout.write(`\n${pairedReport(workloads, paired)}\n`)
   if (checks.length > 0) {
     process.stdout.write('\ntargets (gateway, on the medians):\n')
     for (const check of checks) {
@@ -829,6 +868,7 @@ async function measure (options: Options, workloads: readonly Workload[], skippe
       workloads: Object.fromEntries(workloads.map((w) => [w.name, { title: `${w.title}: ${describe(options.quick ? w.quick : w.full)}`, targets: w.targets, store: w.redis ? 'redis' : 'memory', spec: options.quick ? w.quick : w.full }])),
       skipped,
       summary,
+      ...(paired === undefined ? {} : { paired }),
       targets: checks,
       results,
       seconds

@@ -14,6 +14,7 @@ import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
 import type { RoundResult } from '../bench/run.js'
 import { allowedCpus, cpuList } from '../bench/shared/cpus.js'
+import { pairedRatio } from '../bench/shared/stats.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { withRedis } from '../scripts/redis-keys.js'
 import { clusterSkip } from './redis-cluster.js'
@@ -180,6 +181,26 @@ t.test('--baseline: the gateway of another build runs in the same rounds, beside
   t.notOk(JSON.stringify(report).includes(out), 'and not where it lies on this machine')
   t.match(stdout, /gateway \(baseline\)/, 'the table has its column')
   t.match(stdout, /gateway\/baseline/, 'and the ratio of this build to it')
+  // One round (--quick): the ratio round by round is reported, and says it has no range.
+  const paired = (report as Report & { paired?: Record<string, Record<string, { n: number, median: number, verdict: string }>> }).paired?.['token-stream']
+  const gatewayCpu = round === undefined ? undefined : report.results.find((r) => r.workload === 'token-stream' && r.target === 'gateway')?.metrics?.cpuUsPerEvent
+  t.equal(paired?.cpuUsPerEvent?.n, 1, 'the CPU per event paired over the one round')
+  t.equal(paired?.cpuUsPerEvent?.median, (gatewayCpu ?? Number.NaN) / (round?.metrics?.cpuUsPerEvent ?? Number.NaN), 'as this build\'s figure over the baseline\'s')
+  t.equal(paired?.cpuUsPerEvent?.verdict, 'one round: no range')
+  t.match(stdout, /\ngateway\/baseline, round by round[^\n]*\n(?: {2}token-stream [^\n]*\n)* {2}token-stream +server CPU µs\/event +\d+\.\d\d×: one round: no range\n/, 'printed under the table')
+})
+
+t.test('a ratio round by round: only rounds both ran, its median and range, and what the range says', async (t) => {
+  const rounds = (...values: Array<number | undefined>): Map<number, number> =>
+    new Map(values.flatMap((value, i) => (value === undefined ? [] : [[i + 1, value] as [number, number]])))
+  t.same(pairedRatio(rounds(9, 10, 11), rounds(10, 10, 10)), { median: 1, min: 0.9, max: 1.1, n: 3, verdict: '1 within the range' })
+  t.same(pairedRatio(rounds(9, 8, 9.5), rounds(10, 10, 10)), { median: 0.9, min: 0.8, max: 0.95, n: 3, verdict: 'below 1 in every round' })
+  t.same(pairedRatio(rounds(12, 22), rounds(10, 20)), { median: 1.15, min: 1.1, max: 1.2, n: 2, verdict: 'above 1 in every round' })
+  // Paired by round, not by rank: the medians' ratio here would be 1, every round's is 2 or 0.5.
+  t.same(pairedRatio(rounds(2, 8), rounds(1, 16)), { median: 1.25, min: 0.5, max: 2, n: 2, verdict: '1 within the range' })
+  t.same(pairedRatio(rounds(5, undefined, 6), rounds(5, 7, 0)), { median: 1, min: 1, max: 1, n: 1, verdict: 'one round: no range' }, 'a round missing on one side, or with a 0 to divide by, does not count')
+  t.same(pairedRatio(rounds(Number.NaN, 3), rounds(2, Number.POSITIVE_INFINITY)), undefined, 'nor one without a finite figure; none left: undefined')
+  t.equal(pairedRatio(new Map(), rounds(1)), undefined)
 })
 
 t.test('a CPU list as the kernel and taskset write it, and a process\'s own', async (t) => {

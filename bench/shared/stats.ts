@@ -18,3 +18,37 @@ export function median (values: readonly number[]): number {
 export function spread (values: readonly number[]): { median: number, min: number, max: number } {
   return { median: median(values), min: Math.min(...values), max: Math.max(...values) }
 }
+
+/** What the ratios of two targets say, round by round: mechanical, not a judgement of the noise. */
+export type PairedVerdict = 'below 1 in every round' | 'above 1 in every round' | '1 within the range' | 'one round: no range'
+
+/** The ratio of one target's figure to another's, taken in each round both ran, with its median and range. */
+export interface PairedRatio {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly n: number
+  readonly verdict: PairedVerdict
+}
+
+/**
+ * `a`'s figure over `b`'s, round by round (maps from round number to figure). A round counts when
+ * both have a finite figure in it and `b`'s is not 0. Rounds run every target in turn, so the
+ * two figures of a round met the same state of the host: the ratio's range shows what the host
+ * moved both by, which the ratio of two medians taken separately does not. Undefined when no
+ * round counts.
+ */
+export function pairedRatio (a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): PairedRatio | undefined {
+  const ratios: number[] = []
+  for (const [round, value] of a) {
+    const base = b.get(round)
+    if (base === undefined || base === 0 || !Number.isFinite(base) || !Number.isFinite(value)) continue
+    ratios.push(value / base)
+  }
+  if (ratios.length === 0) return undefined
+  const { median: middle, min, max } = spread(ratios)
+  const verdict: PairedVerdict = ratios.length === 1
+    ? 'one round: no range'
+    : max < 1 ? 'below 1 in every round' : min > 1 ? 'above 1 in every round' : '1 within the range'
+  return { median: middle, min, max, n: ratios.length, verdict }
+}
