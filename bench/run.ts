@@ -823,7 +823,8 @@ export async function runBench (argv: readonly string[]): Promise<boolean> {
 }
 
 async function measure (options: Options, workloads: readonly Workload[], skipped: readonly string[], measuredSource: Record<string, unknown>, began: number): Promise<boolean> {
-  process.stdout.write(`bench: ${options.quick ? 'quick' : 'full'} mode, ${options.rounds} round(s), workloads ${workloads.map((w) => w.name).join(', ')}${options.cluster === undefined ? '' : `, Redis Cluster ${options.cluster.url}`}\n`)
+  // Every server runs on this process's Node: its version changes the figures (docs/performance.md).
+  process.stdout.write(`bench: ${options.quick ? 'quick' : 'full'} mode, ${options.rounds} round(s), Node.js ${process.versions.node}${options.pin === undefined ? '' : ', pinned'}, workloads ${workloads.map((w) => w.name).join(', ')}${options.cluster === undefined ? '' : `, Redis Cluster ${options.cluster.url}`}\n`)
   const results: RoundResult[] = []
   if (options.quick && options.scale === undefined) {
     for (const redis of [false, true]) {

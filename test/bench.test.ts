@@ -128,6 +128,7 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
 
   const report = JSON.parse(readFileSync(join(out, 'quick.json'), 'utf8')) as Report
   t.equal(report.mode, 'quick')
+  t.match(stdout, `bench: quick mode, 1 round(s), Node.js ${process.versions.node}, workloads`, 'the first line says which Node every server runs on')
   if (redisMissing === false) {
     t.ok('burst-redis' in report.workloads, 'the burst ran on Redis too')
     t.ok('latency-redis' in report.workloads, 'and the paced workload')
@@ -228,6 +229,7 @@ t.test('--pin: the server on one CPU, the load generator on the others, as the p
     return
   }
   t.equal(code, 0, stderr)
+  t.match(stdout, /^bench: quick mode, 1 round\(s\), Node\.js [\d.]+, pinned, workloads start-storm\n/, 'the first line says the run is pinned')
   const report = JSON.parse(readFileSync(join(out, 'pinned.json'), 'utf8')) as Report & { pinned?: { server: string, load: string } }
   t.same(report.pinned, { server: String(first), load: rest.join(',') }, 'the results file says how the run was pinned')
   const rounds = report.results.filter((r) => r.workload === 'start-storm')
