@@ -676,6 +676,8 @@ function machine (): Record<string, unknown> {
     cpuModel: cpus()[0]?.model ?? 'unknown',
     memoryGiB: Math.round(totalmem() / 2 ** 30 * 10) / 10,
     node: process.version,
+    // Flags such as --max-semi-space-size change the figures; every server inherits them.
+    ...(process.env.NODE_OPTIONS === undefined || process.env.NODE_OPTIONS === '' ? {} : { nodeOptions: process.env.NODE_OPTIONS }),
     kernel: release()
   }
 }

@@ -25,6 +25,7 @@ t.setTimeout(300_000)
 
 interface Report {
   mode: string
+  machine: { node: string, nodeOptions?: string }
   workloads: Record<string, { targets: string[] }>
   skipped: string[]
   results: RoundResult[]
@@ -53,12 +54,12 @@ async function compiledBench (): Promise<string> {
 }
 
 /** Runs a compiled bench script to its end: its exit code and what it wrote. */
-async function runScript (script: string, argv: readonly string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+async function runScript (script: string, argv: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
   const out = await compiledBench()
   // A clean environment: no coverage or loader hooks of tap's in the benchmark's processes.
   const child = spawn(process.execPath, [join(out, 'bench', script), ...argv], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
@@ -128,6 +129,7 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
 
   const report = JSON.parse(readFileSync(join(out, 'quick.json'), 'utf8')) as Report
   t.equal(report.mode, 'quick')
+  t.equal(report.machine.node, process.version, 'the results file records the Node every server ran on')
   t.match(stdout, `bench: quick mode, 1 round(s), Node.js ${process.versions.node}, workloads`, 'the first line says which Node every server runs on')
   if (redisMissing === false) {
     t.ok('burst-redis' in report.workloads, 'the burst ran on Redis too')
@@ -171,9 +173,12 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
 t.test('--baseline: the gateway of another build runs in the same rounds, beside this one', async (t) => {
   const out = await compiledBench()
   // This very build as its own baseline: what is checked is that it runs, is checked and is reported.
-  const { code, stdout, stderr } = await runScript('run.js', ['--quick', '--only', 'token-stream', '--baseline', out, '--out', join(out, 'baseline.json')])
+  // Node's options reach every server, and the results file says what they were.
+  const { code, stdout, stderr } = await runScript('run.js', ['--quick', '--only', 'token-stream', '--baseline', out, '--out', join(out, 'baseline.json')], { NODE_OPTIONS: '--max-semi-space-size=16' })
   t.equal(code, 0, stderr)
   const report = JSON.parse(readFileSync(join(out, 'baseline.json'), 'utf8')) as Report & { baseline?: { commit: string } }
+  // (tap adds an --import of its own to every process it sees spawned)
+  t.match(report.machine.nodeOptions, /(?:^|\s|")--max-semi-space-size=16(?:$|\s|")/, 'the results file records NODE_OPTIONS')
   t.same(report.workloads['token-stream']?.targets, ['gateway', 'baseline', 'raw-ws', 'socketio'], 'right after the gateway')
   const round = report.results.find((r) => r.workload === 'token-stream' && r.target === 'baseline')
   t.ok((round?.delivered ?? 0) > 0, 'the baseline delivered the workload')
