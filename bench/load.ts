@@ -329,6 +329,11 @@ async function throughput (config: LoadConfig, spec: Extract<WorkloadSpec, { kin
   }
 }
 
+/** The young generation's size in MiB with the connections open, where the server reports it. */
+function youngGeneration (memory: MemoryMeasure): Record<string, number> {
+  return memory.youngGeneration === undefined ? {} : { youngGenerationMiB: memory.youngGeneration / 2 ** 20 }
+}
+
 async function idle (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'idle' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
   const before = await measureMemory()
   const conns = await openAll(config, names('idle', spec.connections), checker)
@@ -342,7 +347,8 @@ async function idle (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'id
       connections: conns.length,
       rssPerConnection: (after.rss - before.rss) / spec.connections,
       heapPerConnection: (after.heapUsed - before.heapUsed) / spec.connections,
-      externalPerConnection: (after.external - before.external) / spec.connections
+      externalPerConnection: (after.external - before.external) / spec.connections,
+      ...youngGeneration(after)
     }
   } finally {
     closeAll(conns)
@@ -438,6 +444,7 @@ async function scale (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     const idleMemory = await measureMemory()
     metrics.rssPerConnection = (idleMemory.rss - before.rss) / spec.connections
     metrics.heapPerConnection = (idleMemory.heapUsed - before.heapUsed) / spec.connections
+    Object.assign(metrics, youngGeneration(idleMemory))
     for (const intervalMs of spec.intervalsMs) {
       const events = Math.max(1, Math.round(spec.phaseMs / intervalMs))
       const window = await openWindow(checker)

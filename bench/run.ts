@@ -84,6 +84,8 @@ const BYTES: Metric = { key: 'bytesPerEvent', label: 'bytes/event on the wire', 
 // receiving side's network stack and may have to wake the reader.
 const SYSTEM_CPU: Metric = { key: 'systemCpuUsPerEvent', label: '… of it in the kernel', format: fixed(2) }
 const REDIS_CPU: Metric = { key: 'redisCpuUsPerEvent', label: 'redis-server CPU µs/ev', format: fixed(2) }
+/** V8's young generation with the connections open: a fixed share of RSS that grows to a limit per Node version. */
+const YOUNG_GENERATION: Metric = { key: 'youngGenerationMiB', label: 'young generation MiB', format: fixed(0) }
 
 const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
   throughput: [
@@ -97,7 +99,8 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
   ],
   idle: [
     { key: 'rssPerConnection', label: 'RSS KiB/connection', format: kib },
-    { key: 'heapPerConnection', label: 'heap KiB/connection', format: kib }
+    { key: 'heapPerConnection', label: 'heap KiB/connection', format: kib },
+    YOUNG_GENERATION
   ],
   latency: [
     { key: 'p50Ms', label: 'latency p50 ms', format: fixed(2) },
@@ -120,6 +123,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     { key: 'handshakesPerSec', label: 'handshakes/s', format: count },
     { key: 'rssPerConnection', label: 'idle RSS KiB/connection', format: kib },
     { key: 'heapPerConnection', label: 'idle heap KiB/connection', format: kib },
+    YOUNG_GENERATION,
     ...SCALE_INTERVALS_MS.flatMap((ms): Metric[] => {
       const tag = `${ms / 1000}s`
       return [

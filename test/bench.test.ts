@@ -149,6 +149,9 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   const stream = report.results.find((r) => r.workload === 'token-stream' && r.target === 'gateway')
   t.ok((stream?.metrics?.bytesPerEvent ?? 0) > 0, 'token stream: bytes per event measured')
   t.ok(Number.isFinite(stream?.metrics?.p99Ms), 'token stream: latency measured from the deltas')
+  for (const round of report.results.filter((r) => r.workload === 'idle')) {
+    t.ok((round.metrics?.youngGenerationMiB ?? 0) > 0, `idle / ${round.target}: the server's young generation measured`)
+  }
   const storm = report.results.find((r) => r.workload === 'start-storm' && r.target === 'gateway')
   t.ok(Number.isFinite(storm?.metrics?.acceptedP50Ms) && Number.isFinite(storm?.metrics?.startedP99Ms), 'start storm: time to run_accepted and agent_started measured')
   const starts = report.results.find((r) => r.workload === 'start-rate' && r.target === 'gateway')?.metrics ?? {}

@@ -1,6 +1,7 @@
 // The server side of the benchmark's control channel, shared by the three targets: report the
 // port, measure CPU time over a window, report memory after a forced GC, stop on request.
 import { writeFileSync } from 'node:fs'
+import { getHeapSpaceStatistics } from 'node:v8'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { clockUs } from './plan.js'
 import type { ServerMessage, ServerReply, ServerRequest, ToServer } from './ipc.js'
@@ -43,7 +44,8 @@ export function serveControl (port: number, close: () => Promise<unknown>): void
         await nextTurn()
         forceGc()
         const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
-        return { kind: 'memory', rss, heapUsed, external, arrayBuffers }
+        const youngGeneration = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size
+        return { kind: 'memory', rss, heapUsed, external, arrayBuffers, ...(youngGeneration === undefined ? {} : { youngGeneration }) }
       }
     }
   }

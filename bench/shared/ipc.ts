@@ -22,6 +22,12 @@ export interface MemoryMeasure {
    * `external` leaves out. Absent from builds before it was reported (a `--baseline`).
    */
   readonly arrayBuffers?: number
+  /**
+   * Bytes V8 holds for its young generation (the new space's size, used or not): it grows with
+   * the allocation rate up to a per-version limit, a fixed part of the process's RSS. Absent from
+   * builds before it was reported.
+   */
+  readonly youngGeneration?: number
 }
 
 export type ServerReply =
