@@ -132,11 +132,11 @@ function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise
 const WAIT_OUT_OUTAGES = { maxRetriesPerRequest: null, enableOfflineQueue: true, retryStrategy: backoff }
 
 function singleTopology (url: string, prefix: string, log?: Pick<FastifyBaseLogger, 'warn'>): Topology {
-  // Commands issued in one turn of the event loop leave in one write and Redis reads them in one
-  // go: with many runs appending at once, each run's batch is one script call, and without this
-  // each call would be a round trip of its own. A run's batches stay in order: the next one is
-  // sent only after the previous one is answered.
-  const command = new Redis(url, { ...WAIT_OUT_OUTAGES, enableAutoPipelining: true })
+  // No auto-pipelining: the store already sends one script call per slot per turn for every run
+  // with events waiting, and ioredis sends an auto-pipeline only once the previous one is
+  // answered, so a paced event could wait a whole round trip before leaving (docs/performance.md,
+  // "Auto-pipelining off").
+  const command = new Redis(url, WAIT_OUT_OUTAGES)
   const subscriber = new Redis(url, { ...WAIT_OUT_OUTAGES, autoResubscribe: true })
   command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis command connection error') })
   subscriber.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis subscriber connection error') })
@@ -199,8 +199,8 @@ function clusterTopology (url: string, prefix: string, log?: Pick<FastifyBaseLog
     retryDelayOnTryAgain: 200,
     maxRedirections: 32
   }
-  // No auto-pipelining here: measured on the bench's cluster it did not help (fewer events/s,
-  // more redis-server CPU per event), where on one Redis it does.
+  // No auto-pipelining, as on one Redis; on the bench's cluster it also lowered events/s and raised
+  // redis-server's CPU per event.
   const command = new Cluster(nodes, options)
   const subscriber = new Cluster(nodes, { ...options, shardedSubscribers: true })
   command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis cluster command error') })
