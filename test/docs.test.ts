@@ -6,21 +6,24 @@ import { dirname, join } from 'node:path'
 import t from 'tap'
 import { repoRoot } from '../src/cli/docs.js'
 
-/** Text with fenced code blocks and inline code spans removed: links there are examples, not links. */
+/** Fenced code blocks: what is in them is an example, not a link or a heading. */
+const FENCED = /```[\s\S]*?```/g
+
+/** Text without its fenced blocks and inline code spans. */
 function prose (markdown: string): string {
-  return markdown.replace(/```[\s\S]*?```/g, '').replace(/`[^`\n]*`/g, '')
+  return markdown.replace(FENCED, '').replace(/`[^`\n]*`/g, '')
 }
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
 function headingAnchor (heading: string): string {
-  return heading.trim().toLowerCase().replace(/`/g, '').replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
 }
 
 /** The anchors of a Markdown file's headings; a repeated heading gets -1, -2, … as on GitHub. */
 function anchorsOf (markdown: string): Set<string> {
   const seen = new Map<string, number>()
   const anchors = new Set<string>()
-  for (const line of markdown.replace(/```[\s\S]*?```/g, '').split('\n')) {
+  for (const line of markdown.replace(FENCED, '').split('\n')) {
     const heading = /^#{1,6}\s+(.*)$/.exec(line)?.[1]
     if (heading === undefined) continue
     const anchor = headingAnchor(heading)
