@@ -245,6 +245,37 @@ t.test('in one script call, a run that ended elsewhere is refused, a run missing
   subscription.unsubscribe()
 })
 
+t.test('a script call that fails part-way: the batches it applied count once, the others are written alone, the run it failed on gives up after its lease', { skip }, async (t) => {
+  const keyPrefix = testPrefix(t)
+  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 800, keyPrefix })
+  t.teardown(() => store.close())
+  const runIds = ['before', 'broken', 'after'].map((name) => `run-partway-${name}-${process.pid}`)
+  const [before, broken, after] = runIds as [string, string, string]
+  for (const runId of runIds) await store.createRun({ runId, threadId: `thread-${runId}`, agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const thought = (step: number): string => JSON.stringify({ thought: `step ${step}`, step })
+  for (const runId of runIds) await store.append(runId, 'agent_thinking', thought(1))
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  // The middle run's log is no longer a stream: the script fails on it, after it has applied
+  // the batch before it and before it reaches the one after.
+  await redis.del(`${keyPrefix}events:{${broken}}`)
+  await redis.set(`${keyPrefix}events:{${broken}}`, 'not a stream')
+  const calls = await scriptCalls(redis)
+
+  const started = Date.now()
+  const [first, failed, last] = await Promise.allSettled(runIds.map((runId) => store.append(runId, 'agent_thinking', thought(2))))
+  const waited = Date.now() - started
+  t.match(first, { status: 'fulfilled', value: { seq: 2 } }, 'the batch the failed call applied keeps its seq')
+  t.match(last, { status: 'fulfilled', value: { seq: 2 } }, 'the batch after the failure is written')
+  t.match(failed, { status: 'rejected', reason: /within its lease/ }, 'the run the call failed on gives up')
+  t.ok(waited >= 700 && waited < 5000, `after about its lease (${waited} ms)`)
+  t.ok(await scriptCalls(redis) - calls >= 4, 'one call for the three, then each batch alone (the broken one again and again)')
+  for (const runId of [before, after]) {
+    t.same((await store.read(runId, 0, 10)).map((event) => (JSON.parse(event.frame.toString()) as { data: { step: number } }).data.step), [1, 2], `${runId}: each event once in the log`)
+  }
+  t.same(await Promise.all([store.append(before, 'agent_thinking', thought(3)), store.append(after, 'agent_thinking', thought(3))]).then((events) => events.map((event) => event.seq)), [3, 3], 'and the two go on from there')
+})
+
 t.test('the executing node does not listen to its runs\' live channels (its subscribers get the batches from the appends); other nodes do', { skip }, async (t) => {
   const { store, runId, keyPrefix } = await storeWithRun(t, 'echo')
   const other = openStore(t, keyPrefix)
