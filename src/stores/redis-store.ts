@@ -101,10 +101,19 @@ const KEPT_BATCHES = 8
 const MAX_RUNS_PER_CALL = 64
 const MAX_EVENTS_PER_CALL = 1024
 
+/** A run's keys an append names, and its live channel: built once, not for every batch. */
+interface AppendKeys {
+  readonly run: string
+  readonly stream: string
+  readonly tools: string
+  readonly live: string
+}
+
 /** A run this node executes: its batch counter, the batch being filled, lease renewal. */
 interface OwnedRun {
   readonly threadId: string
   readonly slot: Slot
+  readonly keys: AppendKeys
   readonly ownerId: string
   batchNo: number
   pending: PendingAppend[] | undefined
@@ -209,9 +218,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   async function sendBatches (writes: readonly BatchSend[]): Promise<Array<Promise<[number, number]>>> {
     const keys: string[] = []
     const args: Array<string | number> = [nodeId]
-    for (const { runId, run, batch } of writes) {
-      keys.push(key.run(runId, run.slot), key.stream(runId, run.slot), key.tools(runId, run.slot))
-      args.push(minReplicasAck === 0 ? key.live(runId, run.slot) : '', run.threadId, batch.batchNo, batch.events, batch.toolCalls.length, ...batch.toolCalls)
+    for (const { run, batch } of writes) {
+      keys.push(run.keys.run, run.keys.stream, run.keys.tools)
+      args.push(minReplicasAck === 0 ? run.keys.live : '', run.threadId, batch.batchNo, batch.events, batch.toolCalls.length, ...batch.toolCalls)
     }
     if (minReplicasAck === 0) return outcomes(await command.agwAppend(keys.length, ...keys, ...args)).map(async (outcome) => outcome)
     const pipeline = command.pipeline() as unknown as ScriptCommands & { call(...args: Array<string | number>): unknown, exec(): Promise<Array<[Error | null, unknown]> | null> }
@@ -225,9 +234,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       log?.warn({ runIds: writes.map((write) => write.runId), acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
     }
     return outcomes(appended?.[1] as number[]).map(async (outcome, i) => {
-      const { runId, run, batch } = writes[i] as BatchSend
+      const { run, batch } = writes[i] as BatchSend
       if (outcome[1] !== 1) return outcome
-      const channel = key.live(runId, run.slot)
+      const channel = run.keys.live
       const message = `${LIVE_FORMAT}\n${nodeId}\n${run.threadId}\n${outcome[0] - batch.count + 1}\n${batch.events}`
       if (topology.publish === 'SPUBLISH') await command.spublish(channel, message)
       else await command.publish(channel, message)
@@ -509,8 +518,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       if (status === 0) return { created: false, active: Number(detail) }
       // Only the run's creator learns its id, after this: nobody can look it up before it is indexed.
       if (key.indexed) await command.set(key.index(run.runId), slot)
+      const keys = { run: key.run(run.runId, slot), stream: key.stream(run.runId, slot), tools: key.tools(run.runId, slot), live: key.live(run.runId, slot) }
       owned.set(run.runId, {
-        threadId: run.threadId, slot, ownerId: run.ownerId, batchNo: 0, pending: undefined, queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
+        threadId: run.threadId, slot, keys, ownerId: run.ownerId, batchNo: 0, pending: undefined, queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
       })
       return { created: true, meta: { runId: run.runId, threadId: run.threadId, agent: run.agent, ownerId: run.ownerId, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
