@@ -2,7 +2,11 @@
 // react, react-dom and @ai-sdk/react (bundled with esbuild), loaded in Debian's chromium driven by
 // playwright-core. The page keeps its messages in localStorage, as an app that persists its chat
 // would, and uses `resume: true`; the test reloads it mid-run and checks that the same assistant
-// message completes, every part once. Outside CI the file skips (visibly) without chromium.
+// message completes, every part once. Nothing here races: the run's second tool call holds until
+// the reloaded page's resume request has been answered, so the reload is mid-run however slow the
+// machine, and the test waits for the assistant's answer, which only the resumed stream can bring
+// (the page at mount already shows the user's text and status "ready").
+// Outside CI the file skips (visibly) without chromium.
 // `UPDATE_SCREENSHOT=1` also saves the finished chat to docs/ai-sdk-chat.png.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -11,6 +15,9 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { build } from 'esbuild'
 import { chromium, type Page } from 'playwright-core'
+import { createDemoAgent } from '../../src/agents/demo.js'
+import { defineTool } from '../../src/contracts.js'
+import { calculator, factLookup, textStats, unitConverter } from '../../src/tools/index.js'
 import { buildApp, listen, testEnv, tokenFor } from '../helpers.js'
 import { CHROMIUM, chromiumSkip } from './chromium.js'
 
@@ -99,8 +106,27 @@ t.test('useChat with resume: true — the page is reloaded mid-run and the same 
   const script = bundle.outputFiles[0]?.text ?? ''
   t.ok(script.length > 10_000, 'the page is built from react, react-dom, @ai-sdk/react and ai')
 
-  // The demo agent at its own pace (DEMO_STEP_DELAY_MS' default): slow enough to reload mid-run.
-  const app = await buildApp(t, { env: testEnv({ DEMO_STEP_DELAY_MS: '250' }) })
+  // The demo agent at its own pace (DEMO_STEP_DELAY_MS' default), with its tools; the unit
+  // converter, its second call here, holds until the test lets it go after the reload.
+  let release = (): void => {}
+  const released = new Promise<void>((resolve) => { release = resolve })
+  let entered = (): void => {}
+  const converting = new Promise<void>((resolve) => { entered = resolve })
+  t.teardown(release)
+  const heldConverter = defineTool({
+    ...unitConverter,
+    timeoutMs: 60_000,
+    async execute (args, ctx) {
+      entered()
+      await released
+      return unitConverter.execute(args, ctx)
+    }
+  })
+  const app = await buildApp(t, {
+    env: testEnv(),
+    agents: { demo: createDemoAgent({ stepDelayMs: 250 }) },
+    tools: [calculator, heldConverter, factLookup, textStats]
+  })
   const { http } = await listen(t, app)
   const profile = await mkdtemp(join(tmpdir(), 'agw-chromium-'))
   const context = await chromium.launchPersistentContext(profile, {
@@ -135,8 +161,10 @@ t.test('useChat with resume: true — the page is reloaded mid-run and the same 
   await page.getByRole('textbox', { name: 'Message' }).fill(QUESTION)
   await page.getByRole('button', { name: 'Send' }).click()
 
-  // Mid-run: the first tool call has its output, the answer is still to come.
+  // Mid-run: the first tool call has its output, the second is running, the answer is still to come.
+  await converting
   await page.locator('.tool[data-state="output-available"]').first().waitFor({ timeout: 30_000 })
+  await page.locator('.tool').nth(1).waitFor({ timeout: 30_000 })
   const before = await chatView(page)
   const assistant = before.messages.find((message) => message.role === 'assistant')
   const runId = assistant?.metadata?.runId ?? ''
@@ -144,9 +172,14 @@ t.test('useChat with resume: true — the page is reloaded mid-run and the same 
   const lookup = await app.eventStore.getRun(runId)
   t.equal(lookup.state === 'found' && lookup.meta.status, 'running', 'the run is in flight when the page reloads')
   t.notOk(assistant?.parts.some((part) => part.type === 'text'), 'no answer yet')
+  const resumed = page.waitForResponse((response) => /\/v1\/chat\/[^/]+\/stream$/.test(response.url()))
   await page.reload()
+  t.equal((await resumed).status(), 200, 'the reloaded page resumes the run')
+  const still = await app.eventStore.getRun(runId)
+  t.equal(still.state === 'found' && still.meta.status, 'running', 'still in flight after the reload')
+  release()
 
-  await page.locator('.text').waitFor({ timeout: 30_000 })
+  await page.locator('.message.assistant .text').waitFor({ timeout: 30_000 })
   await page.locator('#status', { hasText: 'ready' }).waitFor({ timeout: 30_000 })
   const after = await chatView(page)
   t.same(after.messages.map((message) => [message.role, message.id]), [['user', before.messages[0]?.id], ['assistant', runId]], 'the same two messages: nothing added, nothing lost')
