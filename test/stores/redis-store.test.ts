@@ -1,3 +1,4 @@
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { EventStore, StoredEvent } from '../../src/contracts.js'
@@ -210,6 +211,35 @@ t.test('the batches of many runs go to Redis in one script call, at most 64 runs
   for (const subscription of subscriptions) subscription.unsubscribe()
 })
 
+t.test('a run\'s batch leaves for Redis while another run\'s call is still unanswered (no auto-pipelining to hold it back)', { skip }, async (t) => {
+  // Between the store and Redis, a proxy that can hold Redis's replies: while it holds them, the
+  // first run's call stays unanswered, and the second run's call must reach Redis all the same.
+  // (ioredis's auto-pipelining sends a pipeline only once the one before it is answered, so a
+  // paced event would wait a whole round trip: docs/performance.md, "Auto-pipelining off".)
+  const proxy = await holdingProxy(t, new URL(REDIS_URL))
+  const keyPrefix = testPrefix(t)
+  const store = createRedisStore({ url: proxy.url, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix })
+  t.teardown(() => store.close())
+  const runIds = ['warm', 'first', 'second'].map((name) => `run-unanswered-${name}-${process.pid}`)
+  const [warm, first, second] = runIds as [string, string, string]
+  for (const runId of runIds) await store.createRun({ runId, threadId: `thread-${runId}`, agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  // The script is loaded by a first append, so that each later append is one call.
+  await store.append(warm, 'agent_thinking', JSON.stringify({ thought: 'warm' }))
+
+  proxy.hold()
+  const appendedFirst = store.append(first, 'agent_thinking', JSON.stringify({ thought: 'marker-of-the-first' }))
+  let firstAnswered = false
+  void appendedFirst.then(() => { firstAnswered = true }, () => {})
+  await until(() => proxy.sent.includes('marker-of-the-first'), 'the first run\'s call at Redis')
+  const appendedSecond = store.append(second, 'agent_thinking', JSON.stringify({ thought: 'marker-of-the-second' }))
+  let arrived = true
+  await until(() => proxy.sent.includes('marker-of-the-second'), 'the second run\'s call at Redis', 3000).catch(() => { arrived = false })
+  t.ok(arrived, 'the second run\'s call reached Redis while the first\'s reply was held')
+  t.notOk(firstAnswered, 'the first run\'s append was still unanswered then')
+  proxy.release()
+  t.same((await Promise.all([appendedFirst, appendedSecond])).map((event) => event.seq), [1, 1], 'both written, each its seq 1')
+})
+
 t.test('in one script call, a run that ended elsewhere is refused, a run missing a batch sends it again, and the others are written', { skip }, async (t) => {
   const keyPrefix = testPrefix(t)
   const store = openStore(t, keyPrefix)
@@ -334,6 +364,50 @@ t.test('Redis away for longer than the lease: the append gives up after the leas
   await until(() => heard.includes('agent_completed'), 'the subscriber to hear the run\'s end')
   t.same(heard, ['agent_completed'], 'the executing node\'s subscriber heard NODE_LOST')
 })
+/**
+ * A TCP proxy to Redis on a port of its own. `hold()` keeps Redis's replies from the clients until
+ * `release()`, which sends them on in order; `sent` is what clients sent while replies were held.
+ */
+async function holdingProxy (t: Test, target: URL): Promise<{ url: string, sent: string, hold(): void, release(): void }> {
+  let holding = false
+  let held: Array<() => void> = []
+  const proxy = {
+    url: '',
+    sent: '',
+    hold (): void { holding = true },
+    release (): void {
+      holding = false
+      const waiting = held
+      held = []
+      for (const send of waiting) send()
+    }
+  }
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port || 6379), target.hostname)
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('error', () => { client.destroy(); upstream.destroy() })
+      socket.on('close', () => { sockets.delete(socket); client.destroy(); upstream.destroy() })
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (holding) proxy.sent += chunk.toString('latin1')
+      upstream.write(chunk)
+    })
+    upstream.on('data', (chunk: Buffer) => {
+      if (holding) held.push(() => { client.write(chunk) })
+      else client.write(chunk)
+    })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => { server.close(resolve) })
+  })
+  proxy.url = `redis://127.0.0.1:${(server.address() as AddressInfo).port}${target.pathname}`
+  return proxy
+}
+
 async function until (condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!condition()) {
