@@ -3,7 +3,10 @@
 // agent registered through the public `agents` option, and ready.
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { build, loadConfig, type Agent } from '../../src/index.js'
+// What src/server.ts imports (not the package's entry, which also loads the Redis store).
+import { build } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import type { Agent } from '../../src/contracts.js'
 import { loggerOptions } from '../../src/logger.js'
 import { BENCH_AGENT } from './plan.js'
 

@@ -2,7 +2,10 @@
 // logger, at LOG_LEVEL=silent), with a bench agent registered through the public plugin API, so
 // every event takes the whole path: engine → emitter → log → fan-out → socket. Heartbeats stay on.
 //   env: BENCH_SECRET, BENCH_STORE (memory | redis://…), BENCH_REDIS_PREFIX
-import { build, loadConfig, type Agent } from '../../src/index.js'
+// What src/server.ts imports (not the package's entry, which also loads the Redis store).
+import { build } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import type { Agent } from '../../src/contracts.js'
 import { loggerOptions } from '../../src/logger.js'
 import { BENCH_AGENT, emitRun, toPlan } from '../shared/plan.js'
 import { serveControl } from '../shared/control.js'

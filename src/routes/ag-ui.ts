@@ -2,20 +2,44 @@
 // is an AG-UI RunAgentInput, checked with @ag-ui/core's own schema; the run is an ordinary run of
 // the engine, and its events reach the response through an SSE sink like every other event stream
 // (seq order, from the log, with backpressure), translated by src/integrations/ag-ui.ts.
+// AG-UI's own code is loaded on the endpoint's first request, not with the gateway (below).
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { RunAgentInputSchema } from '@ag-ui/core/schemas'
+import type { RunAgentInputSchema } from '@ag-ui/core/schemas'
 import { Compile } from 'typebox/compile'
 import { AgentName, ThreadId } from '../protocol.js'
 import type { UserContext } from '../contracts.js'
 import { AgUiInputError, RunEndedError } from '../errors.js'
-import { agUiEventStream, historyBefore, lastUserText, type AgUiRunIds } from '../integrations/ag-ui.js'
+import type * as AgUiIntegration from '../integrations/ag-ui.js'
 import type { StartRequest } from '../plugins/run-engine.js'
 import { tokenExpiryMs } from '../plugins/auth-secret.js'
 import { userOf } from '../plugins/user-context.js'
 
 const validThreadId = Compile(ThreadId)
 const validAgentName = Compile(AgentName)
+
+/** What the endpoint needs of AG-UI's packages: @ag-ui/core's input schema, and our translation with @ag-ui/encoder. */
+interface AgUiCode extends Pick<typeof AgUiIntegration, 'agUiEventStream' | 'historyBefore' | 'lastUserText'> {
+  readonly RunAgentInputSchema: typeof RunAgentInputSchema
+}
+
+let agUiCode: Promise<AgUiCode> | undefined
+
+/**
+ * AG-UI's packages, loaded on the endpoint's first request and kept: @ag-ui/core's schemas (zod)
+ * and @ag-ui/encoder (protobuf) are about 8 MiB of heap, which a gateway that no AG-UI client
+ * calls does not hold, nor walk at every full collection (docs/performance.md, "What the gateway
+ * loads"). The first request waits for them once.
+ */
+function loadAgUi (): Promise<AgUiCode> {
+  agUiCode ??= Promise.all([import('@ag-ui/core/schemas'), import('../integrations/ag-ui.js')]).then(([schemas, integration]) => ({
+    RunAgentInputSchema: schemas.RunAgentInputSchema,
+    agUiEventStream: integration.agUiEventStream,
+    historyBefore: integration.historyBefore,
+    lastUserText: integration.lastUserText
+  }))
+  return agUiCode
+}
 
 interface Issue {
   readonly path: readonly PropertyKey[]
@@ -31,7 +55,8 @@ function describeIssues (issues: readonly Issue[]): string {
  * text of the conversation before it `input.history`; all of it goes along in `input.agUi`; `forwardedProps.agent` picks the agent. The
  * client's threadId is kept when it is one of ours too; its ids are what its events carry.
  */
-function runRequestFrom (body: unknown): { request: StartRequest, ids: AgUiRunIds } {
+function runRequestFrom (code: AgUiCode, body: unknown): { request: StartRequest, ids: AgUiIntegration.AgUiRunIds } {
+  const { RunAgentInputSchema, historyBefore, lastUserText } = code
   const parsed = RunAgentInputSchema.safeParse(body)
   if (!parsed.success) throw new AgUiInputError(describeIssues(parsed.error.issues))
   const { threadId, runId, messages, context } = parsed.data
@@ -76,7 +101,8 @@ async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
     }
   }, async (request, reply) => {
     const user = userOf(request)
-    const { request: runRequest, ids } = runRequestFrom(request.body)
+    const code = await loadAgUi()
+    const { request: runRequest, ids } = runRequestFrom(code, request.body)
     // Admitted before the run exists, so that a refused stream never leaves a run behind; a run
     // that is refused gives the slot back at once.
     delivery.admit(user.userId)
@@ -91,7 +117,7 @@ async function agUiRoutes (fastify: FastifyInstance): Promise<void> {
     delivery.openStream(reply.raw, user, {
       runId,
       after: 0,
-      format: agUiEventStream(ids),
+      format: code.agUiEventStream(ids),
       expiresAtMs: tokenExpiryMs(request),
       onEnd: (completed) => { if (!completed) cancelRun(user, runId, request.log) }
     })
