@@ -18,10 +18,8 @@ import { userOf } from '../plugins/user-context.js'
 const validThreadId = Compile(ThreadId)
 const validAgentName = Compile(AgentName)
 
-/** What the endpoint needs of AG-UI's packages: @ag-ui/core's input schema, and our translation with @ag-ui/encoder. */
-interface AgUiCode extends Pick<typeof AgUiIntegration, 'agUiEventStream' | 'historyBefore' | 'lastUserText'> {
-  readonly RunAgentInputSchema: typeof RunAgentInputSchema
-}
+/** What the endpoint needs of AG-UI's packages: our translation (with @ag-ui/encoder), and @ag-ui/core's input schema. */
+type AgUiCode = typeof AgUiIntegration & { readonly RunAgentInputSchema: typeof RunAgentInputSchema }
 
 let agUiCode: Promise<AgUiCode> | undefined
 
@@ -32,12 +30,8 @@ let agUiCode: Promise<AgUiCode> | undefined
  * loads"). The first request waits for them once.
  */
 function loadAgUi (): Promise<AgUiCode> {
-  agUiCode ??= Promise.all([import('@ag-ui/core/schemas'), import('../integrations/ag-ui.js')]).then(([schemas, integration]) => ({
-    RunAgentInputSchema: schemas.RunAgentInputSchema,
-    agUiEventStream: integration.agUiEventStream,
-    historyBefore: integration.historyBefore,
-    lastUserText: integration.lastUserText
-  }))
+  agUiCode ??= Promise.all([import('@ag-ui/core/schemas'), import('../integrations/ag-ui.js')])
+    .then(([schemas, integration]) => ({ ...integration, RunAgentInputSchema: schemas.RunAgentInputSchema }))
   return agUiCode
 }
 

@@ -364,6 +364,7 @@ t.test('Redis away for longer than the lease: the append gives up after the leas
   await until(() => heard.includes('agent_completed'), 'the subscriber to hear the run\'s end')
   t.same(heard, ['agent_completed'], 'the executing node\'s subscriber heard NODE_LOST')
 })
+
 /**
  * A TCP proxy to Redis on a port of its own. `hold()` keeps Redis's replies from the clients until
  * `release()`, which sends them on in order; `sent` is what clients sent while replies were held.
