@@ -1,8 +1,10 @@
 // What the built gateway (dist/, built by `pretest`) loads, and when: AG-UI's packages (@ag-ui/core
 // with zod, @ag-ui/encoder with protobuf; about 8 MiB of heap) on the AG-UI endpoint's first
-// request, and the Redis store with ioredis only when EVENT_STORE names Redis. A child process
-// records every module the ES module loader resolves, through a resolve hook of its own: the
-// packages dist/ imports, which these are (what CommonJS packages require in turn it does not see).
+// request, and the Redis store with ioredis only when EVENT_STORE names Redis — nor ioredis when a
+// host app imports the package's entry, which exports the Redis store. A child process records
+// every module the ES module loader resolves, through a resolve hook of its own (the packages
+// dist/ imports), and reads CommonJS's module cache, which holds every CommonJS package loaded,
+// imported or required (ioredis is one: the Redis store requires it when it first connects).
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -26,9 +28,10 @@ export async function resolve (specifier, context, next) {
 
 // Builds the app as src/server.ts does (memory store, default routes), then reports the packages
 // loaded so far; makes one AG-UI request (a body that is not a RunAgentInput: 400 once AG-UI's
-// schema has checked it) and reports again. Argument: the bearer token.
+// schema has checked it) and reports again; then imports the package's entry and reports the
+// CommonJS packages loaded. Argument: the bearer token.
 const SCRIPT = `
-import { register } from 'node:module'
+import { createRequire, register } from 'node:module'
 import { MessageChannel } from 'node:worker_threads'
 const { port1, port2 } = new MessageChannel()
 const resolved = new Set()
@@ -51,7 +54,11 @@ const answer = await app.inject({ method: 'POST', url: '/v1/ag-ui', headers: { a
 await settle()
 const afterRequest = packages()
 await app.close()
-console.log(JSON.stringify({ atReady, afterRequest, status: answer.statusCode, code: answer.json().code }))
+const { createRedisStore } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist/index.js')).href)})
+const required = Object.keys(createRequire(import.meta.url).cache)
+const requiredPackage = (name) => required.some((file) => file.includes('/node_modules/' + name + '/'))
+const entry = { exportsRedisStore: typeof createRedisStore === 'function', ioredis: requiredPackage('ioredis'), fastify: requiredPackage('fastify') }
+console.log(JSON.stringify({ atReady, afterRequest, status: answer.statusCode, code: answer.json().code, entry }))
 `
 
 t.test('the built gateway loads AG-UI\'s packages on the endpoint\'s first request, and no Redis client with the memory store', async (t) => {
@@ -66,7 +73,13 @@ t.test('the built gateway loads AG-UI\'s packages on the endpoint\'s first reque
   child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
   const code = await new Promise<number | null>((resolve) => { child.on('exit', resolve) })
   t.equal(code, 0, err)
-  const report = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { atReady: string[], afterRequest: string[], status: number, code: string }
+  const report = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as {
+    atReady: string[]
+    afterRequest: string[]
+    status: number
+    code: string
+    entry: { exportsRedisStore: boolean, ioredis: boolean, fastify: boolean }
+  }
 
   t.ok(['fastify', '@fastify/websocket', 'typebox'].every((name) => report.atReady.includes(name)), 'the hook sees the packages the gateway imports')
   const agUi = (names: string[]): string[] => names.filter((name) => name.startsWith('@ag-ui/') || name === 'zod' || name.startsWith('@bufbuild/'))
@@ -77,4 +90,8 @@ t.test('the built gateway loads AG-UI\'s packages on the endpoint\'s first reque
   t.equal(report.code, 'AGW_ERR_AG_UI_INPUT', 'by AG-UI\'s own schema, loaded for it')
   t.ok(report.afterRequest.includes('@ag-ui/core') && report.afterRequest.includes('@ag-ui/encoder'), 'AG-UI\'s packages loaded by the request')
   t.notOk(report.afterRequest.includes('ioredis'), 'and still no Redis client')
+
+  t.ok(report.entry.exportsRedisStore, 'the package\'s entry exports the Redis store')
+  t.ok(report.entry.fastify, 'CommonJS\'s module cache holds the CommonJS packages loaded')
+  t.notOk(report.entry.ioredis, 'no Redis client loaded by importing the entry')
 })

@@ -3,8 +3,22 @@
 // both. On a cluster every script touches one hash slot: a run's keys, its owner's active set, the
 // lease set that covers it and its live channel all carry the hash tag of its owner's bucket.
 // Layout and reasoning: docs/scaling.md.
-import { Cluster, Redis, type ClusterNode } from 'ioredis'
+import { createRequire } from 'node:module'
+import type { ClusterNode, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
+
+type IoRedis = typeof import('ioredis')
+let ioredisModule: IoRedis | undefined
+
+/**
+ * ioredis (a CommonJS package, about 1 MiB of heap), required when the first topology is made:
+ * a host app that imports the package's entry for the memory store never loads it, while
+ * createRedisStore stays synchronous.
+ */
+function ioredis (): IoRedis {
+  ioredisModule ??= createRequire(import.meta.url)('ioredis') as IoRedis
+  return ioredisModule
+}
 
 /** Buckets of owners on a cluster: the unit that lands on a hash slot (fixed: changing it moves every owner). */
 export const OWNER_BUCKETS = 256
@@ -136,8 +150,9 @@ function singleTopology (url: string, prefix: string, log?: Pick<FastifyBaseLogg
   // with events waiting, and ioredis sends an auto-pipeline only once the previous one is
   // answered, so a paced event could wait a whole round trip before leaving (docs/performance.md,
   // "Auto-pipelining off").
-  const command = new Redis(url, WAIT_OUT_OUTAGES)
-  const subscriber = new Redis(url, { ...WAIT_OUT_OUTAGES, autoResubscribe: true })
+  const { Redis: Client } = ioredis()
+  const command = new Client(url, WAIT_OUT_OUTAGES)
+  const subscriber = new Client(url, { ...WAIT_OUT_OUTAGES, autoResubscribe: true })
   command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis command connection error') })
   subscriber.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis subscriber connection error') })
   return {
@@ -201,8 +216,9 @@ function clusterTopology (url: string, prefix: string, log?: Pick<FastifyBaseLog
   }
   // No auto-pipelining, as on one Redis; on the bench's cluster it also lowered events/s and raised
   // redis-server's CPU per event.
-  const command = new Cluster(nodes, options)
-  const subscriber = new Cluster(nodes, { ...options, shardedSubscribers: true })
+  const { Cluster: ClusterClient } = ioredis()
+  const command = new ClusterClient(nodes, options)
+  const subscriber = new ClusterClient(nodes, { ...options, shardedSubscribers: true })
   command.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis cluster command error') })
   subscriber.on('error', (err: Error) => { log?.warn({ err: err.message }, 'redis cluster subscriber error') })
   const channels = new Set<string>()
