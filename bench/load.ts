@@ -329,6 +329,15 @@ async function throughput (config: LoadConfig, spec: Extract<WorkloadSpec, { kin
   }
 }
 
+/**
+ * The server's whole RSS in MiB before its connections opened and with them open, beside the RSS
+ * per connection: the per-connection figure is what the process gained, which a process that
+ * starts with free heap (garbage of its own startup) fills without growing.
+ */
+function processRss (before: MemoryMeasure, connected: MemoryMeasure): Record<string, number> {
+  return { startRssMiB: before.rss / 2 ** 20, connectedRssMiB: connected.rss / 2 ** 20 }
+}
+
 /** The young generation's size in MiB with the connections open, where the server reports it. */
 function youngGeneration (memory: MemoryMeasure): Record<string, number> {
   return memory.youngGeneration === undefined ? {} : { youngGenerationMiB: memory.youngGeneration / 2 ** 20 }
@@ -348,6 +357,7 @@ async function idle (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'id
       rssPerConnection: (after.rss - before.rss) / spec.connections,
       heapPerConnection: (after.heapUsed - before.heapUsed) / spec.connections,
       externalPerConnection: (after.external - before.external) / spec.connections,
+      ...processRss(before, after),
       ...youngGeneration(after)
     }
   } finally {
@@ -444,7 +454,7 @@ async function scale (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     const idleMemory = await measureMemory()
     metrics.rssPerConnection = (idleMemory.rss - before.rss) / spec.connections
     metrics.heapPerConnection = (idleMemory.heapUsed - before.heapUsed) / spec.connections
-    Object.assign(metrics, youngGeneration(idleMemory))
+    Object.assign(metrics, processRss(before, idleMemory), youngGeneration(idleMemory))
     for (const intervalMs of spec.intervalsMs) {
       const events = Math.max(1, Math.round(spec.phaseMs / intervalMs))
       const window = await openWindow(checker)

@@ -86,6 +86,10 @@ const SYSTEM_CPU: Metric = { key: 'systemCpuUsPerEvent', label: '… of it in th
 const REDIS_CPU: Metric = { key: 'redisCpuUsPerEvent', label: 'redis-server CPU µs/ev', format: fixed(2) }
 /** V8's young generation with the connections open: a fixed share of RSS that grows to a limit per Node version. */
 const YOUNG_GENERATION: Metric = { key: 'youngGenerationMiB', label: 'young generation MiB', format: fixed(0) }
+const PROCESS_RSS: readonly Metric[] = [
+  { key: 'startRssMiB', label: 'RSS MiB, no connections', format: fixed(1) },
+  { key: 'connectedRssMiB', label: 'RSS MiB, connected', format: fixed(1) }
+]
 
 const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
   throughput: [
@@ -100,6 +104,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
   idle: [
     { key: 'rssPerConnection', label: 'RSS KiB/connection', format: kib },
     { key: 'heapPerConnection', label: 'heap KiB/connection', format: kib },
+    ...PROCESS_RSS,
     YOUNG_GENERATION
   ],
   latency: [
@@ -123,6 +128,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     { key: 'handshakesPerSec', label: 'handshakes/s', format: count },
     { key: 'rssPerConnection', label: 'idle RSS KiB/connection', format: kib },
     { key: 'heapPerConnection', label: 'idle heap KiB/connection', format: kib },
+    ...PROCESS_RSS,
     YOUNG_GENERATION,
     ...SCALE_INTERVALS_MS.flatMap((ms): Metric[] => {
       const tag = `${ms / 1000}s`
@@ -589,7 +595,7 @@ function checkTargets (summary: Summary): TargetCheck[] {
 }
 
 /** The figures compared round by round against a baseline build, where a workload reports them. */
-const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'replayMs', 'retainedPerEvent']
+const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'connectedRssMiB', 'replayMs', 'retainedPerEvent']
 
 type Paired = Record<string, Record<string, PairedRatio>>
 

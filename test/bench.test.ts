@@ -151,6 +151,9 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   t.ok(Number.isFinite(stream?.metrics?.p99Ms), 'token stream: latency measured from the deltas')
   for (const round of report.results.filter((r) => r.workload === 'idle')) {
     t.ok((round.metrics?.youngGenerationMiB ?? 0) > 0, `idle / ${round.target}: the server's young generation measured`)
+    const { startRssMiB = 0, connectedRssMiB = 0, rssPerConnection = Number.NaN, connections = 0 } = round.metrics ?? {}
+    t.ok(startRssMiB > 0 && connectedRssMiB > 0, `idle / ${round.target}: the server's whole RSS measured before and with the connections`)
+    t.ok(Math.abs((connectedRssMiB - startRssMiB) * 2 ** 20 / connections - rssPerConnection) < 1e-6, `idle / ${round.target}: RSS per connection is what the process gained, over its connections`)
   }
   const storm = report.results.find((r) => r.workload === 'start-storm' && r.target === 'gateway')
   t.ok(Number.isFinite(storm?.metrics?.acceptedP50Ms) && Number.isFinite(storm?.metrics?.startedP99Ms), 'start storm: time to run_accepted and agent_started measured')
