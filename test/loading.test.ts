@@ -1,10 +1,10 @@
 // What the built gateway (dist/, built by `pretest`) loads, and when: AG-UI's packages (@ag-ui/core
 // with zod, @ag-ui/encoder with protobuf; about 8 MiB of heap) on the AG-UI endpoint's first
-// request, and the Redis store with ioredis only when EVENT_STORE names Redis — nor ioredis when a
-// host app imports the package's entry, which exports the Redis store. A child process records
-// every module the ES module loader resolves, through a resolve hook of its own (the packages
-// dist/ imports), and reads CommonJS's module cache, which holds every CommonJS package loaded,
-// imported or required (ioredis is one: the Redis store requires it when it first connects).
+// request, and ioredis only when a Redis store connects — neither when the app is built on the
+// memory store nor when a host app imports the package's entry, which exports the Redis store.
+// A child process records every module the ES module loader resolves, through a resolve hook of
+// its own (the packages dist/ imports), and reads CommonJS's module cache, which holds every
+// CommonJS package loaded, imported or required (ioredis is one: the Redis store requires it).
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'

@@ -18,7 +18,7 @@ export interface EventStorePluginOptions {
 }
 
 async function eventStore (fastify: FastifyInstance, opts: EventStorePluginOptions): Promise<void> {
-  const store = opts.store ?? await createEventStore(fastify.config, fastify.log, {
+  const store = opts.store ?? createEventStore(fastify.config, fastify.log, {
     replicaAckShortfall: () => { fastify.telemetry.replicaAckShortfall() }
   })
   fastify.decorate('eventStore', store)
