@@ -3,9 +3,9 @@
 // to its owner only. Correctness only: the figures of a shared CI machine are not asserted.
 // The bench runs as its own processes, so it is compiled first (esbuild: a second, without
 // type-checking, which `npm run typecheck` does), into a directory of its own under dist-dev/.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, fork, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -200,6 +200,52 @@ t.test('--baseline: the gateway of another build runs in the same rounds, beside
   t.equal(paired?.cpuUsPerEvent?.median, (gatewayCpu ?? Number.NaN) / (round?.metrics?.cpuUsPerEvent ?? Number.NaN), 'as this build\'s figure over the baseline\'s')
   t.equal(paired?.cpuUsPerEvent?.verdict, 'one round: no range')
   t.match(stdout, /\ngateway\/baseline, round by round[^\n]*\n(?: {2}token-stream [^\n]*\n)* {2}token-stream +server CPU µs\/event +\d+\.\d\d×: one round: no range\n/, 'printed under the table')
+})
+
+t.test('a measured window begins in the state the warm-up left: only memory readings force a collection', async (t) => {
+  const out = await compiledBench()
+  // A bench target's control channel, with V8's gc() counted: what each request makes it collect.
+  const probe = join(out, 'control-probe.mjs')
+  writeFileSync(probe, [
+    "import { serveControl } from './bench/shared/control.js'",
+    'const collect = globalThis.gc',
+    'let collections = 0',
+    'globalThis.gc = () => { collections++; collect() }',
+    "process.on('message', (message) => { if (message.type === 'collections') process.send({ type: 'collections', collections }) })",
+    'serveControl(0, async () => {})'
+  ].join('\n'))
+  const child = fork(probe, [], { execArgv: ['--expose-gc'], env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  t.teardown(() => { child.kill() })
+  // The target answers every message it is sent, ours for the count included: replies are told apart by id.
+  const next = async (type: string, id?: number): Promise<Record<string, unknown>> => await new Promise((resolve) => {
+    const listener = (message: Record<string, unknown>): void => {
+      if (message.type !== type || (id !== undefined && message.id !== id)) return
+      child.off('message', listener)
+      resolve(message)
+    }
+    child.on('message', listener)
+  })
+  const collections = async (): Promise<number> => {
+    const counted = next('collections')
+    child.send({ type: 'collections' })
+    return (await counted).collections as number
+  }
+  let id = 0
+  const ask = async (request: string): Promise<Record<string, unknown>> => {
+    const reply = next('reply', ++id)
+    child.send({ type: 'request', id, request })
+    return await reply
+  }
+  await next('ready')
+  const atStart = await collections()
+  t.ok(atStart >= 1, 'the target collects its startup garbage before any workload')
+  t.match((await ask('measure-start')).reply, { kind: 'started' })
+  t.equal(await collections(), atStart, 'opening a window collects nothing')
+  t.match((await ask('measure-stop')).reply, { kind: 'measure' })
+  t.match((await ask('memory')).reply, { kind: 'memory' })
+  t.ok(await collections() > atStart, 'a memory reading is taken after a forced collection')
+  child.send({ type: 'stop' })
+  t.same(await once(child, 'exit'), [0, null], 'the target stops on request')
 })
 
 t.test('a ratio round by round: only rounds both ran, its median and range, and what the range says', async (t) => {

@@ -1,5 +1,6 @@
 // The server side of the benchmark's control channel, shared by the three targets: report the
-// port, measure CPU time over a window, report memory after a forced GC, stop on request.
+// port, measure CPU time over a window (from the state the warm-up left), report memory after a
+// forced GC, stop on request.
 import { writeFileSync } from 'node:fs'
 import { getHeapSpaceStatistics } from 'node:v8'
 import { setImmediate as nextTurn } from 'node:timers/promises'
@@ -27,8 +28,11 @@ export function serveControl (port: number, close: () => Promise<unknown>): void
   async function answer (request: ServerRequest): Promise<ServerReply> {
     switch (request) {
       case 'measure-start':
-        // Garbage from the warm-up is collected before the window, for every target alike.
-        forceGc()
+        // No collection is forced here: the window begins in the state the warm-up left, as it
+        // would for a server that was already busy. A forced full collection emptied the young
+        // generation (so a short window, such as a start storm, ran without the scavenges a busy
+        // server would make, flattering whoever allocates most) and deoptimised the code whose
+        // embedded maps it freed (so the window paid for compiling it again).
         cpu = process.cpuUsage()
         wall = performance.now()
         fromUs = clockUs()
