@@ -420,7 +420,7 @@ async function replay (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: '
   }
 }
 
-/** Many runs starting at once: each connection starts one run, all within spreadMs (after a warm-up start). */
+/** Many runs starting at once: each connection starts one run, all within spreadMs (after warm-up storms). */
 async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'start' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
   const conns = await openAll(config, names('user', spec.users), checker)
   const storm = (): Promise<unknown> => Promise.all(conns.map(async (conn, i) => {
@@ -429,7 +429,13 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     await checker.run(conn, plan(spec.events, 200))
   }))
   try {
-    await checker.settle(storm(), deadline)
+    // Counted from the server's run_accepted replies, not from the storms sent.
+    let warmupRuns = 0
+    do {
+      checker.accepted = []
+      await checker.settle(storm(), deadline)
+      warmupRuns += checker.accepted.length
+    } while (warmupRuns < spec.warmupRuns)
     const window = await openWindow(checker)
     const began = performance.now()
     await checker.settle(storm(), deadline)
@@ -437,7 +443,7 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     const runs = checker.accepted.length
     // A run's whole cost, its start and end with its events: the window's server CPU over its runs.
     const cpuUsPerRun = runs === 0 ? Number.NaN : (measured.serverCpuUs ?? Number.NaN) / runs
-    return { ...measured, cpuUsPerRun, runsStarted: runs, wallMs: performance.now() - began }
+    return { ...measured, cpuUsPerRun, runsStarted: runs, warmupRuns, wallMs: performance.now() - began }
   } finally {
     closeAll(conns)
   }

@@ -160,6 +160,17 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   const starts = report.results.find((r) => r.workload === 'start-rate' && r.target === 'gateway')?.metrics ?? {}
   t.ok((starts.serverCpuUs ?? 0) > 0 && (starts.runsStarted ?? 0) > 0, 'start rate: the server CPU of the window and its runs counted')
   t.equal(starts.cpuUsPerRun, (starts.serverCpuUs ?? 0) / (starts.runsStarted ?? 1), 'start rate: CPU per run is the window\'s server CPU over its runs')
+  // Each start workload warms up with storms until its warmupRuns have been accepted: a window
+  // after a single storm measured every server still compiling its start path.
+  for (const workload of ['start-storm', 'start-rate']) {
+    const spec = report.workloads[workload]?.spec as { users: number, warmupRuns: number } | undefined
+    t.ok(spec !== undefined && spec.warmupRuns > spec.users, `${workload}: the quick spec asks for more than one warm-up storm`)
+    for (const round of report.results.filter((r) => r.workload === workload)) {
+      const { warmupRuns = 0, runsStarted = 0 } = round.metrics ?? {}
+      t.ok(warmupRuns >= (spec?.warmupRuns ?? Infinity), `${workload} / ${round.target}: ${warmupRuns} runs accepted before the window`)
+      t.equal(runsStarted, spec?.users, `${workload} / ${round.target}: the window counts its own storm only`)
+    }
+  }
   if (redisMissing === false) {
     const redisRow = report.results.find((r) => r.workload === 'burst-redis' && r.target === 'gateway')
     t.ok((redisRow?.metrics?.redisCpuUsPerEvent ?? 0) > 0, 'on Redis: redis-server CPU measured')

@@ -50,8 +50,13 @@ export type WorkloadSpec =
   | { readonly kind: 'idle', readonly connections: number, readonly settleMs: number }
   /** Paced runs: one event per run every `intervalMs` for `durationMs`, after a warm-up. */
   | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupMs: number, readonly bytes: number, readonly content: 'thought' | 'token' }
-  /** `users` connections open first; then each starts one run of `events`, all within `spreadMs`. */
-  | { readonly kind: 'start', readonly users: number, readonly spreadMs: number, readonly events: number }
+  /**
+   * `users` connections open first; then each starts one run of `events`, all within `spreadMs`.
+   * Before the measured storm, the same storm again and again until `warmupRuns` runs have
+   * started (one storm at least): a server's start path reaches its steady state only after
+   * thousands of starts, and one storm left every server compiling and deoptimising in the window.
+   */
+  | { readonly kind: 'start', readonly users: number, readonly spreadMs: number, readonly events: number, readonly warmupRuns: number }
   /**
    * Connection scaling: `connections` authenticated connections (handshakes/s while they open),
    * idle memory, then each connection's run paced at every interval of `intervalsMs` in turn,
