@@ -161,24 +161,34 @@ interface Workload {
   readonly ratios?: ReadonlyArray<readonly [TargetName, TargetName, string]>
 }
 
-const burst = (users: number, events: number, schedule: Schedule = 'interleaved'): WorkloadSpec => ({ kind: 'throughput', users, events, bytes: 200, warmupEvents: Math.ceil(events / 10), schedule })
+/**
+ * Runs started before a measured window, in every workload that starts runs in it: a server's
+ * start path is still being compiled after a few hundred starts (measured after one storm, raw
+ * ws's median run_accepted in (g) was 19 ms, against 1.6–2.4 ms after 10,000 starts). `--quick`
+ * starts two rounds of its connections instead.
+ */
+const WARMUP_RUNS = 10_000
+const warmupRuns = (users: number, quick: boolean): number => (quick ? 2 * users : WARMUP_RUNS)
+
+const burst = (users: number, events: number, quick: boolean, schedule: Schedule = 'interleaved'): WorkloadSpec =>
+  ({ kind: 'throughput', users, events, bytes: 200, warmupRuns: warmupRuns(users, quick), warmupEvents: Math.ceil(events / 10), schedule })
 const n = (value: number): string => value.toLocaleString('en-US')
 
 /** What a workload does, in words, from its sizes. */
 function describe (spec: WorkloadSpec): string {
   switch (spec.kind) {
-    case 'throughput': return `${n(spec.users)} users × 1 run × ${n(spec.events)} events of ~${spec.bytes} B, ${spec.schedule === 'burst' ? `each run emitting ${BURST_PER_TURN} events per turn of the event loop` : `interleaved (one event per run per turn, ≤ ${TURN_BUDGET} per turn)`}`
+    case 'throughput': return `${n(spec.users)} users × 1 run × ${n(spec.events)} events of ~${spec.bytes} B, ${spec.schedule === 'burst' ? `each run emitting ${BURST_PER_TURN} events per turn of the event loop` : `interleaved (one event per run per turn, ≤ ${TURN_BUDGET} per turn)`}, after ${n(spec.warmupRuns)} warm-up starts`
     case 'idle': return `${n(spec.connections)} authenticated idle connections, memory after forced GC`
-    case 'latency': return `${n(spec.users)} users, one ${spec.content === 'token' ? 'agent_message delta of 4–16 B' : 'event'} per run every ${spec.intervalMs} ms (${n(spec.users * 1000 / spec.intervalMs)} events/s offered) for ${spec.durationMs / 1000} s`
-    case 'start': return `${n(spec.users)} connections each start one run of ${spec.events} events, all within ${spec.spreadMs} ms (${n(spec.users / spec.spreadMs)} per ms), after storms of ${n(spec.warmupRuns)} runs in all`
+    case 'latency': return `${n(spec.users)} users, one ${spec.content === 'token' ? 'agent_message delta of 4–16 B' : 'event'} per run every ${spec.intervalMs} ms (${n(spec.users * 1000 / spec.intervalMs)} events/s offered) for ${spec.durationMs / 1000} s, after ${n(spec.warmupRuns)} warm-up starts`
+    case 'start': return `${n(spec.users)} connections each start one run of ${spec.events} events, all within ${spec.spreadMs} ms (${n(spec.users / spec.spreadMs)} per ms), after storms of ${n(spec.warmupRuns)} warm-up starts in all`
     case 'scale': return `${n(spec.connections)} authenticated connections from 127.0.0.2+, idle, then each run paced at ${spec.intervalsMs.map((ms) => `1/${ms / 1000} s`).join(' and ')} for ${spec.phaseMs / 1000} s each`
     case 'replay': return `subscribe from seq 0 to a finished run of ${n(spec.events)} events (median of ${spec.replays} replays per round)`
   }
 }
 
-const start = (users: number, spreadMs: number, events: number, warmupRuns: number): WorkloadSpec => ({ kind: 'start', users, spreadMs, events, warmupRuns })
-const paced = (users: number, intervalMs: number, durationMs: number, warmupMs: number, content: 'thought' | 'token'): WorkloadSpec =>
-  ({ kind: 'latency', users, intervalMs, durationMs, warmupMs, bytes: content === 'token' ? 0 : 200, content })
+const start = (users: number, spreadMs: number, events: number, quick: boolean): WorkloadSpec => ({ kind: 'start', users, spreadMs, events, warmupRuns: warmupRuns(users, quick) })
+const paced = (users: number, intervalMs: number, durationMs: number, warmupMs: number, content: 'thought' | 'token', quick: boolean): WorkloadSpec =>
+  ({ kind: 'latency', users, intervalMs, durationMs, warmupRuns: warmupRuns(users, quick), warmupMs, bytes: content === 'token' ? 0 : 200, content })
 /** A workload of the three servers on the memory store. */
 const everyServer = (name: string, title: string, full: WorkloadSpec, quick: WorkloadSpec): Workload => ({ name, title, targets: ALL_TARGETS, redis: false, full, quick })
 /** A workload on Redis and on a Redis Cluster, with the gateway on the memory store and raw ws alongside. */
@@ -193,22 +203,20 @@ const onRedis = (name: string, title: string, full: WorkloadSpec, quick: Workloa
 })
 
 const WORKLOADS: readonly Workload[] = [
-  everyServer('burst', '(a) interleaved runs', burst(100, 2000), burst(10, 200)),
-  everyServer('many-users', '(b) many users, interleaved', burst(1000, 200), burst(50, 20)),
-  everyServer('per-run-burst', '(a′) per-run burst — measures write coalescing, not the cost of an event', burst(100, 2000, 'burst'), burst(10, 200, 'burst')),
-  everyServer('token-stream', '(f) token stream', paced(2000, 20, 6000, 1000, 'token'), paced(50, 20, 600, 0, 'token')),
-  // Warmed up with 10,000 starts: measured after one storm, every server was still compiling
-  // (raw ws's median run_accepted in (g) 19 ms, against 1.6–2.4 ms after 20 storms).
-  everyServer('start-storm', '(g) run start under load', start(500, 50, 20, 10_000), start(50, 50, 5, 100)),
+  everyServer('burst', '(a) interleaved runs', burst(100, 2000, false), burst(10, 200, true)),
+  everyServer('many-users', '(b) many users, interleaved', burst(1000, 200, false), burst(50, 20, true)),
+  everyServer('per-run-burst', '(a′) per-run burst — measures write coalescing, not the cost of an event', burst(100, 2000, false, 'burst'), burst(10, 200, true, 'burst')),
+  everyServer('token-stream', '(f) token stream', paced(2000, 20, 6000, 1000, 'token', false), paced(50, 20, 600, 0, 'token', true)),
+  everyServer('start-storm', '(g) run start under load', start(500, 50, 20, false), start(50, 50, 5, true)),
   // Short runs started faster than (g): what a run's start and end cost, with little else.
-  everyServer('start-rate', '(g′) run starts at 10 per ms, short runs', start(4000, 400, 3, 10_000), start(100, 10, 3, 200)),
+  everyServer('start-rate', '(g′) run starts at 10 per ms, short runs', start(4000, 400, 3, false), start(100, 10, 3, true)),
   everyServer('idle', '(c) idle memory', { kind: 'idle', connections: 5000, settleMs: 1000 }, { kind: 'idle', connections: 200, settleMs: 100 }),
-  everyServer('latency', '(d) latency below saturation', paced(500, 50, 10_000, 1000, 'thought'), paced(50, 50, 1000, 0, 'thought')),
+  everyServer('latency', '(d) latency below saturation', paced(500, 50, 10_000, 1000, 'thought', false), paced(50, 50, 1000, 0, 'thought', true)),
   everyServer('replay', '(e) replay', { kind: 'replay', events: 10_000, bytes: 200, warmups: 2, replays: 5 }, { kind: 'replay', events: 1000, bytes: 200, warmups: 0, replays: 1 }),
-  onRedis('burst-redis', '(a) interleaved', burst(100, 2000), burst(10, 200)),
+  onRedis('burst-redis', '(a) interleaved', burst(100, 2000, false), burst(10, 200, true)),
   // Paced, each run's event is alone in its batch unless several runs emit in one tick: what a
   // Redis write costs when many runs stream slowly, as agents do.
-  onRedis('latency-redis', '(d) paced', paced(500, 50, 10_000, 1000, 'thought'), paced(50, 50, 1000, 0, 'thought'))
+  onRedis('latency-redis', '(d) paced', paced(500, 50, 10_000, 1000, 'thought', false), paced(50, 50, 1000, 0, 'thought', true))
 ]
 
 /** `npm run bench:scale`: the connection-scaling runs, the gateway against raw ws at each size. */

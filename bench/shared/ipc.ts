@@ -44,12 +44,16 @@ export type ToServer =
   | { readonly type: 'stop' }
 
 export type WorkloadSpec =
-  /** Every user opens one connection and starts one run of `events` at once, emitted on `schedule`. */
-  | { readonly kind: 'throughput', readonly users: number, readonly events: number, readonly bytes: number, readonly warmupEvents: number, readonly schedule: Schedule }
+  /**
+   * Every user opens one connection and starts one run of `events` at once, emitted on `schedule`.
+   * First, short runs on every connection at once, again and again until `warmupRuns` have
+   * started (see 'start'), then runs of `warmupEvents`.
+   */
+  | { readonly kind: 'throughput', readonly users: number, readonly events: number, readonly bytes: number, readonly warmupRuns: number, readonly warmupEvents: number, readonly schedule: Schedule }
   /** `connections` authenticated connections (one user each) that do nothing, then one tiny run each. */
   | { readonly kind: 'idle', readonly connections: number, readonly settleMs: number }
-  /** Paced runs: one event per run every `intervalMs` for `durationMs`, after a warm-up. */
-  | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupMs: number, readonly bytes: number, readonly content: 'thought' | 'token' }
+  /** Paced runs: one event per run every `intervalMs` for `durationMs`, after `warmupRuns` short runs and `warmupMs` of paced ones. */
+  | { readonly kind: 'latency', readonly users: number, readonly intervalMs: number, readonly durationMs: number, readonly warmupRuns: number, readonly warmupMs: number, readonly bytes: number, readonly content: 'thought' | 'token' }
   /**
    * `users` connections open first; then each starts one run of `events`, all within `spreadMs`.
    * Before the measured storm, the same storm again and again until `warmupRuns` runs have
