@@ -164,7 +164,7 @@ interface Workload {
 /**
  * Runs started before a measured window, in every workload that starts runs in it: a server's
  * start path is still being compiled after a few hundred starts (measured after one storm, raw
- * ws's median run_accepted in (g) was 19 ms, against 1.6–2.4 ms after 10,000 starts). `--quick`
+ * ws's median run_accepted in (g) was 19 ms, against 1.6–2.4 ms after 10,000–20,000). `--quick`
  * starts two rounds of its connections instead.
  */
 const WARMUP_RUNS = 10_000
