@@ -467,7 +467,10 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
   }
 }
 
-/** Connection scaling: handshakes/s, idle memory, then paced runs at each interval in turn. */
+/**
+ * Connection scaling: handshakes/s, idle memory, the start path warmed (short runs on every
+ * connection until warmupRuns have been accepted), then paced runs at each interval in turn.
+ */
 async function scale (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 'scale' }>, checker: Checker, deadline: number): Promise<Record<string, number>> {
   const before = await measureMemory()
   const opening = performance.now()
@@ -479,6 +482,9 @@ async function scale (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     metrics.rssPerConnection = (idleMemory.rss - before.rss) / spec.connections
     metrics.heapPerConnection = (idleMemory.heapUsed - before.heapUsed) / spec.connections
     Object.assign(metrics, processRss(before, idleMemory), youngGeneration(idleMemory))
+    // Without it, the first phase began with every connection's first run, on a start path not
+    // yet compiled: its CPU and run_accepted were a cold server's.
+    metrics.warmupRuns = await warmStarts(checker, deadline, spec.warmupRuns, shortRuns(conns, checker))
     for (const intervalMs of spec.intervalsMs) {
       const events = Math.max(1, Math.round(spec.phaseMs / intervalMs))
       const window = await openWindow(checker)

@@ -181,7 +181,7 @@ function describe (spec: WorkloadSpec): string {
     case 'idle': return `${n(spec.connections)} authenticated idle connections, memory after forced GC`
     case 'latency': return `${n(spec.users)} users, one ${spec.content === 'token' ? 'agent_message delta of 4–16 B' : 'event'} per run every ${spec.intervalMs} ms (${n(spec.users * 1000 / spec.intervalMs)} events/s offered) for ${spec.durationMs / 1000} s, after ${n(spec.warmupRuns)} warm-up starts`
     case 'start': return `${n(spec.users)} connections each start one run of ${spec.events} events, all within ${spec.spreadMs} ms (${n(spec.users / spec.spreadMs)} per ms), after storms of ${n(spec.warmupRuns)} warm-up starts in all`
-    case 'scale': return `${n(spec.connections)} authenticated connections from 127.0.0.2+, idle, then each run paced at ${spec.intervalsMs.map((ms) => `1/${ms / 1000} s`).join(' and ')} for ${spec.phaseMs / 1000} s each`
+    case 'scale': return `${n(spec.connections)} authenticated connections from 127.0.0.2+, idle, then ${n(spec.warmupRuns)} warm-up starts, then each run paced at ${spec.intervalsMs.map((ms) => `1/${ms / 1000} s`).join(' and ')} for ${spec.phaseMs / 1000} s each`
     case 'replay': return `subscribe from seq 0 to a finished run of ${n(spec.events)} events (median of ${spec.replays} replays per round)`
   }
 }
@@ -220,15 +220,17 @@ const WORKLOADS: readonly Workload[] = [
 ]
 
 /** `npm run bench:scale`: the connection-scaling runs, the gateway against raw ws at each size. */
-const scaleWorkload = (connections: number, phaseMs: number): WorkloadSpec => ({ kind: 'scale', connections, settleMs: 2000, intervalsMs: [...SCALE_INTERVALS_MS], phaseMs })
+// Idle memory is read first; then the start path is warmed, as in every workload that starts runs.
+const scaleWorkload = (connections: number, phaseMs: number, quick: boolean): WorkloadSpec =>
+  ({ kind: 'scale', connections, settleMs: 2000, intervalsMs: [...SCALE_INTERVALS_MS], phaseMs, warmupRuns: warmupRuns(connections, quick) })
 function scaleWorkloads (sizes: readonly number[]): Workload[] {
   return sizes.map((size) => ({
     name: `scale-${size}`,
     title: `(s) ${n(size)} connections`,
     targets: ['gateway', 'raw-ws'],
     redis: false,
-    full: scaleWorkload(size, 15_000),
-    quick: scaleWorkload(size, 5_000)
+    full: scaleWorkload(size, 15_000, false),
+    quick: scaleWorkload(size, 5_000, true)
   }))
 }
 

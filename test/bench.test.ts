@@ -195,6 +195,30 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   if (t.passing() === false) t.comment(output)
 })
 
+t.test('npm run bench:scale -- --quick: idle memory, then the start path warmed, then every paced phase delivered in full', async (t) => {
+  const out = await compiledBench()
+  const file = join(out, 'scale.json')
+  const { code, stderr } = await runScript('run.js', ['--scale', '--quick', '--sizes', '200', '--out', file])
+  t.equal(code, 0, stderr)
+  const report = JSON.parse(readFileSync(file, 'utf8')) as Report
+  const spec = report.workloads['scale-200']?.spec as { connections: number, warmupRuns: number } | undefined
+  // A phase starts every connection's run at once: without the warm-up, the first one measured
+  // a start path still compiling, a cold server's CPU and run_accepted.
+  t.ok((spec?.warmupRuns ?? 0) > (spec?.connections ?? Number.POSITIVE_INFINITY), 'the quick spec asks for more than one warm-up storm')
+  const rounds = report.results.filter((r) => r.workload === 'scale-200')
+  t.same(rounds.map((r) => r.target).sort(), ['gateway', 'raw-ws'])
+  for (const round of rounds) {
+    const metrics = round.metrics ?? {}
+    t.ok((metrics.warmupRuns ?? 0) >= (spec?.warmupRuns ?? Number.POSITIVE_INFINITY), `${round.target}: ${metrics.warmupRuns} runs accepted before the first phase`)
+    t.ok(Number.isFinite(metrics.rssPerConnection) && Number.isFinite(metrics.heapPerConnection), `${round.target}: idle memory read before the warm-up`)
+    for (const tag of ['5s', '1s']) {
+      t.equal(metrics[`deliveredShare@${tag}`], 1, `${round.target}: every offered event of the 1 event/${tag} phase delivered`)
+      t.ok(Number.isFinite(metrics[`acceptedP50Ms@${tag}`]), `${round.target}: the phase's own starts timed`)
+    }
+    for (const key of CORRECTNESS_KEYS) t.equal(round.counts?.[key], 0, `${round.target}: ${key}`)
+  }
+})
+
 t.test('--baseline: the gateway of another build runs in the same rounds, beside this one', async (t) => {
   const out = await compiledBench()
   // This very build as its own baseline: what is checked is that it runs, is checked and is reported.

@@ -66,7 +66,7 @@ export type WorkloadSpec =
    * idle memory, then each connection's run paced at every interval of `intervalsMs` in turn,
    * for `phaseMs` each. Sockets come from 127.0.0.2 and up, SOURCE_SPREAD per address.
    */
-  | { readonly kind: 'scale', readonly connections: number, readonly settleMs: number, readonly intervalsMs: readonly number[], readonly phaseMs: number }
+  | { readonly kind: 'scale', readonly connections: number, readonly settleMs: number, readonly intervalsMs: readonly number[], readonly phaseMs: number, readonly warmupRuns: number }
   /** One finished run of `events`, replayed from seq 0 by a second connection `warmups + replays` times. */
   | { readonly kind: 'replay', readonly events: number, readonly bytes: number, readonly warmups: number, readonly replays: number }
 
