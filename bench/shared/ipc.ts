@@ -63,8 +63,9 @@ export type WorkloadSpec =
   | { readonly kind: 'start', readonly users: number, readonly spreadMs: number, readonly events: number, readonly warmupRuns: number }
   /**
    * Connection scaling: `connections` authenticated connections (handshakes/s while they open),
-   * idle memory, then each connection's run paced at every interval of `intervalsMs` in turn,
-   * for `phaseMs` each. Sockets come from 127.0.0.2 and up, SOURCE_SPREAD per address.
+   * idle memory, then short runs on every connection until `warmupRuns` have started (see
+   * 'start'), then each connection's run paced at every interval of `intervalsMs` in turn, for
+   * `phaseMs` each. Sockets come from 127.0.0.2 and up, SOURCE_SPREAD per address.
    */
   | { readonly kind: 'scale', readonly connections: number, readonly settleMs: number, readonly intervalsMs: readonly number[], readonly phaseMs: number, readonly warmupRuns: number }
   /** One finished run of `events`, replayed from seq 0 by a second connection `warmups + replays` times. */
