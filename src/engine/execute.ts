@@ -9,7 +9,7 @@ import type { RunEmitter } from '../delivery/emitter.js'
 import type { ErrorInfo, RunEventData, RunInput } from '../protocol.js'
 import type { RunToolDispatcher, ToolEventSink } from '../plugins/tool-dispatcher.js'
 import type { Expiring } from '../delivery/expiries.js'
-import type { DeadlineList } from './deadlines.js'
+import type { DeadlineList } from '../deadlines.js'
 
 export type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
 

@@ -18,7 +18,7 @@ import {
 } from '../errors.js'
 import { AgentName, RunRequest, type RunInput } from '../protocol.js'
 import { execute, RunStopper, type Execution, type Outcome, type StopReason } from '../engine/execute.js'
-import { DeadlineList } from '../engine/deadlines.js'
+import { DeadlineList } from '../deadlines.js'
 import type { DispatcherOptions, RunToolDispatcher, ToolEventSink } from './tool-dispatcher.js'
 
 /** `{ agent?, threadId?, input, cancelOnDisconnect? }`: the protocol's run request. */

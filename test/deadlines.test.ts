@@ -1,9 +1,10 @@
-// Run deadlines on one timer: each falls due at its own time and in order, a removed one never
-// does, and the list keeps no timer while it is empty (a process with no running run can exit).
+// Deadlines on one timer: each falls due at its own time and in order, a removed one never does,
+// and the list keeps no timer while it is empty (a process with no running run can exit) — or,
+// unref'd, keeps one armed that holds no process, so that emptying and filling sets no timer.
 import t from 'tap'
-import { DeadlineList, type Deadline } from '../../src/engine/deadlines.js'
-import type { Expiring } from '../../src/delivery/expiries.js'
-import { RunStopper } from '../../src/engine/execute.js'
+import { DeadlineList, type Deadline } from '../src/deadlines.js'
+import type { Expiring } from '../src/delivery/expiries.js'
+import { RunStopper } from '../src/engine/execute.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -59,6 +60,30 @@ t.test('an empty list holds no timer, so a process with no running run can exit'
   list.add({ expire: () => { t.fail('cleared') } })
   list.clear()
   t.equal(timers(), before, 'none after clear')
+  t.equal(list.size, 0)
+})
+
+t.test('unref\'d: the timer holds no process and stays armed when the list empties; deadlines still fall due', async (t) => {
+  const before = timers()
+  let set = 0
+  const original = globalThis.setTimeout
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+    set++
+    return original(...args)
+  }) as typeof setTimeout
+  t.teardown(() => { globalThis.setTimeout = original })
+  const list = new DeadlineList(30, { unref: true })
+  // A write step waiting on Redis at a time: the list empties and fills again at every step.
+  for (let i = 0; i < 1000; i++) list.remove(list.add({ expire: () => { t.fail('removed before due') } }))
+  t.equal(set, 1, 'one timer for a list that emptied and filled again a thousand times')
+  t.equal(timers(), before, 'and it keeps no process alive')
+  const log: Array<{ name: string, at: number }> = []
+  const added = performance.now()
+  list.add(target(log, 'after emptying'))
+  globalThis.setTimeout = original
+  await sleep(100)
+  t.same(log.map((entry) => entry.name), ['after emptying'], 'a deadline added after the list emptied falls due')
+  t.ok((log[0]?.at ?? 0) - added >= 30 - 1, 'not before its time')
   t.equal(list.size, 0)
 })
 
