@@ -16,6 +16,7 @@ import { encodeRunEvent, eventTimestamp, runFrameHead, type RunEventType, type T
 import type {
   CreateLimits, CreateResult, EventListener, EventStore, NewRun, RunLookup, RunMeta, RunStatus, StoredEvent, StoreSubscription
 } from '../contracts.js'
+import { DeadlineList } from '../deadlines.js'
 import { backoff, connectTopology, type Slot } from './redis-topology.js'
 import {
   APPEND, BATCH_OUT_OF_ORDER, BATCH_RUN_ENDED, BATCH_UNKNOWN_RUN, CREATE, END, EXPIRED, LIVE_FORMAT, LOSE, RENEW, type Client, type ScriptCommands
@@ -153,11 +154,18 @@ class OutageTooLong extends Error {
   }
 }
 
-/** A step of a run's writing waiting on Redis, given up on at its run's lease deadline. */
-interface Waiting {
-  readonly runId: string
-  readonly deadline: number
-  giveUp(err: OutageTooLong): void
+/** A step of a run's writing waiting on Redis (all its attempts), given up on at its run's lease deadline. */
+class Waiting {
+  expired = false
+  /** Ends the attempt under way, or the pause before the next one. */
+  giveUp: (err: OutageTooLong) => void = noop
+
+  constructor (readonly runId: string) {}
+
+  expire (): void {
+    this.expired = true
+    this.giveUp(new OutageTooLong(this.runId))
+  }
 }
 
 const noop = (): void => {}
@@ -290,48 +298,43 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   // this node lets go of it (no more renewals) and the run ends NODE_LOST, once, when Redis is
   // back. That bounds how long a run's events can be held up by an outage: LEASE_TTL_MS.
   async function untilDone<T> (runId: string, what: string, step: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + options.leaseTtlMs
-    for (let attempt = 0; ; attempt++) {
-      const waiting: Waiting = { runId, deadline, giveUp: noop }
-      try {
-        // A command may wait in the offline queue rather than fail: the sweep ends the wait.
-        return await new Promise<T>((resolve, reject) => {
-          waiting.giveUp = reject
-          watch(waiting)
-          step().then(resolve, reject)
-        })
-      } catch (err) {
-        if (err instanceof OutageTooLong || Date.now() >= deadline) {
-          owned.delete(runId)
-          channels.executionLost(runId)
-          throw err instanceof OutageTooLong ? err : new OutageTooLong(runId)
+    const waiting = new Waiting(runId)
+    const deadline = waits.add(waiting)
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          // A command may wait in the offline queue rather than fail: the deadline ends the wait.
+          return await new Promise<T>((resolve, reject) => {
+            waiting.giveUp = reject
+            if (waiting.expired) reject(new OutageTooLong(runId))
+            else step().then(resolve, reject)
+          })
+        } catch (err) {
+          if (err instanceof OutageTooLong || waiting.expired) {
+            owned.delete(runId)
+            channels.executionLost(runId)
+            throw err instanceof OutageTooLong ? err : new OutageTooLong(runId)
+          }
+          if (closed || FINAL_APPEND_ERROR.test(err instanceof Error ? err.message : '')) throw err
+          log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, what)
+          // The pause before the next attempt ends at the deadline too.
+          await new Promise<void>((resolve) => {
+            const pause = setTimeout(resolve, backoff(attempt))
+            waiting.giveUp = () => {
+              clearTimeout(pause)
+              resolve()
+            }
+          })
         }
-        if (closed || FINAL_APPEND_ERROR.test(err instanceof Error ? err.message : '')) throw err
-        log?.warn({ runId, err: err instanceof Error ? err.message : String(err), attempt }, what)
-        await new Promise((resolve) => setTimeout(resolve, Math.min(backoff(attempt), Math.max(0, deadline - Date.now()))))
-      } finally {
-        waits.delete(waiting)
       }
+    } finally {
+      waits.remove(deadline)
     }
   }
 
-  // Every step waiting on Redis, and one timer that gives up on those past their run's lease: a
+  // Every step waiting on Redis, on one timer that gives up on those past their run's lease: a
   // timer per step (one per batch written) was a real share of an event's cost on Redis.
-  const waits = new Set<Waiting>()
-  let sweep: NodeJS.Timeout | undefined
-  const sweepMs = Math.max(10, Math.min(250, Math.floor(options.leaseTtlMs / 4)))
-
-  function watch (waiting: Waiting): void {
-    waits.add(waiting)
-    sweep ??= setInterval(() => {
-      const now = Date.now()
-      for (const each of waits) if (each.deadline <= now) each.giveUp(new OutageTooLong(each.runId))
-      if (waits.size === 0) {
-        clearInterval(sweep)
-        sweep = undefined
-      }
-    }, sweepMs).unref()
-  }
+  const waits = new DeadlineList(options.leaseTtlMs, { unref: true })
 
   // The appends of one run made while its previous batch is being written go to Redis as one
   // batch. The runs with a batch ready are sent together, one script call per slot. A run whose
