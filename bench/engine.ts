@@ -5,16 +5,22 @@
 // and no kernel in the way, this is the quietest instrument the project has for a run's start and
 // end and an event's path through engine, emitter and log — the socket benchmark (npm run bench)
 // says what users get, this says where the gateway's own share went.
-//   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick]
-//                           [--spread] [--redis URL]
+//   npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc]
+//                           [--survivors] [--quick] [--spread] [--redis URL]
 // --spread gives each thought a turn of the event loop of its own, as a paced agent's are (on
 // Redis each is then a batch of its own); --redis runs on a Redis store instead of the memory
 // store (its keys, under a prefix of their own, are deleted at the end). Every run is checked:
 // it must end `completed` with exactly its events in the log. With --alloc, one more round runs
 // under V8's sampling heap profiler, collected objects included: the bytes a run allocates, and
-// where — a figure that, unlike CPU time, does not move with the host's load.
+// where — a figure that, unlike CPU time, does not move with the host's load. With --survivors,
+// that round counts only what no scavenge collected, and where it was allocated: the bytes per
+// run that scavenges kept until they moved them to the old generation, or that V8 allocated there
+// directly (it does so for a place whose objects tend to survive) — the old generation's share of
+// a run, which only full collections free.
 import { randomBytes } from 'node:crypto'
 import { Session } from 'node:inspector/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import type { Agent, StartedRun } from '../src/index.js'
@@ -42,14 +48,20 @@ export interface EngineBenchOptions {
   readonly fresh: boolean
   /** One more round under the sampling heap profiler. */
   readonly alloc?: boolean
+  /** That round counts only the bytes no scavenge collected. */
+  readonly survivors?: boolean
   /** Each thought in a turn of the event loop of its own, as a paced agent's. */
   readonly spread?: boolean
   /** A Redis URL: the Redis store instead of the memory store (`fresh` does not apply). */
   readonly redis?: string
 }
 
-/** Where a run's allocations go: bytes per run, by the innermost function of src/ on the stack. */
+/**
+ * Where a run's allocations go: bytes per run, by the innermost function of src/ on the stack; with
+ * `survivors`, only the bytes no scavenge collected.
+ */
 export interface AllocationProfile {
+  readonly survivors: boolean
   readonly bytesPerRun: number
   readonly top: ReadonlyArray<{ readonly where: string, readonly bytesPerRun: number }>
 }
@@ -123,7 +135,7 @@ export async function engineBench (options: EngineBenchOptions): Promise<EngineB
       const us = await round()
       if (i >= WARMUP_ROUNDS) cpuUsPerRun.push(us)
     }
-    if (options.alloc === true) allocation = await allocationOf(round, options.runs)
+    if (options.alloc === true || options.survivors === true) allocation = await allocationOf(round, options.runs, options.survivors === true)
   } finally {
     await app.close()
     if (options.redis !== undefined) await withRedis(options.redis, async (redis) => { await deleteKeysWithPrefix(redis, redisPrefix) })
@@ -140,14 +152,19 @@ interface SampleNode {
   readonly children: readonly SampleNode[]
 }
 
-/** Runs one round under the sampling heap profiler, objects the GC collected meanwhile included. */
-async function allocationOf (round: () => Promise<number>, runs: number): Promise<AllocationProfile> {
+/**
+ * Runs one round under the sampling heap profiler, objects the GC collected meanwhile included —
+ * all of them, or (`survivors`) only those no scavenge collected: the young generation's own
+ * garbage is left out, the round's last included (a scavenge is made before the profile is read).
+ */
+async function allocationOf (round: () => Promise<number>, runs: number, survivors: boolean): Promise<AllocationProfile> {
   const session = new Session()
   session.connect()
   try {
     await session.post('HeapProfiler.enable')
-    await session.post('HeapProfiler.startSampling', { samplingInterval: SAMPLING_BYTES, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+    await session.post('HeapProfiler.startSampling', { samplingInterval: SAMPLING_BYTES, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors })
     await round()
+    if (survivors) scavenge()
     const { profile } = await session.post('HeapProfiler.stopSampling') as unknown as { profile: { head: SampleNode } }
     const byPlace = new Map<string, number>()
     let total = 0
@@ -163,13 +180,20 @@ async function allocationOf (round: () => Promise<number>, runs: number): Promis
     }
     walk(profile.head, '(outside src/)')
     const top = [...byPlace].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([where, bytes]) => ({ where, bytesPerRun: bytes / runs }))
-    return { bytesPerRun: total / runs, top }
+    return { survivors, bytesPerRun: total / runs, top }
   } finally {
     session.disconnect()
   }
 }
 
-const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--quick] [--spread] [--redis URL]'
+/** A scavenge now: V8's `gc`, exposed for this process only when first asked for. */
+function scavenge (): void {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as (options: { type: 'minor', execution: 'sync' }) => void
+  gc({ type: 'minor', execution: 'sync' })
+}
+
+const USAGE = 'usage: npm run bench:engine -- [--events 3] [--runs 20000] [--rounds 10] [--fresh] [--alloc] [--survivors] [--quick] [--spread] [--redis URL]'
 
 function engineOptions (argv: readonly string[]): EngineBenchOptions {
   const values = parseOptions(argv, {
@@ -178,6 +202,7 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
     rounds: { type: 'string' },
     fresh: { type: 'boolean', default: false },
     alloc: { type: 'boolean', default: false },
+    survivors: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     spread: { type: 'boolean', default: false },
     redis: { type: 'string' }
@@ -192,6 +217,7 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
     rounds: values.rounds === undefined ? (values.quick ? 1 : 10) : positiveInteger('--rounds', values.rounds),
     fresh: values.fresh,
     alloc: values.alloc,
+    survivors: values.survivors,
     spread: values.spread,
     ...(values.redis === undefined ? {} : { redis: values.redis })
   }
@@ -209,7 +235,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
     const { allocation } = result
     if (allocation !== undefined) {
-      process.stdout.write(`  heap allocated per run: ${Math.round(allocation.bytesPerRun)} bytes (one more round, sampled every ${SAMPLING_BYTES} bytes); by the innermost function of src/:\n`)
+      const what = allocation.survivors ? 'heap per run no scavenge collected' : 'heap allocated per run'
+      process.stdout.write(`  ${what}: ${Math.round(allocation.bytesPerRun)} bytes (one more round, sampled every ${SAMPLING_BYTES} bytes); by the innermost function of src/:\n`)
       for (const { where, bytesPerRun } of allocation.top) process.stdout.write(`    ${String(Math.round(bytesPerRun)).padStart(6)}  ${where}\n`)
     }
     process.stdout.write(`  ${result.checked} runs checked: each completed, with its ${options.events + 2} events in the log; ${((performance.now() - began) / 1000).toFixed(0)} s\n`)

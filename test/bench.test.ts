@@ -420,6 +420,12 @@ t.test('npm run bench:engine: runs through the engine alone, every one checked',
   t.ok(perRun !== null && Number(perRun[1]) > 1000 && Number(perRun[1]) < 1_000_000, `a figure per run: ${alloc.stdout}`)
   t.match(alloc.stdout, /\n {4} *\d+ {2}start src\/plugins\/run-engine\.js:\d+\n/, "the engine's start among the places named")
   t.match(alloc.stdout, /\n {2}2400 runs checked/, 'the profiled round is checked as the others')
+  // What no scavenge collected is part of what was allocated: a run's garbage mostly dies young.
+  const kept = await runScript('engine.js', ['--events', '4', '--runs', '600', '--rounds', '1', '--survivors'])
+  t.equal(kept.code, 0, kept.stderr)
+  const keptPerRun = /heap per run no scavenge collected: (\d+) bytes/.exec(kept.stdout)
+  t.ok(keptPerRun !== null && Number(keptPerRun[1]) < Number(perRun?.[1]), `a smaller figure per run: ${kept.stdout}`)
+  t.match(kept.stdout, /\n {2}2400 runs checked/, 'that round is checked too')
   if (await redisSkip(t) === false) {
     // Paced thoughts on the Redis store: every run checked against Redis, and its keys gone after.
     const prefixes = async (): Promise<number> => withRedis(REDIS_URL, async (redis) => (await redis.keys('agw-bench-engine-*')).length)
