@@ -58,10 +58,9 @@ export interface EngineBenchOptions {
 
 /**
  * Where a run's allocations go: bytes per run, by the innermost function of src/ on the stack; with
- * `survivors`, only the bytes no scavenge collected.
+ * the `survivors` option, only the bytes no scavenge collected.
  */
 export interface AllocationProfile {
-  readonly survivors: boolean
   readonly bytesPerRun: number
   readonly top: ReadonlyArray<{ readonly where: string, readonly bytesPerRun: number }>
 }
@@ -180,7 +179,7 @@ async function allocationOf (round: () => Promise<number>, runs: number, survivo
     }
     walk(profile.head, '(outside src/)')
     const top = [...byPlace].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([where, bytes]) => ({ where, bytesPerRun: bytes / runs }))
-    return { survivors, bytesPerRun: total / runs, top }
+    return { bytesPerRun: total / runs, top }
   } finally {
     session.disconnect()
   }
@@ -211,6 +210,7 @@ function engineOptions (argv: readonly string[]): EngineBenchOptions {
     throw new UsageError(`--redis: expected a redis:// or rediss:// URL, got "${values.redis}"`)
   }
   if (values.redis !== undefined && values.fresh) throw new UsageError('--fresh: the memory store\'s option; it does not apply with --redis')
+  if (values.alloc && values.survivors) throw new UsageError('--alloc, --survivors: the profiled round counts one or the other; give one')
   return {
     events: values.events === undefined ? 3 : positiveInteger('--events', values.events),
     runs: values.runs === undefined ? (values.quick ? 1000 : 20_000) : positiveInteger('--runs', values.runs),
@@ -235,7 +235,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.stdout.write(`  CPU per run: ${result.median.toFixed(1)} µs median (${result.min.toFixed(1)}–${result.max.toFixed(1)}); rounds: ${result.cpuUsPerRun.map((us) => us.toFixed(1)).join(' ')}\n`)
     const { allocation } = result
     if (allocation !== undefined) {
-      const what = allocation.survivors ? 'heap per run no scavenge collected' : 'heap allocated per run'
+      const what = options.survivors === true ? 'heap per run no scavenge collected' : 'heap allocated per run'
       process.stdout.write(`  ${what}: ${Math.round(allocation.bytesPerRun)} bytes (one more round, sampled every ${SAMPLING_BYTES} bytes); by the innermost function of src/:\n`)
       for (const { where, bytesPerRun } of allocation.top) process.stdout.write(`    ${String(Math.round(bytesPerRun)).padStart(6)}  ${where}\n`)
     }

@@ -8,10 +8,12 @@
 // timer too, but in whole-second buckets: a JWT's `exp` is a second, where these are exact to the
 // millisecond.)
 //
-// A list, not a Set: a Set that empties and fills again with every write step (the Redis store's
-// did) grows and shrinks its hash table each time, and a table it has dropped after the table
-// lived through two scavenges is garbage in the old generation that still points at the young
-// entries it held — which the next scavenge then keeps alive, and the one after promotes.
+// A list, not a Set: a Set that empties and fills again with every write step (the Redis
+// store's did) gets a new hash table each time it grows or shrinks, and with the Redis store's
+// Set the scavenges promoted about 1.7 times what they do on this list (docs/performance.md,
+// "The Redis store's waiting writes on the deadline list"): what fits is a dropped table, already
+// in the old generation, still pointing at the young entries it held. An entry leaving the list
+// clears its links.
 import type { Expiring } from './delivery/expiries.js'
 
 /** A place in the list: the deadline of one target, until it passes or the target is done. */

@@ -436,10 +436,10 @@ t.test('npm run bench:engine: runs through the engine alone, every one checked',
     t.match(onRedis.stdout, /\n {2}1800 runs checked: each completed, with its 6 events in the log/)
     t.equal(await prefixes(), before, 'its Redis keys were deleted')
   }
-  for (const argv of [['--runs', 'many'], ['--rounds', '0'], ['--bogus'], ['--redis', 'http://localhost:6379'], ['--fresh', '--redis', REDIS_URL]]) {
+  for (const argv of [['--runs', 'many'], ['--rounds', '0'], ['--bogus'], ['--redis', 'http://localhost:6379'], ['--fresh', '--redis', REDIS_URL], ['--alloc', '--survivors']]) {
     const refused = await runScript('engine.js', argv)
     t.equal(refused.code, 2, `${argv.join(' ')}: exit code 2, as the bench's own refusals`)
-    t.match(refused.stderr, /^bench:engine: (--runs: expected a positive whole number, got "many"|--rounds: expected a positive whole number, got "0"|Unknown option '--bogus'|--redis: expected a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/localhost:6379"|--fresh: the memory store's option; it does not apply with --redis)\nusage: npm run bench:engine/)
+    t.match(refused.stderr, /^bench:engine: (--runs: expected a positive whole number, got "many"|--rounds: expected a positive whole number, got "0"|Unknown option '--bogus'|--redis: expected a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/localhost:6379"|--fresh: the memory store's option; it does not apply with --redis|--alloc, --survivors: the profiled round counts one or the other; give one)\nusage: npm run bench:engine/)
     t.equal(refused.stdout, '', 'nothing was run')
   }
   // A Redis that is not there: said in one line, at once, rather than waited for.
