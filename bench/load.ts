@@ -10,6 +10,7 @@ import { signToken } from './shared/jwt.js'
 import { clockUs, stampOf, tokenLatencyUs, type RunPlan, type Schedule } from './shared/plan.js'
 import { median, quantile } from './shared/stats.js'
 import type { CpuMeasure, Correctness, LoadConfig, LoadMessage, LoadResult, MemoryMeasure, ServerMessage, ServerReply, ServerRequest, WorkloadSpec } from './shared/ipc.js'
+import type { GcPauses } from './shared/gc-pauses.js'
 
 const PROTOCOL = 'agent-events.v1'
 /** Handshakes in flight at once while connections open. */
@@ -303,7 +304,25 @@ async function closeWindow (checker: Checker, window: Window): Promise<Record<st
     systemCpuUsPerEvent: server.systemCpuUs / delivered,
     loadCpuUsPerEvent: (load.user + load.system) / delivered,
     bytesPerEvent: checker.bytes / delivered,
+    ...gcPauses(server.gc, delivered),
     ...startTimes(checker)
+  }
+}
+
+/**
+ * The collector's pauses on the server's main thread over the window: their sum per event (µs,
+ * part of the server's CPU per event), the longest (ms), and the counts. None from a build
+ * before they were reported.
+ */
+function gcPauses (pauses: GcPauses | undefined, delivered: number): Record<string, number> {
+  if (pauses === undefined) return {}
+  return {
+    gcPauseUsPerEvent: ((pauses.scavengeMs + pauses.otherMs) * 1000) / delivered,
+    gcPauseMaxMs: pauses.maxPauseMs,
+    scavenges: pauses.scavenges,
+    scavengePauseMs: pauses.scavengeMs,
+    otherGcPauses: pauses.otherPauses,
+    otherGcPauseMs: pauses.otherMs
   }
 }
 

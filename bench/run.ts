@@ -83,6 +83,12 @@ const BYTES: Metric = { key: 'bytesPerEvent', label: 'bytes/event on the wire', 
 // making the same system calls can still differ here — on loopback, a write also runs the
 // receiving side's network stack and may have to wake the reader.
 const SYSTEM_CPU: Metric = { key: 'systemCpuUsPerEvent', label: '… of it in the kernel', format: fixed(2) }
+// The collector's pauses on the server's main thread (Node's gc performance entries), a part of
+// its CPU per event; the longest pause of the window holds every socket for its length.
+const GC_PAUSES: readonly Metric[] = [
+  { key: 'gcPauseUsPerEvent', label: '… GC pauses µs/event', format: fixed(2) },
+  { key: 'gcPauseMaxMs', label: 'longest GC pause ms', format: fixed(1) }
+]
 const REDIS_CPU: Metric = { key: 'redisCpuUsPerEvent', label: 'redis-server CPU µs/ev', format: fixed(2) }
 /** V8's young generation with the connections open: a fixed share of RSS that grows to a limit per Node version. */
 const YOUNG_GENERATION: Metric = { key: 'youngGenerationMiB', label: 'young generation MiB', format: fixed(0) }
@@ -96,6 +102,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     { key: 'eventsPerSec', label: 'delivered events/s', format: count },
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
     SYSTEM_CPU,
+    ...GC_PAUSES,
     REDIS_CPU,
     { key: 'loadCpuUsPerEvent', label: 'load-gen CPU µs/event', format: fixed(2) },
     BYTES,
@@ -114,6 +121,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     { key: 'eventsPerSec', label: 'delivered events/s', format: count },
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
     SYSTEM_CPU,
+    ...GC_PAUSES,
     REDIS_CPU,
     BYTES,
     ...START_METRICS
@@ -122,6 +130,7 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     ...START_METRICS,
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
     SYSTEM_CPU,
+    ...GC_PAUSES,
     { key: 'cpuUsPerRun', label: 'server CPU µs/run', format: fixed(1) }
   ],
   scale: [
@@ -607,7 +616,7 @@ function checkTargets (summary: Summary): TargetCheck[] {
 }
 
 /** The figures compared round by round against a baseline build, where a workload reports them. */
-const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'connectedRssMiB', 'replayMs', 'retainedPerEvent']
+const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'gcPauseUsPerEvent', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'connectedRssMiB', 'replayMs', 'retainedPerEvent']
 
 type Paired = Record<string, Record<string, PairedRatio>>
 

@@ -7,13 +7,17 @@ import { execFileSync, fork, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
 import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '../bench/shared/plan.js'
 import type { RoundResult } from '../bench/run.js'
 import { allowedCpus, cpuList } from '../bench/shared/cpus.js'
+import { GcPauseCounter } from '../bench/shared/gc-pauses.js'
 import { pairedRatio } from '../bench/shared/stats.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { withRedis } from '../scripts/redis-keys.js'
@@ -149,6 +153,15 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
   const stream = report.results.find((r) => r.workload === 'token-stream' && r.target === 'gateway')
   t.ok((stream?.metrics?.bytesPerEvent ?? 0) > 0, 'token stream: bytes per event measured')
   t.ok(Number.isFinite(stream?.metrics?.p99Ms), 'token stream: latency measured from the deltas')
+  // Every window of a streaming or start workload reports its server's GC pauses, for every target.
+  for (const round of report.results.filter((r) => ['burst', 'token-stream', 'latency', 'start-rate'].includes(r.workload))) {
+    const { gcPauseUsPerEvent = Number.NaN, gcPauseMaxMs = Number.NaN, scavenges = Number.NaN, scavengePauseMs = Number.NaN, otherGcPauseMs = Number.NaN } = round.metrics ?? {}
+    t.ok(Number.isInteger(scavenges) && scavenges >= 0, `${round.workload} / ${round.target}: the window's scavenges counted`)
+    t.ok(gcPauseMaxMs >= 0 && gcPauseMaxMs <= scavengePauseMs + otherGcPauseMs + 1e-9, `${round.workload} / ${round.target}: the longest pause is within their sum`)
+    // The window's events, as its CPU per event counts them.
+    const events = (round.metrics?.serverCpuUs ?? Number.NaN) / (round.metrics?.cpuUsPerEvent ?? Number.NaN)
+    t.ok(Math.abs(gcPauseUsPerEvent * events - (scavengePauseMs + otherGcPauseMs) * 1000) <= 1e-6 * Math.max(1, gcPauseUsPerEvent * events), `${round.workload} / ${round.target}: pauses per event are their sum over the window's events`)
+  }
   for (const round of report.results.filter((r) => r.workload === 'idle')) {
     t.ok((round.metrics?.youngGenerationMiB ?? 0) > 0, `idle / ${round.target}: the server's young generation measured`)
     const { startRssMiB = 0, connectedRssMiB = 0, rssPerConnection = Number.NaN, connections = 0 } = round.metrics ?? {}
@@ -255,6 +268,8 @@ t.test('a measured window begins in the state the warm-up left: only memory read
     'let collections = 0',
     'globalThis.gc = () => { collections++; collect() }',
     "process.on('message', (message) => { if (message.type === 'collections') process.send({ type: 'collections', collections }) })",
+    // A scavenge on request, not counted as a forced collection: what a window's pauses are made of.
+    "process.on('message', (message) => { if (message.type === 'scavenge') { collect({ type: 'minor', execution: 'sync' }); process.send({ type: 'scavenged' }) } })",
     'serveControl(0, async () => {})'
   ].join('\n'))
   const child = fork(probe, [], { execArgv: ['--expose-gc'], env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -284,11 +299,45 @@ t.test('a measured window begins in the state the warm-up left: only memory read
   t.ok(atStart >= 1, 'the target collects its startup garbage before any workload')
   t.match((await ask('measure-start')).reply, { kind: 'started' })
   t.equal(await collections(), atStart, 'opening a window collects nothing')
-  t.match((await ask('measure-stop')).reply, { kind: 'measure' })
+  const scavenged = next('scavenged')
+  child.send({ type: 'scavenge' })
+  await scavenged
+  const measured = (await ask('measure-stop')).reply as { kind: string, gc?: { scavenges: number, scavengeMs: number, otherPauses: number, otherMs: number, maxPauseMs: number } }
+  t.equal(measured.kind, 'measure')
+  // The startup's forced full collection came before the window: only the scavenge is in it.
+  t.equal(measured.gc?.scavenges, 1, 'the window counts the scavenge made in it')
+  t.equal(measured.gc?.otherPauses, 0, 'and no collection made before it opened')
+  t.ok((measured.gc?.scavengeMs ?? 0) > 0 && measured.gc?.maxPauseMs === measured.gc?.scavengeMs, 'its pause is measured, the longest of the window')
   t.match((await ask('memory')).reply, { kind: 'memory' })
   t.ok(await collections() > atStart, 'a memory reading is taken after a forced collection')
   child.send({ type: 'stop' })
   t.same(await once(child, 'exit'), [0, null], 'the target stops on request')
+})
+
+t.test('a window\'s GC pauses: only the collections made while it is open, counted by kind', async (t) => {
+  setFlagsFromString('--expose-gc')
+  // gc() is a full collection; with { type: 'minor' }, a scavenge.
+  const gc = runInNewContext('gc') as (options?: { type: 'minor', execution: 'sync' }) => void
+  const counter = new GcPauseCounter()
+  t.teardown(() => { counter.close() })
+  // Node hands a collection's entry to observers in the check phase after it: this one, made just
+  // before the window opens, arrives once it is open, and is told apart by its time.
+  gc({ type: 'minor', execution: 'sync' })
+  counter.start()
+  await nextTurn()
+  await nextTurn()
+  gc({ type: 'minor', execution: 'sync' })
+  gc()
+  await nextTurn()
+  const pauses = counter.stop()
+  t.equal(pauses.scavenges, 1, 'the scavenge made in the window, not the one before it')
+  t.equal(pauses.otherPauses, 1, 'the full collection apart')
+  t.ok(pauses.scavengeMs > 0 && pauses.otherMs > 0, 'each with its pause')
+  t.equal(pauses.maxPauseMs, Math.max(pauses.scavengeMs, pauses.otherMs), 'the longest pause is one of them')
+  gc({ type: 'minor', execution: 'sync' })
+  await nextTurn()
+  counter.start()
+  t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, maxPauseMs: 0 }, 'a window opened after a collection, and closed before the next, counts none')
 })
 
 t.test('a ratio round by round: only rounds both ran, its median and range, and what the range says', async (t) => {

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs'
 import { getHeapSpaceStatistics } from 'node:v8'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { clockUs } from './plan.js'
+import { GcPauseCounter } from './gc-pauses.js'
 import type { ServerMessage, ServerReply, ServerRequest, ToServer } from './ipc.js'
 
 function forceGc (): void {
@@ -24,6 +25,7 @@ export function serveControl (port: number, close: () => Promise<unknown>): void
   let cpu = process.cpuUsage()
   let wall = performance.now()
   let fromUs = clockUs()
+  const pauses = new GcPauseCounter()
 
   async function answer (request: ServerRequest): Promise<ServerReply> {
     switch (request) {
@@ -36,12 +38,13 @@ export function serveControl (port: number, close: () => Promise<unknown>): void
         cpu = process.cpuUsage()
         wall = performance.now()
         fromUs = clockUs()
+        pauses.start()
         return { kind: 'started' }
       case 'measure-stop': {
         const used = process.cpuUsage(cpu)
         // Under --cpu-prof, the profile's summary keeps only the samples of this window.
         if (windowFile !== undefined) writeFileSync(windowFile, JSON.stringify({ fromUs, toUs: clockUs() }))
-        return { kind: 'measure', cpuUs: used.user + used.system, systemCpuUs: used.system, wallMs: performance.now() - wall }
+        return { kind: 'measure', cpuUs: used.user + used.system, systemCpuUs: used.system, wallMs: performance.now() - wall, gc: pauses.stop() }
       }
       case 'memory': {
         forceGc()

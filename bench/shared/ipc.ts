@@ -1,6 +1,7 @@
 // The messages between the orchestrator (bench/run.ts), the load generator (bench/load.ts) and the
 // server targets (bench/targets/*.ts), all over Node's IPC channel. The load generator asks the
 // server for measurements through the orchestrator, which forwards requests and replies as is.
+import type { GcPauses } from './gc-pauses.js'
 import type { Schedule } from './plan.js'
 
 export type ServerRequest = 'measure-start' | 'measure-stop' | 'memory'
@@ -11,6 +12,8 @@ export interface CpuMeasure {
   /** The system (kernel) part of it, in µs: mostly the socket writes. */
   readonly systemCpuUs: number
   readonly wallMs: number
+  /** The collector's pauses on the main thread over the window. Absent from builds before it was reported. */
+  readonly gc?: GcPauses
 }
 
 export interface MemoryMeasure {

@@ -1,0 +1,78 @@
+// The pauses V8's collector makes on a server's main thread over a measured window, read from
+// Node's `gc` performance entries: scavenges (the young generation) apart from the rest (a full
+// collection's final pause, incremental marking steps, weak callbacks). A pause holds every
+// socket of the process, so the longest one in a window is a floor under a latency tail, and
+// their sum is main-thread CPU the collector took. Work V8 does on its background threads
+// (concurrent marking, the helpers of a parallel scavenge) is not a pause and is not counted here.
+import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks'
+
+export interface GcPauses {
+  readonly scavenges: number
+  readonly scavengeMs: number
+  /** Every other pause: a full collection's, incremental marking's steps, weak callbacks. */
+  readonly otherPauses: number
+  readonly otherMs: number
+  /** The longest single pause, of either kind (0 when there was none). */
+  readonly maxPauseMs: number
+}
+
+interface Tally {
+  scavenges: number
+  scavengeMs: number
+  otherPauses: number
+  otherMs: number
+  maxPauseMs: number
+}
+
+const none = (): Tally => ({ scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, maxPauseMs: 0 })
+
+/**
+ * Counts the collector's pauses between `start()` and `stop()`. Node queues a `gc` entry to its
+ * observers after the collection, in the check phase of the same turn of the event loop: a pause
+ * in the turn that answers `stop` may be missed, one from before `start` is told apart by its time.
+ */
+export class GcPauseCounter {
+  #from = Number.POSITIVE_INFINITY
+  #tally = none()
+  readonly #observer = new PerformanceObserver((list) => { this.#count(list.getEntries()) })
+
+  constructor () {
+    this.#observer.observe({ entryTypes: ['gc'] })
+  }
+
+  start (): void {
+    this.#count(this.#observer.takeRecords())
+    this.#tally = none()
+    this.#from = performance.now()
+  }
+
+  stop (): GcPauses {
+    this.#count(this.#observer.takeRecords())
+    const tally = this.#tally
+    this.#tally = none()
+    this.#from = Number.POSITIVE_INFINITY
+    return tally
+  }
+
+  /** Stops observing, for good. */
+  close (): void {
+    this.#observer.disconnect()
+  }
+
+  #count (entries: readonly PerformanceEntry[]): void {
+    const tally = this.#tally
+    for (const entry of entries) {
+      if (entry.startTime < this.#from) continue
+      // A gc entry's detail says which collection it was (Node 16 and later).
+      const kind = (entry as PerformanceEntry & { readonly detail?: { readonly kind?: number } }).detail?.kind
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        tally.scavenges++
+        tally.scavengeMs += entry.duration
+      } else {
+        tally.otherPauses++
+        tally.otherMs += entry.duration
+      }
+      if (entry.duration > tally.maxPauseMs) tally.maxPauseMs = entry.duration
+    }
+  }
+}
