@@ -322,7 +322,8 @@ function gcPauses (pauses: GcPauses | undefined, delivered: number): Record<stri
     scavenges: pauses.scavenges,
     scavengePauseMs: pauses.scavengeMs,
     otherGcPauses: pauses.otherPauses,
-    otherGcPauseMs: pauses.otherMs
+    otherGcPauseMs: pauses.otherMs,
+    fullCollections: pauses.fullCollections
   }
 }
 

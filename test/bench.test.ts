@@ -332,12 +332,13 @@ t.test('a window\'s GC pauses: only the collections made while it is open, count
   const pauses = counter.stop()
   t.equal(pauses.scavenges, 1, 'the scavenge made in the window, not the one before it')
   t.equal(pauses.otherPauses, 1, 'the full collection apart')
+  t.equal(pauses.fullCollections, 1, 'and counted as one')
   t.ok(pauses.scavengeMs > 0 && pauses.otherMs > 0, 'each with its pause')
   t.equal(pauses.maxPauseMs, Math.max(pauses.scavengeMs, pauses.otherMs), 'the longest pause is one of them')
   gc({ type: 'minor', execution: 'sync' })
   await nextTurn()
   counter.start()
-  t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, maxPauseMs: 0 }, 'a window opened after a collection, and closed before the next, counts none')
+  t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, fullCollections: 0, maxPauseMs: 0 }, 'a window opened after a collection, and closed before the next, counts none')
 })
 
 t.test('a ratio round by round: only rounds both ran, its median and range, and what the range says', async (t) => {

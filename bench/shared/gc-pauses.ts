@@ -12,6 +12,8 @@ export interface GcPauses {
   /** Every other pause: a full collection's, incremental marking's steps, weak callbacks. */
   readonly otherPauses: number
   readonly otherMs: number
+  /** Of those, the full collections (mark-compact), which collect the young generation too. */
+  readonly fullCollections: number
   /** The longest single pause, of either kind (0 when there was none). */
   readonly maxPauseMs: number
 }
@@ -21,10 +23,11 @@ interface Tally {
   scavengeMs: number
   otherPauses: number
   otherMs: number
+  fullCollections: number
   maxPauseMs: number
 }
 
-const none = (): Tally => ({ scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, maxPauseMs: 0 })
+const none = (): Tally => ({ scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, fullCollections: 0, maxPauseMs: 0 })
 
 /**
  * Counts the collector's pauses between `start()` and `stop()`. Node queues a `gc` entry to its
@@ -71,6 +74,7 @@ export class GcPauseCounter {
       } else {
         tally.otherPauses++
         tally.otherMs += entry.duration
+        if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) tally.fullCollections++
       }
       if (entry.duration > tally.maxPauseMs) tally.maxPauseMs = entry.duration
     }
