@@ -166,7 +166,7 @@ interface SampleNode {
  * A full collection collects the young generation too, and the profile keeps what it collected:
  * a round with one in it would count young garbage as surviving, so it is profiled again.
  */
-async function allocationOf (round: () => Promise<number>, runs: number, survivors: boolean): Promise<AllocationProfile> {
+export async function allocationOf (round: () => Promise<number>, runs: number, survivors: boolean): Promise<AllocationProfile> {
   const session = new Session()
   session.connect()
   const pauses = survivors ? new GcPauseCounter() : undefined

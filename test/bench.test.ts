@@ -18,6 +18,7 @@ import { TURN_BUDGET, emitRun, tokenDelta, tokenLatencyUs, type RunPlan } from '
 import type { RoundResult } from '../bench/run.js'
 import { allowedCpus, cpuList } from '../bench/shared/cpus.js'
 import { GcPauseCounter } from '../bench/shared/gc-pauses.js'
+import { allocationOf } from '../bench/engine.js'
 import { pairedRatio } from '../bench/shared/stats.js'
 import { REDIS_URL, redisSkip } from './redis.js'
 import { withRedis } from '../scripts/redis-keys.js'
@@ -339,6 +340,37 @@ t.test('a window\'s GC pauses: only the collections made while it is open, count
   await nextTurn()
   counter.start()
   t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, fullCollections: 0, maxPauseMs: 0 }, 'a window opened after a collection, and closed before the next, counts none')
+})
+
+t.test('bench:engine --survivors profiles again a round a full collection ran in, up to five times', async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  // A full collection collects young garbage too, which the profile would keep as surviving.
+  let calls = 0
+  const once = await allocationOf(async () => {
+    calls++
+    if (calls === 1) gc()
+    return 0
+  }, 1, true)
+  t.ok((once.rerun ?? 0) >= 1 && calls === (once.rerun ?? 0) + 1, `the round with a full collection was profiled again (${calls} rounds)`)
+  t.equal(once.fullCollections, 0, 'the figure reported is from a round without one')
+  calls = 0
+  const always = await allocationOf(async () => {
+    calls++
+    gc()
+    return 0
+  }, 1, true)
+  t.equal(calls, 5, 'five rounds at most')
+  t.equal(always.rerun, 4)
+  t.ok((always.fullCollections ?? 0) >= 1, 'and the last one says it had a full collection')
+  calls = 0
+  const all = await allocationOf(async () => {
+    calls++
+    gc()
+    return 0
+  }, 1, false)
+  t.equal(calls, 1, 'the whole allocation profile is not profiled again: it counts what any collection collected')
+  t.equal(all.rerun, undefined)
 })
 
 t.test('a ratio round by round: only rounds both ran, its median and range, and what the range says', async (t) => {
