@@ -62,35 +62,41 @@ function decodeOwner (stored: string): string {
   return stored.startsWith(OWNER_ESCAPE) ? Buffer.from(stored.slice(OWNER_ESCAPE.length), 'base64url').toString('utf16le') : stored
 }
 
+// What is made for every append and every batch is made by a constructor, and a run's appends wait
+// in two arrays it keeps for its life, not in literals made each time. V8 allocates an object or
+// array literal's objects straight in the old generation once most of them have outlived a
+// scavenge (allocation-site pretenuring), as appends waiting on Redis do; dead there, such an
+// object keeps every young object it points to alive until a full collection (its promise's
+// callbacks, its event's text). Objects made by `new` have no allocation site. On the paced Redis
+// path V8 pretenured each literal these replace, and the collector paused twice as long for it.
+
 /** An append waiting for its batch to be written. */
-interface PendingAppend {
-  readonly type: RunEventType
-  /** When it was appended (epoch ms), and the same as the frame's `ts`. */
-  readonly at: number
-  readonly ts: string
-  readonly dataJson: string
-  resolve(event: StoredEvent): void
-  reject(err: unknown): void
+class PendingAppend {
+  constructor (
+    readonly type: RunEventType,
+    /** When it was appended (epoch ms), and the same as the frame's `ts`. */
+    readonly at: number,
+    readonly ts: string,
+    readonly dataJson: string,
+    readonly resolve: (event: StoredEvent) => void,
+    readonly reject: (err: unknown) => void
+  ) {}
 }
 
 /** A batch as sent: kept for a while, to be sent again should a failover lose it. */
-interface SentBatch {
-  readonly batchNo: number
-  readonly count: number
-  readonly events: string
-  readonly toolCalls: string[]
+class SentBatch {
+  constructor (readonly batchNo: number, readonly count: number, readonly events: string, readonly toolCalls: readonly string[]) {}
 }
 
+const NO_TOOL_CALLS: readonly string[] = []
+
 /** A run's batch on its way, and the appends it settles once written (not kept with the batch for resending). */
-interface BatchWrite {
-  readonly runId: string
-  readonly run: OwnedRun
-  readonly batch: SentBatch
-  readonly appends: readonly PendingAppend[]
+class BatchWrite {
+  constructor (readonly run: OwnedRun, readonly batch: SentBatch, readonly appends: PendingAppend[]) {}
 }
 
 /** What sending a batch takes. */
-type BatchSend = Pick<BatchWrite, 'runId' | 'run' | 'batch'>
+type BatchSend = Pick<BatchWrite, 'run' | 'batch'>
 
 /** Batches kept per run for resending: a failover loses at most the replication lag's worth. */
 const KEPT_BATCHES = 8
@@ -112,12 +118,19 @@ interface AppendKeys {
 
 /** A run this node executes: its batch counter, the batch being filled, lease renewal. */
 interface OwnedRun {
+  readonly runId: string
   readonly threadId: string
   readonly slot: Slot
   readonly keys: AppendKeys
   readonly ownerId: string
   batchNo: number
-  pending: PendingAppend[] | undefined
+  /** The appends made since its last batch was taken. */
+  pending: PendingAppend[]
+  /**
+   * The array of the batch being written, emptied once its appends are settled: the next batch
+   * taken swaps it with `pending` (one batch of a run is written at a time).
+   */
+  spare: PendingAppend[]
   /** Waiting for the next flush, with appends pending. */
   queued: boolean
   /** True while a batch is being written: the next one waits for it (batches apply in order). */
@@ -239,7 +252,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     const acked = Number(waited?.[1] ?? 0)
     if (acked < minReplicasAck) {
       options.onReplicaShortfall?.(acked)
-      log?.warn({ runIds: writes.map((write) => write.runId), acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
+      log?.warn({ runIds: writes.map((write) => write.run.runId), acked, wanted: minReplicasAck }, 'events delivered before enough replicas held them')
     }
     return outcomes(appended?.[1] as number[]).map(async (outcome, i) => {
       const { run, batch } = writes[i] as BatchSend
@@ -265,8 +278,9 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
    * `first`: the outcome of a call that already sent it with other runs' batches, when it was.
    * Resolves with the batch's last seq; rejects only when the run cannot take it.
    */
-  async function write (runId: string, run: OwnedRun, batch: SentBatch, first?: Promise<[number, number]>): Promise<number> {
-    const sendOnce = async (sent: SentBatch): Promise<[number, number]> => await (await sendBatches([{ runId, run, batch: sent }]))[0] as [number, number]
+  async function write (run: OwnedRun, batch: SentBatch, first?: Promise<[number, number]>): Promise<number> {
+    const { runId } = run
+    const sendOnce = async (sent: SentBatch): Promise<[number, number]> => await (await sendBatches([{ run, batch: sent }]))[0] as [number, number]
     let sentWithOthers = first
     return untilDone(runId, 'a batch of events waits for redis', async () => {
       for (;;) {
@@ -344,12 +358,12 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   // and microtasks after each callback, so a flush at the end of the tick would send each paced
   // agent's event alone. When Redis has applied a batch, this node's subscribers of the run get
   // its events at once; other nodes get them through the live channel.
-  const ready: Array<[string, OwnedRun]> = []
+  const ready: OwnedRun[] = []
   let flushThisTick = false
   let flushThisTurn = false
 
   /** Queues a run with appends waiting: `idle` for the turn's flush, otherwise for the tick's. */
-  function schedule (runId: string, run: OwnedRun, idle: boolean): void {
+  function schedule (run: OwnedRun, idle: boolean): void {
     if (idle) {
       if (!flushThisTurn && !flushThisTick) {
         flushThisTurn = true
@@ -361,16 +375,16 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     }
     if (run.queued) return
     run.queued = true
-    ready.push([runId, run])
+    ready.push(run)
   }
 
   function flushReady (): void {
     flushThisTick = false
     flushThisTurn = false
     const bySlot = new Map<Slot, BatchWrite[]>()
-    for (const [runId, run] of ready.splice(0, ready.length)) {
+    for (const run of ready.splice(0, ready.length)) {
       run.queued = false
-      const write = run.writing ? undefined : nextBatch(runId, run)
+      const write = run.writing ? undefined : nextBatch(run)
       if (write === undefined) continue
       const writes = bySlot.get(run.slot)
       if (writes === undefined) bySlot.set(run.slot, [write])
@@ -404,29 +418,32 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
   }
 
   /** Takes the run's waiting appends as its next batch (undefined when there are none). */
-  function nextBatch (runId: string, run: OwnedRun): BatchWrite | undefined {
-    const batch = run.pending ?? []
-    run.pending = undefined
+  function nextBatch (run: OwnedRun): BatchWrite | undefined {
+    const batch = run.pending
     if (batch.length === 0) return undefined
+    run.pending = run.spare
+    run.spare = batch
     let events = ''
-    const toolCalls: string[] = []
+    let toolCalls: string[] | undefined
     for (const entry of batch) {
       events += events === '' ? packed(entry.type, entry.ts, entry.dataJson) : `\n${packed(entry.type, entry.ts, entry.dataJson)}`
       if (entry.type === 'tool_executing' || entry.type === 'tool_completed') {
         const { toolCallId, tool } = JSON.parse(entry.dataJson) as { toolCallId: string, tool: string }
+        toolCalls ??= []
         toolCalls.push(entry.type === 'tool_executing' ? '+' : '-', toolCallId, tool)
       }
     }
-    const sent: SentBatch = { batchNo: ++run.batchNo, count: batch.length, events, toolCalls }
+    const sent = new SentBatch(++run.batchNo, batch.length, events, toolCalls ?? NO_TOOL_CALLS)
     run.sent.push(sent)
     if (run.sent.length > KEPT_BATCHES) run.sent.shift()
-    return { runId, run, batch: sent, appends: batch }
+    return new BatchWrite(run, sent, batch)
   }
 
   /** Writes a run's batch and settles its appends; `first` as for write(). */
-  function start ({ runId, run, batch, appends }: BatchWrite, first?: Promise<[number, number]>): void {
+  function start ({ run, batch, appends }: BatchWrite, first?: Promise<[number, number]>): void {
+    const { runId } = run
     run.writing = true
-    run.lastWrite = write(runId, run, batch, first)
+    run.lastWrite = write(run, batch, first)
       .then((lastSeq) => {
         const head = runFrameHead(runId, run.threadId)
         const firstSeq = lastSeq - appends.length + 1
@@ -439,16 +456,17 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
         channels.resync(runId)
       })
       .finally(() => {
+        appends.length = 0
         run.writing = false
-        if (run.pending !== undefined) schedule(runId, run, false)
+        if (run.pending.length > 0) schedule(run, false)
       })
   }
 
   /** Waits until every append of the run made so far is written (or refused). */
-  async function drain (runId: string, run: OwnedRun): Promise<void> {
-    while (run.writing || run.pending !== undefined) {
+  async function drain (run: OwnedRun): Promise<void> {
+    while (run.writing || run.pending.length > 0) {
       if (!run.writing) {
-        const write = nextBatch(runId, run)
+        const write = nextBatch(run)
         if (write !== undefined) start(write)
       }
       await run.lastWrite
@@ -523,7 +541,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       if (key.indexed) await command.set(key.index(run.runId), slot)
       const keys = { run: key.run(run.runId, slot), stream: key.stream(run.runId, slot), tools: key.tools(run.runId, slot), live: key.live(run.runId, slot) }
       owned.set(run.runId, {
-        threadId: run.threadId, slot, keys, ownerId: run.ownerId, batchNo: 0, pending: undefined, queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
+        runId: run.runId, threadId: run.threadId, slot, keys, ownerId: run.ownerId, batchNo: 0, pending: [], spare: [], queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
       })
       return { created: true, meta: { runId: run.runId, threadId: run.threadId, agent: run.agent, ownerId: run.ownerId, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
@@ -540,13 +558,10 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     append (runId: string, type: RunEventType, dataJson: string): Promise<StoredEvent> {
       const run = owned.get(runId)
       if (run === undefined) return Promise.reject(new Error(`cannot append to run ${runId}: not a running run of this node`))
-      if (run.pending === undefined) {
-        run.pending = []
-        if (!run.writing) schedule(runId, run, true)
-      }
       const pending = run.pending
+      if (pending.length === 0 && !run.writing) schedule(run, true)
       const at = Date.now()
-      return new Promise((resolve, reject) => { pending.push({ type, at, ts: eventTimestamp(at), dataJson, resolve, reject }) })
+      return new Promise((resolve, reject) => { pending.push(new PendingAppend(type, at, eventTimestamp(at), dataJson, resolve, reject)) })
     },
 
     async read (runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -570,7 +585,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
 
     async endRun (runId: string, status: TerminalStatus): Promise<void> {
       const run = owned.get(runId)
-      if (run !== undefined) await drain(runId, run)
+      if (run !== undefined) await drain(run)
       await endRun(runId, status)
     },
 

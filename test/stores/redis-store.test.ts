@@ -75,6 +75,37 @@ t.test('a batch of appends crosses to other nodes in one pub/sub message, frames
   otherSubscription.unsubscribe()
 })
 
+t.test('appends made while a batch is on its way are the next batch, again and again: each settles once, with its own seq and frame', { skip }, async (t) => {
+  const { store, runId, keyPrefix } = await storeWithRun(t, 'next-batch')
+  const watcher = new Redis(REDIS_URL)
+  t.teardown(() => { watcher.disconnect() })
+  const messages: string[] = []
+  watcher.on('message', (_channel: string, message: string) => { messages.push(message) })
+  await watcher.subscribe(`${keyPrefix}live:{${runId}}`)
+  // The other node's view, which makes the store publish each batch it writes.
+  const other = openStore(t, keyPrefix)
+  const subscription = other.subscribe(runId, () => {})
+  await subscription.ready
+
+  const data = (n: number): string => JSON.stringify({ step: n })
+  const appends: Array<Promise<StoredEvent>> = []
+  let n = 0
+  for (let round = 0; round < 20; round++) {
+    appends.push(store.append(runId, 'agent_thinking', data(++n)))
+    // The flush of the turn has sent that append alone; these wait for it, and go next, together.
+    await new Promise((resolve) => setImmediate(resolve))
+    for (let i = 0; i < 3; i++) appends.push(store.append(runId, 'agent_thinking', data(++n)))
+    await Promise.all(appends.slice(-4))
+  }
+  const events = await Promise.all(appends)
+  t.same(events.map((event) => event.seq), Array.from({ length: 80 }, (_, i) => i + 1), 'every append its own seq, in call order')
+  t.same(events.map((event) => (JSON.parse(event.frame.toString()) as { data: { step: number } }).data.step), events.map((event) => event.seq), 'and its own frame')
+  await until(() => messages.length === 40, 'a live message per batch')
+  t.same(messages.map((message) => (message.split('\n').length - 4) / 3), Array.from({ length: 40 }, (_, i) => i % 2 === 0 ? 1 : 3), 'batches of 1 and 3 events, in turn')
+  t.same((await store.read(runId, 0, 100)).map((event) => event.seq), events.map((event) => event.seq), 'the log holds them all, once')
+  subscription.unsubscribe()
+})
+
 t.test('tool calls open and closed within one batch leave no open call behind for NODE_LOST', { skip }, async (t) => {
   const { store, runId, keyPrefix } = await storeWithRun(t, 'tools')
   const tool = (type: 'tool_executing' | 'tool_completed', id: string): Promise<StoredEvent> => store.append(runId, type, JSON.stringify(
