@@ -122,6 +122,8 @@ interface OwnedRun {
   readonly threadId: string
   readonly slot: Slot
   readonly keys: AppendKeys
+  /** The head of its frames (runFrameHead). */
+  readonly head: string
   readonly ownerId: string
   batchNo: number
   /** The appends made since its last batch was taken. */
@@ -445,7 +447,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
     run.writing = true
     run.lastWrite = write(run, batch, first)
       .then((lastSeq) => {
-        const head = runFrameHead(runId, run.threadId)
+        const { head } = run
         const firstSeq = lastSeq - appends.length + 1
         const events = appends.map((entry, i) => new AppendedEvent(head, firstSeq + i, entry))
         channels.deliver(runId, events)
@@ -541,7 +543,7 @@ export function createRedisStore (options: RedisStoreOptions): EventStore {
       if (key.indexed) await command.set(key.index(run.runId), slot)
       const keys = { run: key.run(run.runId, slot), stream: key.stream(run.runId, slot), tools: key.tools(run.runId, slot), live: key.live(run.runId, slot) }
       owned.set(run.runId, {
-        runId: run.runId, threadId: run.threadId, slot, keys, ownerId: run.ownerId, batchNo: 0, pending: [], spare: [], queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
+        runId: run.runId, threadId: run.threadId, slot, keys, head: runFrameHead(run.runId, run.threadId), ownerId: run.ownerId, batchNo: 0, pending: [], spare: [], queued: false, writing: false, lastWrite: Promise.resolve(), sent: []
       })
       return { created: true, meta: { runId: run.runId, threadId: run.threadId, agent: run.agent, ownerId: run.ownerId, node: nodeId, status: 'running', createdAt, lastSeq: 0 } }
     },
