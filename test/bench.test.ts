@@ -347,6 +347,11 @@ t.test('bench:engine --survivors profiles again a round a full collection ran in
   const gc = runInNewContext('gc') as () => void
   // A full collection collects young garbage too, which the profile would keep as surviving.
   let calls = 0
+  const collecting = async (): Promise<number> => {
+    calls++
+    gc()
+    return 0
+  }
   const once = await allocationOf(async () => {
     calls++
     if (calls === 1) gc()
@@ -355,20 +360,12 @@ t.test('bench:engine --survivors profiles again a round a full collection ran in
   t.ok((once.rerun ?? 0) >= 1 && calls === (once.rerun ?? 0) + 1, `the round with a full collection was profiled again (${calls} rounds)`)
   t.equal(once.fullCollections, 0, 'the figure reported is from a round without one')
   calls = 0
-  const always = await allocationOf(async () => {
-    calls++
-    gc()
-    return 0
-  }, 1, true)
+  const always = await allocationOf(collecting, 1, true)
   t.equal(calls, 5, 'five rounds at most')
   t.equal(always.rerun, 4)
   t.ok((always.fullCollections ?? 0) >= 1, 'and the last one says it had a full collection')
   calls = 0
-  const all = await allocationOf(async () => {
-    calls++
-    gc()
-    return 0
-  }, 1, false)
+  const all = await allocationOf(collecting, 1, false)
   t.equal(calls, 1, 'the whole allocation profile is not profiled again: it counts what any collection collected')
   t.equal(all.rerun, undefined)
 })

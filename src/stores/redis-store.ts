@@ -62,8 +62,9 @@ function decodeOwner (stored: string): string {
   return stored.startsWith(OWNER_ESCAPE) ? Buffer.from(stored.slice(OWNER_ESCAPE.length), 'base64url').toString('utf16le') : stored
 }
 
-// What is made for every append and every batch is made by a constructor, and a run's appends wait
-// in two arrays it keeps for its life, not in literals made each time. V8 allocates an object or
+// What waits on Redis with every append and every batch (the append, the sent batch, the batch
+// write) is made by a constructor, and a run's appends wait in two arrays it keeps for its life,
+// not in literals made each time. V8 allocates an object or
 // array literal's objects straight in the old generation once most of them have outlived a
 // scavenge (allocation-site pretenuring), as appends waiting on Redis do; dead there, such an
 // object keeps every young object it points to alive until a full collection (its promise's
