@@ -119,6 +119,26 @@ export function eventStoreContract (t: Test, makeStore: StoreFactory): void {
     t.equal((await store.read(run.runId, 0, 10)).length, 1, 'history stays readable')
   })
 
+  t.test('endRun waits for the appends made before it: each is written, with its seq, before the run ends', async (t) => {
+    const store = await open(t)
+    const run = newRun()
+    await store.createRun(run, NO_LIMIT)
+    await store.append(run.runId, 'agent_thinking', data(1))
+    const settled: string[] = []
+    // Not awaited: still on their way when the run ends.
+    const appends = [2, 3, 4].map(async (step) => {
+      const event = await store.append(run.runId, 'agent_thinking', data(step))
+      settled.push(`append ${event.seq}`)
+      return event
+    })
+    await store.endRun(run.runId, 'completed')
+    settled.push('end')
+    t.same((await Promise.all(appends)).map((event) => event.seq), [2, 3, 4], 'each append written')
+    t.same(settled, ['append 2', 'append 3', 'append 4', 'end'], 'before endRun resolved')
+    t.match(await store.getRun(run.runId), { state: 'found', meta: { status: 'completed', lastSeq: 4 } })
+    t.same((await store.read(run.runId, 0, 10)).map((event) => event.seq), [1, 2, 3, 4], 'and in the log')
+  })
+
   t.test('history expires after the TTL, and the run is then reported as expired to its owner', async (t) => {
     const store = await open(t, 100)
     const run = newRun('bob')

@@ -338,6 +338,46 @@ t.test('a script call that fails part-way: the batches it applied count once, th
   t.same(await Promise.all([store.append(before, 'agent_thinking', thought(3)), store.append(after, 'agent_thinking', thought(3))]).then((events) => events.map((event) => event.seq)), [3, 3], 'and the two go on from there')
 })
 
+t.test('a batch sent alone whose script call fails is sent again once Redis takes it, and written once with its seq', { skip }, async (t) => {
+  const keyPrefix = testPrefix(t)
+  const failedAttempts: string[] = []
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => { redis.disconnect() })
+  const runId = `run-alone-fails-${process.pid}`
+  const stream = `${keyPrefix}events:{${runId}}`
+  // The first failed attempt puts the run's log back: the next attempt finds it as it was.
+  let putBack: Promise<unknown> | undefined
+  const log = {
+    warn: (fields: { runId?: string }) => {
+      if (fields.runId !== runId) return
+      failedAttempts.push(fields.runId)
+      putBack ??= redis.multi().del(stream).rename(`${stream}:aside`, stream).exec()
+    },
+    error: () => {}
+  }
+  const store = createRedisStore({ url: REDIS_URL, historyTtlMs: 60_000, leaseTtlMs: 5000, keyPrefix, log })
+  t.teardown(() => store.close())
+  await store.createRun({ runId, threadId: `thread-${runId}`, agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 4 })
+  const thought = (step: number): string => JSON.stringify({ thought: `step ${step}`, step })
+  const first = await store.append(runId, 'agent_thinking', thought(1))
+  // The run's log, for a moment, is not a stream: the script call of the next batch fails.
+  await redis.rename(stream, `${stream}:aside`)
+  await redis.set(stream, 'not a stream')
+  const heard: number[] = []
+  const subscription = store.subscribe(runId, (event) => { heard.push(event.seq) })
+  t.teardown(() => { subscription.unsubscribe() })
+  await subscription.ready
+
+  const second = await store.append(runId, 'agent_thinking', thought(2))
+  t.equal(second.seq, 2, 'the append settles with its seq')
+  t.ok(failedAttempts.length >= 1, `after ${failedAttempts.length} failed attempt(s), each logged`)
+  await putBack
+  t.same((await store.read(runId, 0, 10)).map((event) => event.frame.toString()), [first, second].map((event) => event.frame.toString()), 'the log holds each event once')
+  t.same(heard, [2], 'this node\'s subscriber got it once')
+  const third = await store.append(runId, 'agent_thinking', thought(3))
+  t.equal(third.seq, 3, 'and the run goes on')
+})
+
 t.test('the executing node does not listen to its runs\' live channels (its subscribers get the batches from the appends); other nodes do', { skip }, async (t) => {
   const { store, runId, keyPrefix } = await storeWithRun(t, 'echo')
   const other = openStore(t, keyPrefix)
