@@ -64,12 +64,12 @@ function decodeOwner (stored: string): string {
 
 // What waits on Redis with every append and every batch (the append, the sent batch, the batch
 // write) is made by a constructor, and a run's appends wait in two arrays it keeps for its life,
-// not in literals made each time. V8 allocates an object or
-// array literal's objects straight in the old generation once most of them have outlived a
-// scavenge (allocation-site pretenuring), as appends waiting on Redis do; dead there, such an
-// object keeps every young object it points to alive until a full collection (its promise's
-// callbacks, its event's text). Objects made by `new` have no allocation site. On the paced Redis
-// path V8 pretenured each literal these replace, and the collector paused twice as long for it.
+// not in literals made each time. V8 allocates an object or array literal's objects straight in
+// the old generation once most of them have outlived a scavenge (allocation-site pretenuring), as
+// appends waiting on Redis do; dead there, such an object keeps every young object it points to
+// alive until a full collection (its promise's callbacks, its event's text). Objects made by `new`
+// have no allocation site. On the paced Redis path V8 pretenured each literal these replace, and
+// the collector paused twice as long for it.
 
 /** An append waiting for its batch to be written. */
 class PendingAppend {
