@@ -1,7 +1,7 @@
 // The execution of one run: the agent is given its AgentRun — input, frozen context, think/say,
 // drain, its own tool dispatcher, the abort signal, a logger — and raced against the run's abort
 // signal, so cancel, deadline and shutdown end the run without waiting for an agent that ignores
-// them. Resolves with the run's outcome; never throws.
+// them. Ends the run once, with its outcome; never throws.
 import type { FastifyBaseLogger } from 'fastify'
 import { newId } from '../ids.js'
 import { RunError, type Agent, type AgentRun, type RunContext } from '../contracts.js'
@@ -9,7 +9,7 @@ import type { RunEmitter } from '../delivery/emitter.js'
 import type { ErrorInfo, RunEventData, RunInput } from '../protocol.js'
 import type { RunToolDispatcher, ToolEventSink } from '../plugins/tool-dispatcher.js'
 import type { Expiring } from '../delivery/expiries.js'
-import type { DeadlineList } from '../deadlines.js'
+import type { Deadline, DeadlineList } from '../deadlines.js'
 
 export type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'disconnected'
 
@@ -22,15 +22,20 @@ const stopOutcomes: Record<StopReason, Outcome> = {
   shutdown: { status: 'failed', error: { code: 'SHUTDOWN', message: 'The server shut down before the run finished' } }
 }
 
+/** What a run's stopper tells when the run is stopped: an object's method, not a closure per run. */
+export interface StopListener {
+  stopped(): void
+}
+
 /**
  * The abort side of a run: stopped once, for the first reason given. Its AbortSignal is made
  * when first asked for (already aborted if the run was stopped before): an AbortController and
  * a listener on it are a real share of starting a run, and many agents never look at the signal.
- * The engine itself is told of the stop by a plain callback (`onStop`).
+ * The engine itself is told of the stop by a plain method call (`onStop`).
  */
 export class RunStopper implements Expiring {
   #controller: AbortController | undefined
-  #onStop: (() => void) | undefined
+  #listener: StopListener | undefined
   reason: StopReason | undefined
 
   get signal (): AbortSignal {
@@ -41,22 +46,22 @@ export class RunStopper implements Expiring {
     return this.#controller.signal
   }
 
-  /** Calls `callback` once, when the run is stopped (at once if it already was); a later call replaces an earlier one. */
-  onStop (callback: () => void): void {
+  /** Tells `listener` once, when the run is stopped (at once if it already was); a later call replaces an earlier one. */
+  onStop (listener: StopListener): void {
     if (this.reason !== undefined) {
-      callback()
+      listener.stopped()
       return
     }
-    this.#onStop = callback
+    this.#listener = listener
   }
 
   stop (reason: StopReason): void {
     if (this.reason !== undefined) return
     this.reason = reason
     this.#controller?.abort(this.#error(reason))
-    const onStop = this.#onStop
-    this.#onStop = undefined
-    onStop?.()
+    const listener = this.#listener
+    this.#listener = undefined
+    listener?.stopped()
   }
 
   /** Its deadline passed (DeadlineList). */
@@ -86,8 +91,8 @@ export interface Execution {
   /** The run's logger, made on first use (most runs never log). */
   log(): FastifyBaseLogger
   /**
-   * Ends the run with its outcome (the terminal event, the store, the engine's registry), awaited
-   * by execute() as its last step. Never rejects.
+   * Ends the run with its outcome (the terminal event, the store, the engine's registry): the last
+   * step of execute(), called once. Never rejects.
    */
   finish(outcome: Outcome): Promise<void>
 }
@@ -96,7 +101,8 @@ export interface Execution {
  * What an agent is given, frozen. Its getters belong to the class: an object literal with getters
  * of its own gets a hidden class of its own each time it is made — one more map and descriptor
  * array per run, kept while the run lives, and property loads on it that no inline cache can
- * share. think, say and drain are own properties, so an agent may destructure them.
+ * share. think, say and drain are own properties, so an agent may destructure them: three small
+ * closures over the run, the only functions made for it.
  */
 class RunApi implements AgentRun {
   readonly think: AgentRun['think']
@@ -104,112 +110,128 @@ class RunApi implements AgentRun {
   readonly drain: AgentRun['drain']
   readonly input: RunInput
   readonly context: RunContext
-  readonly #run: Execution
-  readonly #tools: () => RunToolDispatcher
+  readonly #running: Running
 
-  constructor (run: Execution, tools: () => RunToolDispatcher, emits: Pick<AgentRun, 'think' | 'say' | 'drain'>) {
-    this.think = emits.think
-    this.say = emits.say
-    this.drain = emits.drain
-    this.input = run.input
-    this.context = run.context
-    this.#run = run
-    this.#tools = tools
+  constructor (running: Running) {
+    const { emitter } = running
+    // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
+    this.think = (thought, explicitStep) => {
+      const step = running.step = explicitStep ?? running.step + 1
+      running.messageId = undefined
+      emitter.emit('agent_thinking', { thought: String(thought), step })
+    }
+    this.say = (delta) => {
+      const messageId = running.messageId ??= newId()
+      emitter.emit('agent_message', { messageId, delta: String(delta) })
+    }
+    this.drain = () => emitter.drained()
+    this.input = running.run.input
+    this.context = running.run.context
+    this.#running = running
     Object.freeze(this)
   }
 
   get signal (): AbortSignal {
-    return this.#run.stopper.signal
+    return this.#running.run.stopper.signal
   }
 
   get tools (): RunToolDispatcher {
-    return this.#tools()
+    return this.#running.dispatcher()
   }
 
   get log (): FastifyBaseLogger {
-    return this.#run.log()
-  }
-}
-
-/** The agent's promise; a throw before its first await (an agent that is not async) rejects it. */
-function startAgent (agent: Agent, api: AgentRun): Promise<unknown> {
-  try {
-    return Promise.resolve(agent(api))
-  } catch (err) {
-    // Passed on as thrown, as an async agent's rejection would be.
-    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-    return Promise.reject(err)
+    return this.#running.run.log()
   }
 }
 
 /**
- * Runs the agent to its outcome, closes the run's open tool calls (cancelled) and ends the run
- * with `run.finish`; resolves once that is done, and never rejects. The run's only async frame
- * while it lives: the engine's own steps before and after are plain calls.
+ * A run while its agent runs: the state think and say keep (the step, the message being said;
+ * RunApi's closures read and write it here), the dispatcher once asked for, and the run's end,
+ * reached once — by the agent's promise or by the stopper, whichever comes first. One object with
+ * methods, where an async function kept a suspended frame, the closures of a promise raced
+ * against the stop and a promise per await: a run in flight is what every scavenge during a
+ * storm of starts copies.
  */
-export async function execute (run: Execution): Promise<void> {
-  const { emitter, stopper } = run
-  let step = 0
-  let messageId: string | undefined
-  // The run's dispatcher is made when the agent first asks for it: many agents call no tool.
-  let tools: RunToolDispatcher | undefined
-  let ended = false
-  const dispatcher = (): RunToolDispatcher => {
-    if (tools !== undefined) return tools
-    const toolEvents = {
-      emit (type: 'tool_executing' | 'tool_progress' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_progress' | 'tool_completed'>): boolean {
-        // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
-        messageId = undefined
-        return emitter.emit(type, data)
-      }
-    } as ToolEventSink
-    tools = run.tools(toolEvents)
+class Running implements ToolEventSink, StopListener {
+  /** The last thought's step (think). */
+  step = 0
+  /** The message `say` adds to; a thought or a tool call ends it. */
+  messageId: string | undefined = undefined
+  tools: RunToolDispatcher | undefined = undefined
+  ended = false
+  readonly run: Execution
+  readonly emitter: RunEmitter
+  readonly deadline: Deadline
+
+  constructor (run: Execution) {
+    this.run = run
+    this.emitter = run.emitter
+    this.deadline = run.deadlines.add(run.stopper)
+  }
+
+  /** Where the dispatcher's events go (ToolEventSink). */
+  emit (type: 'tool_executing' | 'tool_progress' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_progress' | 'tool_completed'>): boolean {
+    // A tool call ends the message being said, as a thought does.
+    this.messageId = undefined
+    return this.emitter.emit(type, data)
+  }
+
+  /** The run's dispatcher, made when the agent first asks for it: many agents call no tool. */
+  dispatcher (): RunToolDispatcher {
+    if (this.tools !== undefined) return this.tools
+    this.tools = this.run.tools(this)
     // Asked for only after the run ended: it refuses every call, as the run's own would.
-    if (ended) tools.close()
-    return tools
+    if (this.ended) this.tools.close()
+    return this.tools
   }
-  const api = new RunApi(run, dispatcher, {
-    think (thought: string, explicitStep?: number): void {
-      step = explicitStep ?? step + 1
-      messageId = undefined
-      emitter.emit('agent_thinking', { thought: String(thought), step })
-    },
-    say (delta: string): void {
-      messageId ??= newId()
-      emitter.emit('agent_message', { messageId, delta: String(delta) })
-    },
-    drain (): Promise<void> {
-      return emitter.drained()
-    }
-  })
-  const deadline = run.deadlines.add(stopper)
-  let outcome: Outcome
+
+  /** The agent's promise settled with its output. */
+  completed (output: unknown): void {
+    this.end({ status: 'completed', output })
+  }
+
+  /** The agent's promise rejected (or the agent threw). */
+  failed (err: unknown): void {
+    if (this.ended) return
+    const error: ErrorInfo = err instanceof RunError
+      ? { code: err.code, message: err.message }
+      : { code: 'AGENT_FAILED', message: 'The agent failed' }
+    if (!(err instanceof RunError)) this.run.log().error({ err }, 'agent failed')
+    this.end({ status: 'failed', error })
+  }
+
+  /** Cancel, deadline or shutdown (StopListener): the run ends without waiting for the agent. */
+  stopped (): void {
+    const { reason } = this.run.stopper
+    if (reason !== undefined) this.end(stopOutcomes[reason])
+  }
+
+  end (outcome: Outcome): void {
+    if (this.ended) return
+    this.ended = true
+    this.run.deadlines.remove(this.deadline)
+    // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
+    this.tools?.close()
+    void this.run.finish(outcome)
+  }
+}
+
+/**
+ * Starts the agent of a run, unless the run was stopped already, and races it against the run's
+ * stop: the first to come ends the run with its outcome (open tool calls closed as cancelled,
+ * then `run.finish`, once). An agent that throws before its first await (one that is not async)
+ * fails the run as its rejection would.
+ */
+export function execute (run: Execution): void {
+  const running = new Running(run)
+  run.stopper.onStop(running)
+  if (running.ended) return
+  let result: unknown
   try {
-    // Whichever comes first: the agent's end or the run's stop (cancel, deadline, shutdown). One
-    // promise, settled by either, in place of Promise.race over two: a running run keeps fewer
-    // promises and reactions. The agent starts in a microtask, and not at all once stopped.
-    const result = await new Promise<unknown>((resolve, reject) => {
-      stopper.onStop(resolve as () => void)
-      queueMicrotask(() => {
-        if (stopper.reason === undefined) startAgent(run.agent, api).then(resolve, reject)
-      })
-    })
-    outcome = stopper.reason !== undefined ? stopOutcomes[stopper.reason] : { status: 'completed', output: result }
+    result = run.agent(new RunApi(running))
   } catch (err) {
-    if (stopper.reason !== undefined) {
-      outcome = stopOutcomes[stopper.reason]
-    } else {
-      const error: ErrorInfo = err instanceof RunError
-        ? { code: err.code, message: err.message }
-        : { code: 'AGENT_FAILED', message: 'The agent failed' }
-      if (!(err instanceof RunError)) run.log().error({ err }, 'agent failed')
-      outcome = { status: 'failed', error }
-    }
-  } finally {
-    run.deadlines.remove(deadline)
+    running.failed(err)
+    return
   }
-  // Open tool calls end (cancelled) before the terminal event, so every tool_executing is paired.
-  ended = true
-  tools?.close()
-  await run.finish(outcome)
+  Promise.resolve(result).then((output) => { running.completed(output) }, (err: unknown) => { running.failed(err) })
 }

@@ -336,7 +336,7 @@ async function runEngine (fastify: FastifyInstance, opts: RunEnginePluginOptions
       // start at the same instant, and agents that stream at a steady pace would stay in step,
       // their events reaching the sockets in bursts.
       const execution = new RunExecution(agent, context, input, emitter, runState.stopper)
-      process.nextTick(() => { void execute(execution) })
+      process.nextTick(() => { execute(execution) })
       return { runId, threadId, agent: name }
     },
 

@@ -27,10 +27,10 @@ t.test('a signal first asked for after the stop is already aborted, for the firs
   t.equal((stopper.signal.reason as RunError).code, 'CANCELLED')
 })
 
-t.test('onStop is called once, on the stop, whether it was registered before or after', async (t) => {
+t.test('the onStop listener is told once, on the stop, whether it was registered before or after', async (t) => {
   const early = new RunStopper()
   let calls = 0
-  early.onStop(() => { calls++ })
+  early.onStop({ stopped: () => { calls++ } })
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(calls, 0, 'not before the stop')
   early.stop('disconnected')
@@ -42,13 +42,13 @@ t.test('onStop is called once, on the stop, whether it was registered before or 
   const late = new RunStopper()
   late.stop('shutdown')
   let lateCalls = 0
-  late.onStop(() => { lateCalls++ })
+  late.onStop({ stopped: () => { lateCalls++ } })
   t.equal(lateCalls, 1, 'a stopper stopped before anyone asked calls at once')
 
   const replaced = new RunStopper()
   const heard: string[] = []
-  replaced.onStop(() => { heard.push('first') })
-  replaced.onStop(() => { heard.push('second') })
+  replaced.onStop({ stopped: () => { heard.push('first') } })
+  replaced.onStop({ stopped: () => { heard.push('second') } })
   replaced.stop('timeout')
   t.same(heard, ['second'], 'a later registration replaces an earlier one')
 })

@@ -29,16 +29,16 @@ const stuck = defineTool({
   execute: () => new Promise(() => {})
 })
 
-interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string, logLines?: string[] }
+interface EngineOptions { agents: Record<string, Agent>, tools?: Tool[], env?: Record<string, string>, defaultAgent?: string, logLines?: string[], prometheus?: boolean }
 
 /** The engine and its dependencies on a bare Fastify (optionally without the delivery path). */
-function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], withDelivery = true, logLines }: { env?: Record<string, string>, tools?: Tool[], withDelivery?: boolean, logLines?: string[] } = {}): FastifyInstance {
+function engineStack (t: Test, options: Record<string, unknown>, { env = {}, tools = [echo, stuck], withDelivery = true, logLines, prometheus = false }: { env?: Record<string, string>, tools?: Tool[], withDelivery?: boolean, logLines?: string[], prometheus?: boolean } = {}): FastifyInstance {
   const app = logLines === undefined
     ? Fastify()
     : Fastify({ logger: { level: 'info', stream: new Writable({ write (chunk: Buffer, _encoding, callback) { logLines.push(chunk.toString()); callback() } }) } })
   t.teardown(() => app.close())
   app.register(configPlugin, { env: { APP_ENV: 'test', JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '0', ...env } })
-  app.register(telemetry)
+  app.register(telemetry, { prometheus })
   app.register(authSecret)
   app.register(userContext)
   app.register(eventStore)
@@ -236,6 +236,53 @@ t.test('cancel ends the run with cancelled, open tool calls first; later cancels
   t.same(events.slice(-2).map((e) => [e.type, (e.data as { status?: string }).status]), [['tool_completed', 'cancelled'], ['agent_completed', 'cancelled']])
   t.equal(signal?.aborted, true, "the agent's signal fired")
   await t.rejects(app.runEngine.cancel(alice, runId), { code: 'AGW_ERR_RUN_ENDED' })
+})
+
+t.test('a run cancelled before its agent starts ends cancelled, and its agent is never called', async (t) => {
+  let calls = 0
+  const app = await engineApp(t, { agents: { counted: async () => { calls++; return 'ran' } } })
+  const { runId } = await app.runEngine.start(alice, { input: { message: 'x' } })
+  // The agent starts once this turn's continuations have run: the cancel is one of them.
+  await app.runEngine.cancel(alice, runId)
+  const events = await finished(app, runId)
+  t.same(runProblems(events), [])
+  t.same(events.map((e) => [e.type, (e.data as { status?: string }).status]), [['agent_started', undefined], ['agent_completed', 'cancelled']])
+  await sleep(20)
+  t.equal(calls, 0, 'the agent was never called')
+})
+
+t.test('the first end counts: a stop after the agent returned, or an agent settling after the stop, changes nothing', async (t) => {
+  let finishLate: ((value: string) => void) | undefined
+  const app = await engineApp(t, {
+    prometheus: true,
+    agents: {
+      quick: async () => 'done',
+      late: async (run) => {
+        run.think('working')
+        return await new Promise<string>((resolve) => { finishLate = resolve })
+      }
+    }
+  })
+  const quick = await app.runEngine.start(alice, { agent: 'quick', input: { message: 'x' } })
+  const quickEvents = await finished(app, quick.runId)
+  await t.rejects(app.runEngine.cancel(alice, quick.runId), { code: 'AGW_ERR_RUN_ENDED' })
+  t.match(quickEvents.at(-1), { type: 'agent_completed', data: { status: 'completed', output: 'done' } })
+
+  const late = await app.runEngine.start(alice, { agent: 'late', input: { message: 'x' } })
+  while ((await app.eventStore.read(late.runId, 0, 10)).length < 2) await sleep(2)
+  await app.runEngine.cancel(alice, late.runId)
+  await finished(app, late.runId)
+  finishLate?.('too late')
+  await sleep(20)
+  const events = (await app.eventStore.read(late.runId, 0, 100)).map((e) => JSON.parse(e.frame.toString()) as RunEvent)
+  t.same(runProblems(events), [])
+  t.same(events.map((e) => e.type), ['agent_started', 'agent_thinking', 'agent_completed'], 'one terminal event')
+  t.match(events.at(-1), { data: { status: 'cancelled' } })
+  const lookup = await app.eventStore.getRun(late.runId)
+  t.equal(lookup.state === 'found' ? lookup.meta.status : lookup.state, 'cancelled', 'the store agrees')
+  const ended = await app.metricsRegistry?.getSingleMetric('agw_runs_total')?.get()
+  t.same(ended?.values.map((v) => [v.labels.status, v.value]).sort(), [['cancelled', 1], ['completed', 1]], 'each run ended once: one completed, one cancelled')
+  t.equal(app.runEngine.activeRuns(), 0)
 })
 
 t.test("cancelling another user's run is indistinguishable from cancelling a missing one", async (t) => {
