@@ -113,7 +113,7 @@ class RunApi implements AgentRun {
   readonly #running: Running
 
   constructor (running: Running) {
-    const { emitter } = running
+    const { emitter } = running.run
     // Consecutive `say` deltas form one message; a thought or a tool call in between ends it.
     this.think = (thought, explicitStep) => {
       const step = running.step = explicitStep ?? running.step + 1
@@ -160,12 +160,10 @@ class Running implements ToolEventSink, StopListener {
   tools: RunToolDispatcher | undefined = undefined
   ended = false
   readonly run: Execution
-  readonly emitter: RunEmitter
   readonly deadline: Deadline
 
   constructor (run: Execution) {
     this.run = run
-    this.emitter = run.emitter
     this.deadline = run.deadlines.add(run.stopper)
   }
 
@@ -173,7 +171,7 @@ class Running implements ToolEventSink, StopListener {
   emit (type: 'tool_executing' | 'tool_progress' | 'tool_completed', data: RunEventData<'tool_executing' | 'tool_progress' | 'tool_completed'>): boolean {
     // A tool call ends the message being said, as a thought does.
     this.messageId = undefined
-    return this.emitter.emit(type, data)
+    return this.run.emitter.emit(type, data)
   }
 
   /** The run's dispatcher, made when the agent first asks for it: many agents call no tool. */
