@@ -30,13 +30,21 @@ export interface MemoryStoreOptions {
 
 /**
  * What the store keeps of one owner, in one place: the runs running, the bytes of history held,
- * the finished runs in the order they ended (for evicting an owner's oldest first). A run holds
- * its owner's account, so an event's bookkeeping is a field update, not a lookup.
+ * the finished runs in the order they ended (for evicting an owner's oldest first), the latest
+ * run on each of its threads. A run holds its owner's account, so an event's bookkeeping is a
+ * field update, not a lookup.
  */
 interface OwnerAccount {
   active: number
   bytes: number
   readonly ended: MemoryRun[]
+  /**
+   * The latest run on each thread, by thread id: a run held by the store (a forgotten run leaves
+   * it). Not one map for all owners keyed by thread and owner together: that key was a string
+   * built, then hashed, at each run's start and again when it was forgotten, and its lookups
+   * went to a map of every thread the store holds.
+   */
+  readonly threads: Map<string, MemoryRun>
 }
 
 /** How a run's appends reach its store: one function per store, shared by its runs. */
@@ -141,9 +149,6 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   const tombstones = new Map<string, Tombstone>()
   // The same tombstones in the order they were made, which is the order they expire in.
   const tombstoneOrder = new Fifo<Tombstone>()
-  /** Each owner's latest run on each thread, by threadKey. */
-  const threadRuns = new Map<string, string>()
-  const threadKey = (ownerId: string, threadId: string): string => `${threadId}\n${ownerId}`
   let closed = false
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
   const maxBytesPerOwner = options.maxBytesPerOwner ?? Number.POSITIVE_INFINITY
@@ -154,7 +159,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
   function accountOf (ownerId: string): OwnerAccount {
     let account = owners.get(ownerId)
     if (account === undefined) {
-      account = { active: 0, bytes: 0, ended: [] }
+      account = { active: 0, bytes: 0, ended: [], threads: new Map() }
       owners.set(ownerId, account)
     }
     return account
@@ -162,7 +167,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
 
   /** Forgets an owner that has nothing left here. */
   function settle (ownerId: string, account: OwnerAccount): void {
-    if (account.active === 0 && account.bytes <= 0 && account.ended.length === 0 && owners.get(ownerId) === account) owners.delete(ownerId)
+    if (account.active === 0 && account.bytes <= 0 && account.ended.length === 0 && account.threads.size === 0 && owners.get(ownerId) === account) owners.delete(ownerId)
   }
 
   /** The run's metadata, as a new object the caller may keep. */
@@ -176,8 +181,8 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
 
   function forget (run: MemoryRun, t: number): void {
     runs.delete(run.runId)
-    const thread = threadKey(run.ownerId, run.threadId)
-    if (threadRuns.get(thread) === run.runId) threadRuns.delete(thread)
+    const { owner } = run
+    if (owner.threads.get(run.threadId) === run) owner.threads.delete(run.threadId)
     run.listeners = NO_LISTENERS
     run.notify = ignore
     const tombstone = { runId: run.runId, ownerId: run.ownerId, at: t }
@@ -185,7 +190,6 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     tombstoneOrder.push(tombstone)
     run.release()
     totalBytes -= run.bytes
-    const { owner } = run
     owner.bytes -= run.bytes
     // Runs end, and are forgotten, in the same order (one TTL; eviction takes the oldest first).
     if (owner.ended[0] === run) owner.ended.shift()
@@ -266,17 +270,18 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
     async createRun (newRun: NewRun, limits: CreateLimits): Promise<CreateResult> {
       sweep()
       if (runs.has(newRun.runId) || tombstones.has(newRun.runId)) throw new Error(`run ${newRun.runId} already exists`)
-      const thread = threadKey(newRun.ownerId, newRun.threadId)
-      const latest = threadRuns.get(thread)
-      if (limits.exclusiveThread === true && latest !== undefined && runs.get(latest)?.status === 'running') return { created: false, busyRunId: latest }
       const owner = owners.get(newRun.ownerId)
+      if (limits.exclusiveThread === true) {
+        const latest = owner?.threads.get(newRun.threadId)
+        if (latest?.status === 'running') return { created: false, busyRunId: latest.runId }
+      }
       const active = owner?.active ?? 0
       if (active >= limits.maxActivePerOwner) return { created: false, active }
       const account = owner ?? accountOf(newRun.ownerId)
       account.active++
-      threadRuns.set(thread, newRun.runId)
       const run = new MemoryRun(newRun.runId, newRun.threadId, newRun.agent, newRun.ownerId, eventTimestamp(now()), account, appendTo, logMemory)
       runs.set(newRun.runId, run)
+      account.threads.set(newRun.threadId, run)
       return { created: true, meta: metaOf(run) }
     },
 
@@ -290,7 +295,7 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
 
     async threadRun (ownerId: string, threadId: string): Promise<RunMeta | undefined> {
       sweep()
-      const run = runs.get(threadRuns.get(threadKey(ownerId, threadId)) ?? '')
+      const run = owners.get(ownerId)?.threads.get(threadId)
       return run === undefined ? undefined : metaOf(run)
     },
 

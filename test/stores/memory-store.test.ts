@@ -254,3 +254,62 @@ t.test('run metadata: fields by status, and each lookup a new object', async (t)
   t.match(await store.getRun('r'), { meta: { status: 'cancelled' } }, "a caller's change to its copy changes nothing in the store")
   t.match(await store.threadRun('alice', 'th'), { runId: 'r', status: 'cancelled', lastSeq: 1 })
 })
+
+t.test('a thread\'s latest run outlives the expiry and eviction of the runs before it, whoever else uses the thread id', async (t) => {
+  let now = 1_000_000
+  // Room for two of the runs below (each logs one event of about 1 KB), not three.
+  const store = createMemoryStore({ historyTtlMs: 1000, now: () => now, maxBytesPerOwner: 2500 })
+  t.teardown(() => store.close())
+  const thought = JSON.stringify({ thought: 'x'.repeat(900), step: 1 })
+  const start = async (runId: string, threadId: string, ownerId = 'alice'): Promise<void> => {
+    await store.createRun({ runId, threadId, agent: 'demo', ownerId }, { maxActivePerOwner: 10 })
+    await store.append(runId, 'agent_thinking', thought)
+  }
+  await start('first', 'chat')
+  await store.endRun('first', 'completed')
+  await start('dave-1', 'solo', 'dave')
+  await store.endRun('dave-1', 'completed')
+  // Thread ids are the clients' own: another owner may use the same one.
+  await start('bob-1', 'chat', 'bob')
+  now += 600
+  await start('second', 'chat')
+  await start('dave-2', 'solo', 'dave')
+  t.match(await store.threadRun('alice', 'chat'), { runId: 'second', status: 'running' })
+  t.match(await store.threadRun('bob', 'chat'), { runId: 'bob-1', status: 'running' }, 'each owner has its own latest run on the thread')
+  await store.endRun('bob-1', 'completed')
+  now += 600
+  t.same(await store.getRun('first'), { state: 'expired', ownerId: 'alice' }, 'the first run\'s history expired')
+  t.match(await store.threadRun('alice', 'chat'), { runId: 'second', status: 'running' }, 'its expiry left the thread\'s latest run in place')
+  t.same(await store.getRun('dave-1'), { state: 'expired', ownerId: 'dave' })
+  t.match(await store.threadRun('dave', 'solo'), { runId: 'dave-2', status: 'running' }, 'on a thread of one owner too')
+  await store.endRun('second', 'completed')
+  await start('third', 'chat')
+  await store.endRun('third', 'failed')
+  // Past the owner's bound, its oldest finished run goes first: the thread's latest stays.
+  await start('another', 'other')
+  await store.endRun('another', 'completed')
+  t.same(await store.getRun('second'), { state: 'expired', ownerId: 'alice' }, 'evicted over the owner\'s bound')
+  t.match(await store.threadRun('alice', 'chat'), { runId: 'third', status: 'failed' }, 'the eviction left the thread\'s latest run in place')
+  t.equal(await store.threadRun('carol', 'chat'), undefined, 'an owner without runs on the thread has none')
+  now += 500
+  t.same(await store.getRun('bob-1'), { state: 'expired', ownerId: 'bob' })
+  t.equal(await store.threadRun('bob', 'chat'), undefined, 'gone once its history expired')
+  t.match(await store.threadRun('alice', 'chat'), { runId: 'third', status: 'failed' }, 'another owner\'s expiry on the same thread id left this one\'s in place')
+  now += 500
+  t.equal(await store.threadRun('alice', 'chat'), undefined, 'gone once its own history expired')
+  t.equal(await store.threadRun('alice', 'other'), undefined)
+  await start('again', 'chat')
+  t.match(await store.threadRun('alice', 'chat'), { runId: 'again', status: 'running' }, 'a thread whose runs were all forgotten starts afresh')
+  t.same(
+    await store.createRun({ runId: 'busy', threadId: 'chat', agent: 'demo', ownerId: 'alice' }, { maxActivePerOwner: 10, exclusiveThread: true }),
+    { created: false, busyRunId: 'again' },
+    'and is exclusive again'
+  )
+  t.match(
+    await store.createRun({ runId: 'bob-2', threadId: 'chat', agent: 'demo', ownerId: 'bob' }, { maxActivePerOwner: 10, exclusiveThread: true }),
+    { created: true },
+    'for its owner only'
+  )
+  t.match(await store.threadRun('alice', 'chat'), { runId: 'again' })
+  t.match(await store.threadRun('bob', 'chat'), { runId: 'bob-2' })
+})
