@@ -30,11 +30,17 @@ const SPARSE = 32
 const CHUNK_SHIFT = 2 ** 32
 
 const NO_HEAD = Buffer.alloc(0)
+/** The chunks of a log that has none yet: replaced, never grown (frozen, so a push would throw). */
+const NO_CHUNKS = Object.freeze([]) as unknown as Buffer[]
 
 export class FrameLog {
   /** The run's frame head as bytes (frameHeadBytes), until the log is sealed. */
   #head: Buffer
-  readonly #chunks: Buffer[] = []
+  /**
+   * Made with its first chunk, holding exactly it: an array grown by push from empty reserves
+   * room for 17, and most logs (a short run's) never have a second chunk.
+   */
+  #chunks: Buffer[] = NO_CHUNKS
   /** The last chunk (the one appended to), kept apart so that an append does not look it up. */
   #chunk: Buffer | undefined
   /** Bytes used in the last chunk. */
@@ -80,7 +86,8 @@ export class FrameLog {
         // The first chunk, while the run is live, comes from Node's shared pool (a slice, no
         // allocation of its own); `seal` copies it out, so no finished run keeps a pool.
         chunk = size === FIRST_CHUNK ? Buffer.allocUnsafe(size) : this.#memory.chunk(size)
-        this.#chunks.push(chunk)
+        if (this.#chunks === NO_CHUNKS) this.#chunks = [chunk]
+        else this.#chunks.push(chunk)
         this.#chunk = chunk
         this.#used = 0
       }

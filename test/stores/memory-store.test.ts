@@ -118,6 +118,28 @@ t.test('the log keeps its events off the JS heap: under 2 bytes of heap per even
   t.equal(logs.reduce((sum, log) => sum + log.length, 0), EVENTS)
 })
 
+t.test('a sealed short log keeps a few hundred bytes of heap, its frames off it', async (t) => {
+  const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
+  const LOGS = 20_000
+  const head = frameHeadBytes('run', 'thread')
+  const logs: FrameLog[] = []
+  const before = heap()
+  for (let i = 0; i < LOGS; i++) {
+    const log = new FrameLog(head, memory)
+    log.append('agent_started', '{"agent":"demo","input":{"message":"go"}}', 1_700_000_000_000 + i)
+    log.append('agent_thinking', '{"thought":"step 1","step":1}', 1_700_000_000_001 + i)
+    log.append('agent_completed', '{"status":"completed"}', 1_700_000_000_002 + i)
+    log.seal()
+    logs.push(log)
+  }
+  const perLog = (heap() - before) / LOGS
+  // Measured: about 280 (the log, its one-chunk array, the view of its bytes in a shared slab,
+  // its place in the array above); about 410 when the array of chunks was grown by push, which
+  // reserves room for 17.
+  t.ok(perLog < 320, `${perLog.toFixed(0)} bytes of heap per sealed log of three events`)
+  t.equal(logs.length, LOGS)
+})
+
 t.test('sealed short logs are packed into shared slabs, holding nothing of Node\'s buffer pool', async (t) => {
   const logs: Array<{ log: FrameLog, frames: string[] }> = []
   // The pools Node handed out slices of while the logs were live: a live log's first chunk is
