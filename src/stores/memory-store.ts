@@ -57,7 +57,7 @@ type StoreAppend = (run: MemoryRun, type: RunEventType, dataJson: string) => Sto
 // object an append reaches is a likely cache miss, so the run is not spread over several.
 class MemoryRun extends FrameLog implements RunAppender, NewRun {
   status: RunStatus = 'running'
-  endedAt: string | undefined = undefined
+  /** When it ended (epoch ms; 0 while running). Its timestamp is made when metadata is asked for: a finished run keeps no string for it. */
   endedAtMs = 0
   bytes = 0
   /** Evicted before its TTL: already gone from `runs`, skipped where the queues still hold it. */
@@ -172,11 +172,11 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
 
   /** The run's metadata, as a new object the caller may keep. */
   function metaOf (run: MemoryRun): RunMeta {
-    const { runId, threadId, agent, ownerId, status, createdAt, endedAt } = run
+    const { runId, threadId, agent, ownerId, status, createdAt } = run
     const lastSeq = run.length
-    return endedAt === undefined
+    return status === 'running'
       ? { runId, threadId, agent, ownerId, node: nodeId, status, createdAt, lastSeq }
-      : { runId, threadId, agent, ownerId, node: nodeId, status, createdAt, endedAt, lastSeq }
+      : { runId, threadId, agent, ownerId, node: nodeId, status, createdAt, endedAt: eventTimestamp(run.endedAtMs), lastSeq }
   }
 
   function forget (run: MemoryRun, t: number): void {
@@ -324,7 +324,6 @@ export function createMemoryStore (options: MemoryStoreOptions): EventStore {
       const run = live(runId)
       const t = now()
       run.status = status
-      run.endedAt = eventTimestamp(t)
       run.endedAtMs = t
       run.seal()
       ended.push(run)
