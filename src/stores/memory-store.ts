@@ -57,7 +57,10 @@ type StoreAppend = (run: MemoryRun, type: RunEventType, dataJson: string) => Sto
 // object an append reaches is a likely cache miss, so the run is not spread over several.
 class MemoryRun extends FrameLog implements RunAppender, NewRun {
   status: RunStatus = 'running'
-  /** When it ended (epoch ms; 0 while running). Its timestamp is made when metadata is asked for: a finished run keeps no string for it. */
+  /**
+   * When it ended (epoch ms; 0 while running). Its timestamp is made when metadata is asked
+   * for: a finished run keeps no string for it.
+   */
   endedAtMs = 0
   bytes = 0
   /** Evicted before its TTL: already gone from `runs`, skipped where the queues still hold it. */
