@@ -311,8 +311,8 @@ async function closeWindow (checker: Checker, window: Window): Promise<Record<st
 
 /**
  * The collector's pauses on the server's main thread over the window: their sum per event (µs,
- * part of the server's CPU per event), the longest (ms), and the counts. None from a build
- * before they were reported.
+ * part of the server's CPU per event), the longest (ms), and the counts; and the bytes the
+ * scavenges found alive, per event. None from a build before they were reported.
  */
 function gcPauses (pauses: GcPauses | undefined, delivered: number): Record<string, number> {
   if (pauses === undefined) return {}
@@ -323,7 +323,8 @@ function gcPauses (pauses: GcPauses | undefined, delivered: number): Record<stri
     scavengePauseMs: pauses.scavengeMs,
     otherGcPauses: pauses.otherPauses,
     otherGcPauseMs: pauses.otherMs,
-    fullCollections: pauses.fullCollections
+    fullCollections: pauses.fullCollections,
+    ...(pauses.scavengeKeptBytes === undefined ? {} : { scavengeKeptBytes: pauses.scavengeKeptBytes, scavengeKeptBPerEvent: pauses.scavengeKeptBytes / delivered })
   }
 }
 
@@ -481,7 +482,10 @@ async function start (config: LoadConfig, spec: Extract<WorkloadSpec, { kind: 's
     const runs = checker.accepted.length
     // A run's whole cost, its start and end with its events: the window's server CPU over its runs.
     const cpuUsPerRun = runs === 0 ? Number.NaN : (measured.serverCpuUs ?? Number.NaN) / runs
-    return { ...measured, cpuUsPerRun, runsStarted: runs, warmupRuns, wallMs: performance.now() - began }
+    // What the window's scavenges found alive, over its runs: a start's objects in flight.
+    const kept = measured.scavengeKeptBytes
+    const perRun: Record<string, number> = kept === undefined ? {} : { scavengeKeptBPerRun: runs === 0 ? Number.NaN : kept / runs }
+    return { ...measured, cpuUsPerRun, ...perRun, runsStarted: runs, warmupRuns, wallMs: performance.now() - began }
   } finally {
     closeAll(conns)
   }

@@ -84,10 +84,12 @@ const BYTES: Metric = { key: 'bytesPerEvent', label: 'bytes/event on the wire', 
 // receiving side's network stack and may have to wake the reader.
 const SYSTEM_CPU: Metric = { key: 'systemCpuUsPerEvent', label: '… of it in the kernel', format: fixed(2) }
 // The collector's pauses on the server's main thread (Node's gc performance entries), a part of
-// its CPU per event; the longest pause of the window holds every socket for its length.
+// its CPU per event; the longest pause of the window holds every socket for its length. What the
+// scavenges found alive (copied or promoted) is their work: a scavenge's pause grows with it.
 const GC_PAUSES: readonly Metric[] = [
   { key: 'gcPauseUsPerEvent', label: '… GC pauses µs/event', format: fixed(2) },
-  { key: 'gcPauseMaxMs', label: 'longest GC pause ms', format: fixed(1) }
+  { key: 'gcPauseMaxMs', label: 'longest GC pause ms', format: fixed(1) },
+  { key: 'scavengeKeptBPerEvent', label: '… GC survivors B/event', format: fixed(0) }
 ]
 const REDIS_CPU: Metric = { key: 'redisCpuUsPerEvent', label: 'redis-server CPU µs/ev', format: fixed(2) }
 /** V8's young generation with the connections open: a fixed share of RSS that grows to a limit per Node version. */
@@ -131,7 +133,8 @@ const METRICS: Readonly<Record<WorkloadSpec['kind'], readonly Metric[]>> = {
     { key: 'cpuUsPerEvent', label: 'server CPU µs/event', format: fixed(2) },
     SYSTEM_CPU,
     ...GC_PAUSES,
-    { key: 'cpuUsPerRun', label: 'server CPU µs/run', format: fixed(1) }
+    { key: 'cpuUsPerRun', label: 'server CPU µs/run', format: fixed(1) },
+    { key: 'scavengeKeptBPerRun', label: 'GC survivors B/run', format: fixed(0) }
   ],
   scale: [
     { key: 'handshakesPerSec', label: 'handshakes/s', format: count },
@@ -616,7 +619,7 @@ function checkTargets (summary: Summary): TargetCheck[] {
 }
 
 /** The figures compared round by round against a baseline build, where a workload reports them. */
-const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'gcPauseUsPerEvent', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'connectedRssMiB', 'replayMs', 'retainedPerEvent']
+const PAIRED_KEYS = ['cpuUsPerEvent', 'cpuUsPerRun', 'gcPauseUsPerEvent', 'scavengeKeptBPerRun', 'eventsPerSec', 'p50Ms', 'p99Ms', 'acceptedP50Ms', 'rssPerConnection', 'heapPerConnection', 'connectedRssMiB', 'replayMs', 'retainedPerEvent']
 
 type Paired = Record<string, Record<string, PairedRatio>>
 

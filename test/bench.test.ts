@@ -162,6 +162,9 @@ t.test('npm run bench -- --quick: every round of every target delivers every eve
     // The window's events, as its CPU per event counts them.
     const events = (round.metrics?.serverCpuUs ?? Number.NaN) / (round.metrics?.cpuUsPerEvent ?? Number.NaN)
     t.ok(Math.abs(gcPauseUsPerEvent * events - (scavengePauseMs + otherGcPauseMs) * 1000) <= 1e-6 * Math.max(1, gcPauseUsPerEvent * events), `${round.workload} / ${round.target}: pauses per event are their sum over the window's events`)
+    const { scavengeKeptBytes = Number.NaN, scavengeKeptBPerEvent = Number.NaN } = round.metrics ?? {}
+    t.ok(scavengeKeptBytes >= 0 && (scavenges > 0 || scavengeKeptBytes === 0), `${round.workload} / ${round.target}: what the scavenges kept counted, and only if there were any`)
+    t.ok(Math.abs(scavengeKeptBPerEvent * events - scavengeKeptBytes) <= 1e-6 * Math.max(1, scavengeKeptBytes), `${round.workload} / ${round.target}: kept per event is the window's over its events`)
   }
   for (const round of report.results.filter((r) => r.workload === 'idle')) {
     t.ok((round.metrics?.youngGenerationMiB ?? 0) > 0, `idle / ${round.target}: the server's young generation measured`)
@@ -339,7 +342,25 @@ t.test('a window\'s GC pauses: only the collections made while it is open, count
   gc({ type: 'minor', execution: 'sync' })
   await nextTurn()
   counter.start()
-  t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, fullCollections: 0, maxPauseMs: 0 }, 'a window opened after a collection, and closed before the next, counts none')
+  t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, fullCollections: 0, maxPauseMs: 0, scavengeKeptBytes: 0 }, 'a window opened after a collection, and closed before the next, counts none')
+})
+
+t.test('a window counts the bytes its scavenges found alive, and only theirs', async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as (options?: { type: 'minor', execution: 'sync' }) => void
+  const counter = new GcPauseCounter()
+  t.teardown(() => { counter.close() })
+  // Objects made just after a scavenge (so that the young generation has room for them all)
+  // and alive at the window's: it moves them all. Each is at least 40 bytes (its header and two
+  // fields).
+  gc({ type: 'minor', execution: 'sync' })
+  const alive = Array.from({ length: 2_000 }, (_, i) => ({ i, text: `object ${i}` }))
+  counter.start()
+  gc({ type: 'minor', execution: 'sync' })
+  const kept = counter.stop().scavengeKeptBytes ?? 0
+  t.ok(kept >= alive.length * 40, `the window's scavenge moved what was alive: ${kept} bytes`)
+  counter.start()
+  t.equal(counter.stop().scavengeKeptBytes, 0, 'a window without a scavenge counts none')
 })
 
 t.test('bench:engine --survivors profiles again a round a full collection ran in, up to five times', async (t) => {
