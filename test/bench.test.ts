@@ -9,8 +9,6 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { build } from 'esbuild'
 import { CORRECTNESS_KEYS } from '../bench/shared/ipc.js'
@@ -21,6 +19,7 @@ import { GcPauseCounter } from '../bench/shared/gc-pauses.js'
 import { allocationOf } from '../bench/engine.js'
 import { pairedRatio } from '../bench/shared/stats.js'
 import { REDIS_URL, redisSkip } from './redis.js'
+import { gc, scavenge } from './gc.js'
 import { withRedis } from '../scripts/redis-keys.js'
 import { clusterSkip } from './redis-cluster.js'
 
@@ -319,18 +318,15 @@ t.test('a measured window begins in the state the warm-up left: only memory read
 })
 
 t.test('a window\'s GC pauses: only the collections made while it is open, counted by kind', async (t) => {
-  setFlagsFromString('--expose-gc')
-  // gc() is a full collection; with { type: 'minor' }, a scavenge.
-  const gc = runInNewContext('gc') as (options?: { type: 'minor', execution: 'sync' }) => void
   const counter = new GcPauseCounter()
   t.teardown(() => { counter.close() })
   // Node hands a collection's entry to observers in the check phase after it: this one, made just
   // before the window opens, arrives once it is open, and is told apart by its time.
-  gc({ type: 'minor', execution: 'sync' })
+  scavenge()
   counter.start()
   await nextTurn()
   await nextTurn()
-  gc({ type: 'minor', execution: 'sync' })
+  scavenge()
   gc()
   await nextTurn()
   const pauses = counter.stop()
@@ -339,24 +335,22 @@ t.test('a window\'s GC pauses: only the collections made while it is open, count
   t.equal(pauses.fullCollections, 1, 'and counted as one')
   t.ok(pauses.scavengeMs > 0 && pauses.otherMs > 0, 'each with its pause')
   t.equal(pauses.maxPauseMs, Math.max(pauses.scavengeMs, pauses.otherMs), 'the longest pause is one of them')
-  gc({ type: 'minor', execution: 'sync' })
+  scavenge()
   await nextTurn()
   counter.start()
   t.same(counter.stop(), { scavenges: 0, scavengeMs: 0, otherPauses: 0, otherMs: 0, fullCollections: 0, maxPauseMs: 0, scavengeKeptBytes: 0 }, 'a window opened after a collection, and closed before the next, counts none')
 })
 
 t.test('a window counts the bytes its scavenges found alive, and only theirs', async (t) => {
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as (options?: { type: 'minor', execution: 'sync' }) => void
   const counter = new GcPauseCounter()
   t.teardown(() => { counter.close() })
   // Objects made just after a scavenge (so that the young generation has room for them all)
   // and alive at the window's: it moves them all. Each is at least 40 bytes (its header and two
   // fields).
-  gc({ type: 'minor', execution: 'sync' })
+  scavenge()
   const alive = Array.from({ length: 2_000 }, (_, i) => ({ i, text: `object ${i}` }))
   counter.start()
-  gc({ type: 'minor', execution: 'sync' })
+  scavenge()
   const kept = counter.stop().scavengeKeptBytes ?? 0
   t.ok(kept >= alive.length * 40, `the window's scavenge moved what was alive: ${kept} bytes`)
   counter.start()
@@ -364,8 +358,6 @@ t.test('a window counts the bytes its scavenges found alive, and only theirs', a
 })
 
 t.test('bench:engine --survivors profiles again a round a full collection ran in, up to five times', async (t) => {
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
   // A full collection collects young garbage too, which the profile would keep as surviving.
   let calls = 0
   const collecting = async (): Promise<number> => {

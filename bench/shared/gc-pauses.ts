@@ -48,7 +48,7 @@ const YOUNG_SPACES = new Set(['new_space', 'new_large_object_space'])
  * What one scavenge found alive: what the young generation holds after it (it was emptied but
  * for the survivors) and what every other space gained in it (what it promoted).
  */
-export function keptByScavenge (gc: ProfiledGc): number {
+function keptByScavenge (gc: ProfiledGc): number {
   const before = new Map(gc.beforeGC.heapSpaceStatistics.map((space) => [space.spaceName, space.spaceUsedSize]))
   let kept = 0
   for (const space of gc.afterGC.heapSpaceStatistics) {
